@@ -1,0 +1,115 @@
+"""The OCI bundle: ``config.json`` (runtime-spec 1.0) plus the container's root filesystem.
+
+The container joins the holder's namespaces by path and gets its own mount and PID namespaces
+from the runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._atomic import write_json
+from ._errors import CarrierError
+from ._sandbox import Holder, IdRange
+from ._state import Spec
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]  # Docker's default set
+
+
+def _ids(ranges: list[IdRange]) -> list[dict[str, int]]:
+    return [{"containerID": r.container, "hostID": r.host, "size": r.size} for r in ranges]
+
+
+def _user(user: str, rootfs: Path) -> dict[str, Any]:
+    """Resolve ``uid[:gid]`` or a name from the image's /etc/passwd and /etc/group."""
+    name, _, group = user.partition(":")
+
+    def lookup(db: str, key: str) -> tuple[int, int | None]:
+        if key.isdigit():
+            return int(key), None
+        try:
+            for line in (rootfs / "etc" / db).read_text().splitlines():
+                f = line.split(":")
+                if len(f) > 3 and f[0] == key:
+                    return int(f[2]), int(f[3]) if db == "passwd" else None
+        except (OSError, ValueError):
+            pass
+        raise CarrierError(f"unable to find user {key}: no matching entries in {db} file")
+
+    uid, primary = lookup("passwd", name or "0")
+    gid = lookup("group", group)[0] if group else (primary or 0)
+    return {"uid": uid, "gid": gid}
+
+
+def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = False) -> None:
+    """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces."""
+    rootfs = bundle / "rootfs"
+    env = list(spec.env)
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, DEFAULT_PATH)
+    if not any(e.startswith("HOSTNAME=") for e in env):
+        env.append(f"HOSTNAME={spec.hostname}")
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "mount"}]
+    namespaces += [{"type": t, "path": holder.ns_path(n)} for t, n in (("uts", "uts"), ("ipc", "ipc"))]
+    if holder.netns:
+        namespaces.append({"type": "network", "path": holder.ns_path("net")})
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+            "/proc/scsi",
+        ],
+        "readonlyPaths": [
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+        ],
+    }
+    if holder.userns:
+        namespaces.append({"type": "user", "path": holder.ns_path("user")})
+        linux["uidMappings"] = _ids(holder.uid_map)
+        linux["gidMappings"] = _ids(holder.gid_map)
+    # sysfs may only be mounted by the owner of the network namespace; with the host's network
+    # a user namespace cannot, so bind the host's /sys read-only instead.
+    sys_mount: dict[str, Any] = (
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]}
+        if holder.netns or not holder.userns else
+        {"destination": "/sys", "type": "none", "source": "/sys",
+         "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    )
+    pts_opts = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+    if not holder.userns or any(r.container <= 5 < r.container + r.size for r in holder.gid_map[1:]):
+        pts_opts.append("gid=5")
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": terminal,
+            "user": _user(spec.user, rootfs),
+            "args": spec.args,
+            "env": env,
+            "cwd": spec.cwd or "/",
+            "capabilities": {k: _CAPS for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": spec.hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts_opts},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            sys_mount,
+        ],
+        "linux": linux,
+    }
+    write_json(bundle / "config.json", config)

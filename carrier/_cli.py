@@ -1,0 +1,200 @@
+"""The ``carrier`` command line, spelled as Docker and Podman spell it.
+
+Every failure of Carrier or of its input is one line on stderr and exit code 125.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+from cyclopts import App, CycloptsError, Parameter
+
+from . import _commands as cc
+from ._errors import CarrierError
+from ._logging import configure
+
+app = App(
+    name="carrier",
+    help="Rootless Linux containers, run and supervised from Python.",
+    exit_on_error=False,
+    print_error=False,
+    help_on_error=False,
+    result_action="return_value",
+    help_flags=["--help"],
+)
+
+
+@app.meta.default
+def _meta(
+    *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
+    root: Annotated[Path | None, Parameter(help="Carrier root (default: $CARRIER_ROOT or ~/.local/share/carrier).")] = None,
+    log_level: Literal["debug", "info", "warning", "error"] = "warning",
+    log_format: Literal["auto", "console", "json"] = "auto",
+) -> Any:
+    configure(log_level, log_format)
+    if root is not None:
+        os.environ["CARRIER_ROOT"] = str(root.absolute())
+    return app(_split_run(list(tokens)))
+
+
+@app.command
+def run(
+    image: str,
+    *command: str,
+    rm: bool = False,
+    detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
+    interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
+    name: str | None = None,
+    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
+    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
+    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+    hostname: Annotated[str | None, Parameter(name=["-h", "--hostname"])] = None,
+    entrypoint: str | None = None,
+    runtime: str = "runc",
+    stop_timeout: float = 10.0,
+) -> int:
+    """Run a command in a new container.
+
+    Parameters
+    ----------
+    image: str
+        Image name, id or id prefix.
+    command: str
+        The command and its arguments (default: the image's).
+    rm: bool
+        Remove the container when it exits.
+    detach: bool
+        Run in the background and print the container id.
+    interactive: bool
+        Pass standard input to the container.
+    name: str | None
+        Name the container (default: its short id).
+    env: list[str] | None
+        Set an environment variable, KEY=VALUE (repeatable).
+    workdir: str | None
+        Working directory inside the container.
+    user: str | None
+        User (name or uid[:gid]) to run as inside the container.
+    hostname: str | None
+        Container hostname (default: its name).
+    entrypoint: str | None
+        Replace the image's entrypoint.
+    runtime: str
+        OCI runtime: runc, crun or a path.
+    stop_timeout: float
+        Seconds between SIGTERM and SIGKILL on stop.
+    """
+    return cc.run(
+        image, list(command), rm=rm, detach=detach, interactive=interactive, name=name,
+        env=env or [], workdir=workdir, user=user, hostname=hostname,
+        entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
+        stop_timeout=stop_timeout,
+    )
+
+
+@app.command
+def ps(
+    all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,  # noqa: A002 - Docker's flag
+    format: Literal["table", "json"] = "table",  # noqa: A002 - Docker's flag
+) -> int:
+    """List containers (running ones, or all with -a)."""
+    return cc.ps(all_=all, fmt=format)
+
+
+@app.command
+def stop(
+    *containers: str,
+    time: Annotated[float | None, Parameter(name=["-t", "--time"])] = None,
+) -> int:
+    """Stop containers: SIGTERM, then SIGKILL after the timeout (-t seconds)."""
+    return cc.stop(list(containers), time)
+
+
+@app.command
+def rm(
+    *containers: str,
+    force: Annotated[bool, Parameter(name=["-f", "--force"])] = False,
+) -> int:
+    """Remove containers (-f also kills running ones)."""
+    return cc.rm(list(containers), force)
+
+
+@app.command
+def logs(container: str) -> int:
+    """Print the output of a detached container."""
+    return cc.logs(container)
+
+
+@app.command
+def info(container: str) -> int:
+    """Show everything Carrier knows about a container, as JSON."""
+    return cc.info(container)
+
+
+@app.command
+def images(format: Literal["table", "json"] = "table") -> int:  # noqa: A002 - Docker's flag
+    """List images."""
+    return cc.images(format)
+
+
+@app.command(name="import")
+def import_(tarball: Path, reference: str) -> int:
+    """Import a root filesystem tarball as image REFERENCE (NAME[:TAG])."""
+    return cc.import_(tarball, reference)
+
+
+def _flag_names(func: Any) -> set[str]:
+    """The option names of *func* that take no value (its ``bool`` parameters)."""
+    names: set[str] = set()
+    hints = get_type_hints(func, include_extras=True)
+    for pname, param in inspect.signature(func).parameters.items():
+        hint = hints.get(pname)
+        base, meta = (get_args(hint)[0], get_args(hint)[1:]) if get_origin(hint) is Annotated else (hint, ())
+        if base is not bool:
+            continue
+        spelled = [n for m in meta if isinstance(m, Parameter) for n in (m.name or ())]
+        long = "--" + pname.replace("_", "-")
+        names.update(spelled or [long])
+        names.update({long, "--no-" + long[2:]})
+    return names
+
+
+_RUN_FLAGS = _flag_names(run)
+
+
+def _split_run(tokens: list[str]) -> list[str]:
+    """Put ``--`` after the image of ``run``, so that the command's own options stay its own."""
+    if not tokens or tokens[0] != "run" or "--" in tokens:
+        return tokens
+    i = 1
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok in ("-h", "--help") and i == 1:
+            return tokens
+        if not tok.startswith("-") or tok == "-":
+            return [*tokens[: i + 1], "--", *tokens[i + 1 :]]
+        if tok not in _RUN_FLAGS and "=" not in tok:
+            i += 1  # the option's value
+        i += 1
+    return tokens
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``carrier`` console script."""
+    try:
+        code = app.meta(list(sys.argv[1:] if argv is None else argv))
+    except CarrierError as e:
+        print(f"carrier: {e}", file=sys.stderr)
+        return e.exit_code
+    except CycloptsError as e:
+        print(f"carrier: {str(e).strip().splitlines()[0] if str(e).strip() else 'invalid usage'}",
+              file=sys.stderr)
+        return 125
+    except KeyboardInterrupt:
+        return 130
+    return code if isinstance(code, int) else 0

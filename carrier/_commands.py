@@ -1,0 +1,292 @@
+"""What each ``carrier`` command does, separate from how its arguments are parsed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._control import reconcile, request_stop, requested_timeout
+from ._create import create
+from ._errors import CarrierError, ConflictError
+from ._root import Root
+from ._state import Containers, Record, Status
+from ._store import Store
+from ._supervisor import Container, Outcome, Reason, Stdio, supervise
+
+
+def _open_root() -> Root:
+    root = Root.open()
+    anyio.run(reconcile, root)
+    return root
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def run(image: str, command: list[str], *, rm: bool, detach: bool, interactive: bool,
+        name: str | None, env: list[str], workdir: str | None, user: str | None,
+        hostname: str | None, entrypoint: list[str] | None, runtime: str,
+        stop_timeout: float) -> int:
+    """``carrier run``: foreground (exit with the container's status) or detached."""
+    root = _open_root()
+    record, lock = create(
+        root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
+        user=user, hostname=hostname, runtime=runtime, stop_timeout=stop_timeout, remove=rm,
+        detach=detach,
+    )
+    if detach:
+        return _detach(root, record, lock)
+    stdin = None if interactive else subprocess.DEVNULL
+    outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
+    return _report(outcome)
+
+
+def _report(outcome: Outcome) -> int:
+    if outcome.reason is Reason.START_FAILED or outcome.reason is Reason.HOLDER_EXITED:
+        print(f"carrier: {outcome.message or outcome.reason}", file=sys.stderr)
+    return outcome.exit_code
+
+
+async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Outcome:
+    """Supervise in this process; Ctrl-C is forwarded, a second one kills, SIGTERM stops."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            container: Container = await tg.start(supervise, root, record, lock, stdio)
+            tg.start_soon(_handle_signals, signals, container, root)
+            outcome = await container.wait()
+            tg.cancel_scope.cancel()
+    return outcome
+
+
+async def _handle_signals(signals: Any, container: Container, root: Root) -> None:
+    interrupts = 0
+    async for sig in signals:
+        if sig == signal.SIGTERM:
+            container.stop(requested_timeout(root, container.id))
+        elif interrupts == 0:
+            interrupts += 1
+            await container.signal(signal.SIGINT)
+        else:
+            container.stop(0)
+
+
+def _detach(root: Root, record: Record, lock: int) -> int:
+    """Fork a supervisor into its own session; print the id once the command runs."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the detached supervisor
+        os.close(read_end)
+        code = 0
+        try:
+            os.setsid()
+            _redirect_std(Containers(root).dir(record.id) / "supervisor.log")
+            anyio.run(_detached, root, record, lock, write_end)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.close(lock)
+    with os.fdopen(read_end, "rb") as status:
+        message = status.read().decode(errors="replace").strip()
+    if message != "started":
+        raise CarrierError(message or "the detached supervisor failed to start the container")
+    print(record.id)
+    return 0
+
+
+def _redirect_std(log: Path) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - replaces the process's stdout
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - likewise stderr
+
+
+async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log_path = Containers(root).dir(record.id) / "container.log"
+    with open(log_path, "ab") as log, os.fdopen(status_fd, "wb") as status, \
+            anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        try:
+            async with anyio.create_task_group() as tg:
+                container: Container = await tg.start(
+                    supervise, root, record, lock, Stdio(subprocess.DEVNULL, log, log)
+                )
+                status.write(b"started")
+                status.close()
+                tg.start_soon(_stop_on_sigterm, signals, container, root)
+                await container.wait()
+                tg.cancel_scope.cancel()
+        except BaseException as e:
+            if not status.closed:
+                status.write(_one_line(e).encode())
+            raise
+
+
+async def _stop_on_sigterm(signals: Any, container: Container, root: Root) -> None:
+    async for _ in signals:
+        container.stop(requested_timeout(root, container.id))
+
+
+def _one_line(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) if isinstance(exc, CarrierError) else f"{type(exc).__name__}: {exc}"
+
+
+# -- containers ---------------------------------------------------------------------------
+
+
+def _ago(stamp: str | None) -> str:
+    if not stamp:
+        return ""
+    then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    secs = int((dt.datetime.now(dt.UTC) - then).total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if secs >= size * 2:
+            return f"{secs // size} {unit}"
+    return f"{secs} seconds"
+
+
+def _status_text(r: Record) -> str:
+    if r.status is Status.RUNNING:
+        return f"Up {_ago(r.started)}"
+    if r.status is Status.EXITED:
+        return f"Exited ({r.exit_code}) {_ago(r.finished)} ago"
+    return "Created"
+
+
+def ps(*, all_: bool, fmt: str) -> int:
+    """``carrier ps``."""
+    records = [r for r in Containers(_open_root()).all() if all_ or r.status is Status.RUNNING]
+    if fmt == "json":
+        print(json.dumps([_summary(r) for r in records], indent=2))
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for r in records:
+        cmd = " ".join(r.spec.args)
+        cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
+        rows.append((r.id[:12], r.spec.image, f'"{cmd}"', f"{_ago(r.created)} ago",
+                     _status_text(r), r.name))
+    _table(rows)
+    return 0
+
+
+def _summary(r: Record) -> dict[str, Any]:
+    return {
+        "Id": r.id, "Names": [r.name], "Image": r.spec.image, "ImageID": r.spec.image_id,
+        "Command": r.spec.args, "Created": r.created, "State": str(r.status),
+        "Status": _status_text(r), "ExitCode": r.exit_code, "Reason": r.reason,
+        "StartedAt": r.started, "FinishedAt": r.finished,
+    }
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def stop(refs: list[str], timeout: float | None) -> int:
+    """``carrier stop``: each container is looked up before any is stopped."""
+    root = _open_root()
+    containers = Containers(root)
+    records = [containers.find(ref) for ref in refs]
+    for ref, record in zip(refs, records, strict=True):
+        if record.status is not Status.EXITED:
+            request_stop(root, record, timeout)
+        print(ref)
+    return 0
+
+
+def rm(refs: list[str], force: bool) -> int:
+    """``carrier rm``: a running container is refused unless ``-f``."""
+    root = _open_root()
+    containers = Containers(root)
+    records = [containers.find(ref) for ref in refs]
+    for record in records:
+        if record.status is not Status.EXITED and not force:
+            raise ConflictError(
+                f"cannot remove container {record.name}: it is running (stop it first or use -f)"
+            )
+    for ref, record in zip(refs, records, strict=True):
+        if record.status is not Status.EXITED:
+            request_stop(root, record, 0)
+        if containers.dir(record.id).exists():
+            containers.remove(containers.load(record.id))
+        print(ref)
+    return 0
+
+
+def logs(ref: str) -> int:
+    """``carrier logs``: the output a detached container wrote."""
+    root = _open_root()
+    record = Containers(root).find(ref)
+    path = Containers(root).dir(record.id) / "container.log"
+    if not path.exists():
+        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground")
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return 0
+
+
+def info(ref: str) -> int:
+    """``carrier info``: the record, as JSON."""
+    root = _open_root()
+    record = Containers(root).find(ref)
+    data = record.to_json()
+    data["Dir"] = str(Containers(root).dir(record.id))
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n:.3g}TB"
+
+
+def images(fmt: str) -> int:
+    """``carrier images``."""
+    store = Store(Root.open())
+    found = store.images()
+    if fmt == "json":
+        print(json.dumps([{"Id": i.id, "Names": list(i.names), "Created": i.created,
+                           "Size": i.size} for i in found], indent=2))
+        return 0
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    for image in found:
+        for ref in image.names or ("<none>:<none>",):
+            repo, _, tag = ref.rpartition(":")
+            rows.append((repo, tag, image.id.removeprefix("sha256:")[:12],
+                         f"{_ago(image.created)} ago", _size(image.size)))
+    _table(rows)
+    return 0
+
+
+def import_(tarball: Path, ref: str) -> int:
+    """``carrier import``: prints the new image's id."""
+    image = Store(Root.open()).import_rootfs(tarball, ref)
+    print(image.id)
+    return 0

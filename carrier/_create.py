@@ -1,0 +1,79 @@
+"""Turning an image and a user's overrides into a container spec, Docker's way."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+from ._errors import CarrierError
+from ._root import Root
+from ._runtime import resolve
+from ._state import Containers, Record, Spec
+from ._store import Store
+
+
+def parse_env(items: Iterable[str], *, base: Iterable[str] = ()) -> list[str]:
+    """Overlay ``KEY=VALUE`` items on *base*. A bare ``KEY`` takes the host's value, if set."""
+    merged: dict[str, str] = {}
+    for item in base:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise CarrierError(f"invalid environment variable {item!r}: expected KEY=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def create(
+    root: Root,
+    image: str,
+    command: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    entrypoint: Sequence[str] | None = None,
+    env: Iterable[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    hostname: str | None = None,
+    runtime: str = "runc",
+    network: str = "none",
+    stop_timeout: float = 10.0,
+    remove: bool = False,
+    detach: bool = False,
+) -> tuple[Record, int]:
+    """Resolve *image*, build the spec, and reserve a new container (record and lock fd).
+
+    The command is the image's Entrypoint followed by *command* (or the image's Cmd), as
+    Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd.
+    """
+    resolve(runtime)
+    img = Store(root).get(image)
+    cfg = img.run_config
+    entry = list(entrypoint) if entrypoint is not None else list(cfg.get("Entrypoint") or [])
+    cmd = list(command) or ([] if entrypoint is not None else list(cfg.get("Cmd") or []))
+    args = entry + cmd
+    if not args:
+        raise CarrierError(f"no command specified: image {image} has no Cmd or Entrypoint")
+    if workdir is not None and not workdir.startswith("/"):
+        raise CarrierError(f"invalid working directory {workdir!r}: it must be absolute")
+    spec = Spec(
+        image=image,
+        image_id=img.id,
+        args=args,
+        env=parse_env(env, base=cfg.get("Env") or []),
+        cwd=workdir or cfg.get("WorkingDir") or "/",
+        user=user if user is not None else (cfg.get("User") or "0"),
+        hostname=hostname or "",
+        runtime=runtime,
+        network=network,
+        stop_timeout=stop_timeout,
+        remove=remove,
+        detach=detach,
+    )
+    return Containers(root).create(spec, name)

@@ -1,0 +1,120 @@
+"""Child processes waited on through pidfds, and Carrier's own graceful stop.
+
+anyio's ``Process.aclose()`` kills at once when cancelled; a container deserves SIGTERM, a grace
+period, then SIGKILL. Waiting uses ``pidfd_open`` + ``anyio.wait_readable``: no polling, no
+watcher threads, the same on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import IO, Any, final
+
+import anyio
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of *pid* (``/proc/PID/stat`` field 22), to detect PID reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
+@final
+class Child:
+    """A child process with a pidfd. Built only by :func:`spawn`."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pidfd = os.pidfd_open(popen.pid)
+        self.returncode: int | None = None
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and reap it; return ``Popen``-style returncode.
+
+        **Cancellation:** safe; the child keeps running and can be waited on again.
+        """
+        if self.returncode is None:
+            await anyio.wait_readable(self.pidfd)
+            self.returncode = self.popen.wait()
+            os.close(self.pidfd)
+        return self.returncode
+
+    def signal(self, sig: int) -> None:
+        """Send *sig* unless the child has already exited (pidfds make this race-free)."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, sig)
+
+    async def stop(self, grace: float) -> int:
+        """SIGTERM, wait up to *grace* seconds, then SIGKILL; return the exit status.
+
+        **Cancellation:** shielded, so a cancelled caller never leaves the child running.
+        """
+        with anyio.CancelScope(shield=True):
+            self.signal(signal.SIGTERM)
+            with anyio.move_on_after(grace):
+                return await self.wait()
+            self.signal(signal.SIGKILL)
+            return await self.wait()
+
+    async def kill(self) -> int:
+        """SIGKILL and reap. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            self.signal(signal.SIGKILL)
+            return await self.wait()
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    new_session: bool = False,
+    pass_fds: Sequence[int] = (),
+    env: dict[str, str] | None = None,
+) -> Child:
+    """Start *argv* as a child of this process."""
+    popen = subprocess.Popen(
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=new_session,
+        pass_fds=tuple(pass_fds),
+        env=env,
+    )
+    return Child(popen)
+
+
+def exit_status(returncode: int) -> int:
+    """Docker's exit status for a ``Popen`` returncode: the code, or 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+async def run(argv: Sequence[str], *, check: bool = True) -> tuple[int, bytes]:
+    """Run a short helper command to completion; return its status and stderr.
+
+    **Cancellation:** the helper is killed and reaped before the cancellation propagates.
+    """
+    child = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.popen.stderr is not None
+    try:
+        code = await child.wait()
+    except BaseException:
+        await child.kill()
+        raise
+    err = child.popen.stderr.read()
+    child.popen.stderr.close()
+    if check and code != 0:
+        raise RuntimeError(f"{argv[0]} failed ({code}): {err.decode(errors='replace').strip()}")
+    return code, err

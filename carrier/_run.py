@@ -1,0 +1,53 @@
+"""The library entry point: run a supervised container from any anyio program."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from ._control import reconcile
+from ._create import create
+from ._root import Root
+from ._supervisor import Container, Stdio, supervise
+
+
+@asynccontextmanager
+async def run(
+    image: str,
+    command: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    env: Iterable[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    runtime: str = "runc",
+    network: str = "none",
+    stop_timeout: float = 10.0,
+    remove: bool = True,
+    root: Path | str | None = None,
+    stdio: Stdio | None = None,
+) -> AsyncIterator[Container]:
+    """Start a container and yield its handle once its command is running.
+
+    Leaving the block stops the container gracefully (unless it has ended already) and waits
+    until its group is cleaned up, so nothing outlives the block. By default the container is
+    removed afterwards, as with ``--rm``.
+
+    **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
+    way before the cancellation propagates.
+    """
+    carrier_root = Root.open(root)
+    await reconcile(carrier_root)
+    record, lock = create(
+        carrier_root, image, command, name=name, env=env, workdir=workdir, user=user,
+        runtime=runtime, network=network, stop_timeout=stop_timeout, remove=remove,
+    )
+    async with anyio.create_task_group() as tg:
+        container: Container = await tg.start(supervise, carrier_root, record, lock, stdio or Stdio())
+        try:
+            yield container
+        finally:
+            container.stop()

@@ -1,0 +1,134 @@
+"""The holder: a tiny process that owns a container's namespaces before the command runs.
+
+The holder is created first, so that its namespaces exist while nothing runs in them yet: the
+network helper attaches to the holder (runc's own init is non-dumpable and cannot be attached
+to), and the OCI runtime joins the holder's namespaces by path.
+
+The holder is ``cat`` reading a pipe whose only writer is the supervisor. When the supervisor
+exits for any reason, SIGKILL included, the pipe closes and the holder ends: no parent-death
+signal, and no fork/prctl race.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import final
+
+import anyio
+
+from . import _process
+from ._errors import RuntimeFailure
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """One line of a uid or gid map: container id, host id, count."""
+
+    container: int
+    host: int
+    size: int
+
+
+def subordinate_range(path: Path, user: str, uid: int) -> tuple[int, int] | None:
+    """The first ``start, count`` entry for *user* (or its numeric id) in /etc/subuid-style *path*."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)):
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def id_maps(uid: int, gid: int) -> tuple[list[IdRange], list[IdRange]]:
+    """Root inside maps to the invoking user; ids 1.. map to its subordinate ranges, if any."""
+    user = _user_name(uid)
+    maps = []
+    for own, path in ((uid, Path("/etc/subuid")), (gid, Path("/etc/subgid"))):
+        ranges = [IdRange(0, own, 1)]
+        sub = subordinate_range(path, user, uid)
+        if sub is not None:
+            ranges.append(IdRange(1, sub[0], sub[1]))
+        maps.append(ranges)
+    return maps[0], maps[1]
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return getpass.getuser() if os.getuid() == uid else str(uid)
+    except OSError:
+        return str(uid)
+
+
+@final
+class Holder:
+    """A running holder process. Built only by :func:`start_holder`."""
+
+    def __init__(self, child: _process.Child, *, userns: bool, netns: bool,
+                 uid_map: list[IdRange], gid_map: list[IdRange]) -> None:
+        self.child = child
+        self.pid = child.pid
+        self.userns = userns
+        self.netns = netns
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+
+    def ns_path(self, kind: str) -> str:
+        """``/proc/<holder>/ns/<kind>``, the path the runtime joins."""
+        return f"/proc/{self.pid}/ns/{kind}"
+
+    async def stop(self) -> None:
+        """End the holder and reap it. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            stdin = self.child.popen.stdin
+            if stdin is not None and not stdin.closed:
+                stdin.close()
+            await self.child.kill()
+
+
+async def start_holder(*, userns: bool, netns: bool) -> Holder:
+    """Create the user (when rootless), network, UTS and IPC namespaces in a new holder.
+
+    Returns once the namespaces exist and the id maps are written.
+
+    **Cancellation:** the holder is killed before the cancellation propagates.
+    """
+    uid_map, gid_map = id_maps(os.getuid(), os.getgid()) if userns else ([], [])
+    use_newuidmap = userns and len(uid_map) > 1 and len(gid_map) > 1
+    argv = ["unshare", "--uts", "--ipc"]
+    if netns:
+        argv.append("--net")
+    if userns:
+        argv.append("--user")
+        if not use_newuidmap:
+            argv.append("--map-root-user")
+            uid_map, gid_map = uid_map[:1], gid_map[:1]
+    argv += ["--", "/bin/sh", "-c", "echo ready && exec cat"]
+    child = _process.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    holder = Holder(child, userns=userns, netns=netns, uid_map=uid_map, gid_map=gid_map)
+    try:
+        assert child.popen.stdout is not None and child.popen.stderr is not None
+        await anyio.wait_readable(child.popen.stdout.fileno())
+        if child.popen.stdout.readline() != b"ready\n":
+            err = child.popen.stderr.read().decode(errors="replace").strip()
+            raise RuntimeFailure(f"cannot create namespaces: {err or 'holder failed'}")
+        child.popen.stdout.close()
+        child.popen.stderr.close()
+        if use_newuidmap:
+            for tool, ranges in (("newuidmap", uid_map), ("newgidmap", gid_map)):
+                args = [str(n) for r in ranges for n in (r.container, r.host, r.size)]
+                try:
+                    await _process.run([tool, str(child.pid), *args])
+                except (RuntimeError, FileNotFoundError) as e:
+                    raise RuntimeFailure(f"cannot map ids with {tool}: {e}") from None
+    except BaseException:
+        await holder.stop()
+        raise
+    return holder

@@ -1,0 +1,250 @@
+"""A container's supervision group: the container process, its holder, and its stop watcher.
+
+Each member is a task in one anyio task group. The first member to end records the outcome
+and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:
+stop the container (SIGTERM once, the stop timeout, SIGKILL), delete the runtime's state, end
+the holder, record the exit, remove the files of a ``--rm`` container, release the lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal as _signal
+from dataclasses import dataclass
+from typing import IO, Any, final
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from . import _netns, _process
+from ._bundle import write_bundle
+from ._errors import CarrierError
+from ._root import Root
+from ._runtime import Runtime, resolve, start_failure
+from ._sandbox import Holder, start_holder
+from ._state import Containers, Record, Status, now
+from ._store import Store, copy_rootfs
+
+log = structlog.get_logger("carrier")
+
+
+class Reason(enum.StrEnum):
+    """Why a container's group ended: the first member event wins."""
+
+    EXITED = "exited"
+    STOP_REQUESTED = "stop-requested"
+    HOLDER_EXITED = "holder-exited"
+    START_FAILED = "start-failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a container ended: Docker's exit status, the reason, and a message for people."""
+
+    exit_code: int
+    reason: Reason
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """Where the container's standard streams go (``None`` inherits ours)."""
+
+    stdin: int | IO[Any] | None = None
+    stdout: int | IO[Any] | None = None
+    stderr: int | IO[Any] | None = None
+
+
+@final
+class Container:
+    """A handle on a supervised container; you get one from :func:`carrier.run`."""
+
+    def __init__(self, group: _Group) -> None:
+        self._group = group
+
+    @property
+    def id(self) -> str:
+        """The full container id."""
+        return self._group.record.id
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self._group.record.name
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the container ended, once its group has been cleaned up."""
+        return self._group.final
+
+    async def wait(self) -> Outcome:
+        """Wait until the container has ended and its group is cleaned up.
+
+        **Cancellation:** safe; the container keeps running.
+        """
+        await self._group.cleaned.wait()
+        assert self._group.final is not None
+        return self._group.final
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask for a graceful stop: SIGTERM, then SIGKILL after *timeout* (default: the spec's)."""
+        self._group.request_stop(timeout)
+
+    async def signal(self, sig: int) -> None:
+        """Deliver *sig* to the container's main process."""
+        await self._group.runtime.kill(self.id, _signal.Signals(sig).name.removeprefix("SIG"))
+
+
+class _Group:
+    """One container's members and cleanup."""
+
+    def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio) -> None:
+        self.root = root
+        self.containers = Containers(root)
+        self.record = record
+        self.lock_fd = lock_fd
+        self.stdio = stdio
+        self.runtime = Runtime(resolve(record.spec.runtime), root.runtime)
+        self.bundle = self.containers.dir(record.id)
+        self.holder: Holder | None = None
+        self.child: _process.Child | None = None
+        self.outcome: Outcome | None = None
+        self.final: Outcome | None = None
+        self.stop_timeout = record.spec.stop_timeout
+        self.stop_requested = anyio.Event()
+        self.cleaned = anyio.Event()
+        self.scope: anyio.CancelScope | None = None
+
+    def request_stop(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self.stop_timeout = timeout
+        self.stop_requested.set()
+
+    def end(self, outcome: Outcome, tg: TaskGroup) -> None:
+        """Record the first member event and cancel the group."""
+        if self.outcome is None:
+            self.outcome = outcome
+            log.info("member.ended", reason=str(outcome.reason), exit_code=outcome.exit_code)
+        tg.cancel_scope.cancel()
+
+    async def run(self, *, task_status: TaskStatus[Container]) -> None:
+        """Prepare, start and supervise the container until its group ends, then clean up."""
+        with structlog.contextvars.bound_contextvars(container=self.record.name):
+            try:
+                await self._start()
+                task_status.started(Container(self))
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_container, tg)
+                    tg.start_soon(self._watch_holder, tg)
+                    tg.start_soon(self._watch_stop, tg)
+            except BaseException as exc:
+                if self.outcome is None:
+                    message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
+                    self.outcome = Outcome(125, Reason.START_FAILED, message)
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._cleanup()
+
+    async def _start(self) -> None:
+        spec = self.record.spec
+        rootfs = self.bundle / "rootfs"
+        if not rootfs.exists():
+            image = Store(self.root).get(spec.image_id)
+            await anyio.to_thread.run_sync(copy_rootfs, image.layers, rootfs)
+        rootless = os.geteuid() != 0
+        self.holder = await start_holder(userns=rootless, netns=spec.network != "host")
+        if self.holder.netns:
+            await anyio.to_thread.run_sync(
+                lambda: _netns.loopback_up(self.holder.pid, join_user=rootless)  # type: ignore[union-attr]
+            )
+        write_bundle(self.bundle, spec, self.holder)
+        (self.bundle / "runtime.log").unlink(missing_ok=True)
+        self.child = self.runtime.run(
+            self.record.id, self.bundle,
+            stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
+        )
+        self.record.transition(Status.RUNNING)
+        self.record.started = now()
+        self.record.holder_pid = self.holder.pid
+        self.record.holder_start = _process.start_time(self.holder.pid)
+        self.record.supervisor_pid = os.getpid()
+        self.record.supervisor_start = _process.start_time(os.getpid())
+        self.containers.save(self.record)
+        log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    async def _watch_container(self, tg: TaskGroup) -> None:
+        assert self.child is not None
+        code = _process.exit_status(await self.child.wait())
+        failure = start_failure(self.bundle / "runtime.log") if code else None
+        if failure is not None:
+            self.end(Outcome(failure[0], Reason.START_FAILED, failure[1]), tg)
+        else:
+            self.end(Outcome(code, Reason.EXITED), tg)
+
+    async def _watch_holder(self, tg: TaskGroup) -> None:
+        assert self.holder is not None
+        await self.holder.child.wait()
+        self.end(Outcome(125, Reason.HOLDER_EXITED, "the namespace holder exited"), tg)
+
+    async def _watch_stop(self, tg: TaskGroup) -> None:
+        await self.stop_requested.wait()
+        self.end(Outcome(0, Reason.STOP_REQUESTED), tg)
+
+    async def _stop_container(self) -> int | None:
+        """SIGTERM once, wait the stop timeout, then SIGKILL; return the exit status."""
+        child = self.child
+        if child is None:
+            return None
+        if child.returncode is None:
+            await self.runtime.kill(self.record.id, "TERM")
+            with anyio.move_on_after(self.stop_timeout):
+                await child.wait()
+        if child.returncode is None:
+            await self.runtime.kill(self.record.id, "KILL")
+            with anyio.move_on_after(5):
+                await child.wait()
+            if child.returncode is None:  # the runtime itself hangs: it must not outlive us
+                await child.kill()
+        assert child.returncode is not None
+        return _process.exit_status(child.returncode)
+
+    async def _cleanup(self) -> None:
+        try:
+            code = await self._stop_container()
+            await self.runtime.delete(self.record.id)
+            if self.holder is not None:
+                await self.holder.stop()
+            outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
+            if outcome.reason is Reason.STOP_REQUESTED and code is not None:
+                outcome = Outcome(code, outcome.reason)
+            self.final = outcome
+            self.record.transition(Status.EXITED)
+            self.record.finished = now()
+            self.record.exit_code = outcome.exit_code
+            self.record.reason = str(outcome.reason) + (f": {outcome.message}" if outcome.message else "")
+            self.record.holder_pid = None
+            if self.record.spec.remove:
+                self.containers.remove(self.record)
+            else:
+                self.containers.save(self.record)
+            log.info("container.cleaned", exit_code=outcome.exit_code, reason=str(outcome.reason))
+        finally:
+            os.close(self.lock_fd)
+            self.cleaned.set()
+
+
+async def supervise(
+    root: Root, record: Record, lock_fd: int, stdio: Stdio, *,
+    task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run *record*'s container under supervision until it ends and is cleaned up.
+
+    Reports a :class:`Container` handle through *task_status* once the command is started.
+
+    **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
+    everything it held is released before the cancellation propagates.
+    """
+    await _Group(root, record, lock_fd, stdio).run(task_status=task_status)
