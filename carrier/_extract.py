@@ -34,9 +34,10 @@ def _filter(rootless: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo 
         if member.ischr() or member.isblk() or member.isfifo():
             if rootless:
                 return None
-        if member.islnk():
-            target = os.path.realpath(os.path.join(dest, member.linkname.lstrip("/")))
-            if os.path.commonpath([target, os.path.realpath(dest)]) != os.path.realpath(dest):
+        if member.islnk():  # hard link names are relative to the archive's root
+            root = os.path.realpath(dest)
+            target = os.path.realpath(os.path.join(root, member.linkname))
+            if os.path.isabs(member.linkname) or os.path.commonpath([target, root]) != root:
                 raise UnsafeArchiveError(f"hard link {member.name!r} points outside the tree")
         return tarfile.tar_filter(member, dest)
 

@@ -130,3 +130,19 @@ def image(carrier: Carrier, rootfs_tar: Path) -> str:
     res = carrier("import", str(rootfs_tar), "busybox")
     assert res.code == 0, res.err
     return "busybox"
+
+
+@pytest.fixture
+def cli(carrier: Carrier) -> Carrier:
+    """The same as ``carrier``, for modules where that name is the library."""
+    return carrier
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Root-only tests run only as root; every other test proves rootless behaviour, so it
+    runs only as an unprivileged user (``scripts/test`` runs both phases)."""
+    as_root = os.geteuid() == 0
+    for item in items:
+        if ("root" in item.keywords) != as_root:
+            why = "needs root" if not as_root else "rootless: runs as the unprivileged test user"
+            item.add_marker(pytest.mark.skip(reason=why))

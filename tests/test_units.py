@@ -1,0 +1,189 @@
+"""Unit tests: parsing, lifecycle rules and safe unpacking, with no processes started."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import carrier
+from carrier import _cli
+from carrier._create import parse_env
+from carrier._errors import CarrierError, ConflictError
+from carrier._extract import UnsafeArchiveError, unpack
+from carrier._sandbox import subordinate_range
+from carrier._state import Record, Spec, Status
+from carrier._store import parse_name
+
+
+class TestExports:
+    def test_all_is_sorted_and_complete(self) -> None:
+        """``carrier.__all__`` lists exactly the public names, sorted."""
+        public = {n for n in dir(carrier) if not n.startswith("_")}
+        assert sorted(carrier.__all__) == carrier.__all__
+        assert set(carrier.__all__) == public
+
+
+class TestRunArgv:
+    @pytest.mark.parametrize(
+        ("tokens", "expected"),
+        [
+            (["run", "img", "sh", "-c", "x"], ["run", "img", "--", "sh", "-c", "x"]),
+            (["run", "--rm", "-e", "A=1", "img", "-x"], ["run", "--rm", "-e", "A=1", "img", "--", "-x"]),
+            (["run", "--name=n", "-d", "img"], ["run", "--name=n", "-d", "img", "--"]),
+            (["run", "img", "--", "x"], ["run", "img", "--", "x"]),
+            (["ps", "-a"], ["ps", "-a"]),
+        ],
+    )
+    def test_split_after_image(self, tokens: list[str], expected: list[str]) -> None:
+        """``--`` goes right after the image, whatever options come before it."""
+        assert _cli._split_run(tokens) == expected
+
+    def test_flags_follow_the_signature(self) -> None:
+        """The value-less options are exactly run's bool parameters (with their aliases)."""
+        assert {"-d", "--detach", "--rm", "-i", "--interactive"} <= _cli._RUN_FLAGS
+        assert "-e" not in _cli._RUN_FLAGS and "--name" not in _cli._RUN_FLAGS
+
+
+class TestEnv:
+    def test_overlay(self) -> None:
+        """CLI values override the image's; order is kept."""
+        assert parse_env(["B=2", "C=3"], base=["A=1", "B=1"]) == ["A=1", "B=2", "C=3"]
+
+    def test_bare_key_takes_host_value(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``-e KEY`` copies the host's value, and is skipped when the host has none."""
+        monkeypatch.setenv("FROM_HOST", "yes")
+        monkeypatch.delenv("ABSENT", raising=False)
+        assert parse_env(["FROM_HOST", "ABSENT"]) == ["FROM_HOST=yes"]
+
+    @pytest.mark.parametrize("bad", ["=x", "", "A B=1"])
+    def test_malformed(self, bad: str) -> None:
+        """Malformed items are refused with the item named."""
+        with pytest.raises(CarrierError, match="invalid environment variable"):
+            parse_env([bad])
+
+
+class TestNames:
+    @pytest.mark.parametrize(
+        ("ref", "expected"),
+        [("busybox", ("busybox", "latest")), ("a/b:1.0", ("a/b", "1.0"))],
+    )
+    def test_parse(self, ref: str, expected: tuple[str, str]) -> None:
+        """NAME[:TAG] splits as Docker splits it."""
+        assert parse_name(ref) == expected
+
+    @pytest.mark.parametrize("bad", ["Upper", "a:", "a::b", "-a"])
+    def test_invalid(self, bad: str) -> None:
+        """Invalid references are refused."""
+        with pytest.raises(CarrierError):
+            parse_name(bad)
+
+
+class TestLifecycle:
+    def _record(self) -> Record:
+        return Record(id="0" * 64, name="n", spec=Spec("i", "sha256:" + "0" * 64, ["true"], [],
+                                                           "/", "0", "n"))
+
+    def test_legal_path(self) -> None:
+        """created -> running -> exited is allowed."""
+        r = self._record()
+        r.transition(Status.RUNNING)
+        r.transition(Status.EXITED)
+        assert r.status is Status.EXITED
+
+    def test_illegal_move(self) -> None:
+        """running -> created is refused in the one place that checks moves."""
+        r = self._record()
+        r.transition(Status.RUNNING)
+        with pytest.raises(ConflictError):
+            r.transition(Status.CREATED)
+
+    def test_round_trip(self) -> None:
+        """A record survives its JSON form."""
+        r = self._record()
+        assert Record.from_json(r.to_json()) == r
+
+
+class TestSubordinateIds:
+    def test_by_name_or_uid(self, tmp_path: Path) -> None:
+        """Entries are found by user name or numeric uid."""
+        f = tmp_path / "subuid"
+        f.write_text("alice:100000:65536\n2000:200000:1000\n")
+        assert subordinate_range(f, "alice", 1000) == (100000, 65536)
+        assert subordinate_range(f, "bob", 2000) == (200000, 1000)
+        assert subordinate_range(f, "carol", 3000) is None
+        assert subordinate_range(tmp_path / "missing", "alice", 1) is None
+
+
+def _tar(tmp_path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+    path = tmp_path / "layer.tar"
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.mode = mode
+    return info
+
+
+class TestUnpack:
+    def test_absolute_symlinks_are_kept(self, tmp_path: Path) -> None:
+        """A rootfs's absolute symlinks (resolved inside the container) are legitimate."""
+        archive = _tar(tmp_path, (_entry("bin/sh", tarfile.SYMTYPE, "/bin/busybox"), None))
+        unpack(archive, tmp_path / "out")
+        assert os.readlink(tmp_path / "out" / "bin" / "sh") == "/bin/busybox"
+
+    def test_dotdot_is_refused(self, tmp_path: Path) -> None:
+        """An entry climbing out with .. is refused and nothing lands outside."""
+        archive = _tar(tmp_path, (_entry("../escape"), b"x"))
+        with pytest.raises(UnsafeArchiveError):
+            unpack(archive, tmp_path / "out")
+        assert not (tmp_path / "escape").exists()
+
+    def test_write_through_symlink_is_refused(self, tmp_path: Path) -> None:
+        """A symlink to outside followed by a write through it never touches the outside."""
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        archive = _tar(tmp_path, (_entry("etc", tarfile.SYMTYPE, str(outside)), None),
+                       (_entry("etc/passwd"), b"owned"))
+        with pytest.raises(UnsafeArchiveError):
+            unpack(archive, tmp_path / "out")
+        assert not (outside / "passwd").exists()
+
+    def test_hardlink_outside_is_refused(self, tmp_path: Path) -> None:
+        """A hard link to a file outside the tree is refused."""
+        target = tmp_path / "secret"
+        target.write_text("s")
+        archive = _tar(tmp_path, (_entry("link", tarfile.LNKTYPE, str(target)), None))
+        with pytest.raises(UnsafeArchiveError):
+            unpack(archive, tmp_path / "out")
+
+    def test_absolute_name_is_contained(self, tmp_path: Path) -> None:
+        """An absolute entry name lands inside the tree, never at the host path."""
+        archive = _tar(tmp_path, (_entry("/tmp-carrier-abs-test"), b"x"))
+        unpack(archive, tmp_path / "out")
+        assert (tmp_path / "out" / "tmp-carrier-abs-test").exists()
+        assert not Path("/tmp-carrier-abs-test").exists()
+
+    def test_setuid_is_neutralised(self, tmp_path: Path) -> None:
+        """setuid and setgid bits are cleared."""
+        archive = _tar(tmp_path, (_entry("bin/su", mode=0o4755), b"x"))
+        unpack(archive, tmp_path / "out")
+        assert (tmp_path / "out" / "bin" / "su").stat().st_mode & 0o6000 == 0
+
+    def test_device_nodes_skipped_rootless(self, tmp_path: Path) -> None:
+        """Device nodes are skipped by a rootless unpack."""
+        archive = _tar(tmp_path, (_entry("dev/null", tarfile.CHRTYPE), None), (_entry("ok"), b"1"))
+        unpack(archive, tmp_path / "out", rootless=True)
+        assert not (tmp_path / "out" / "dev" / "null").exists()
+        assert (tmp_path / "out" / "ok").exists()
