@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import make_rootfs_tar  # noqa: E402  (the tests' image builder, reused)
+from conftest import make_rootfs_tar
 
 
 def bare_bundle(work: Path, tarball: Path) -> Path:

@@ -32,7 +32,9 @@ app = App(
 @app.meta.default
 def _meta(
     *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
-    root: Annotated[Path | None, Parameter(help="Carrier root (default: $CARRIER_ROOT or ~/.local/share/carrier).")] = None,
+    root: Annotated[
+        Path | None, Parameter(help="Carrier root (default: $CARRIER_ROOT or ~/.local/share/carrier).")
+    ] = None,
     log_level: Literal["debug", "info", "warning", "error"] = "warning",
     log_format: Literal["auto", "console", "json"] = "auto",
 ) -> Any:
@@ -99,8 +101,8 @@ def run(
 
 @app.command
 def ps(
-    all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,  # noqa: A002 - Docker's flag
-    format: Literal["table", "json"] = "table",  # noqa: A002 - Docker's flag
+    all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,
+    format: Literal["table", "json"] = "table",
 ) -> int:
     """List containers (running ones, or all with -a)."""
     return cc.ps(all_=all, fmt=format)
@@ -137,7 +139,7 @@ def info(container: str) -> int:
 
 
 @app.command
-def images(format: Literal["table", "json"] = "table") -> int:  # noqa: A002 - Docker's flag
+def images(format: Literal["table", "json"] = "table") -> int:
     """List images."""
     return cc.images(format)
 
@@ -152,7 +154,7 @@ def _flag_names(func: Any) -> set[str]:
     """The option names of *func* that take no value (its ``bool`` parameters)."""
     names: set[str] = set()
     hints = get_type_hints(func, include_extras=True)
-    for pname, param in inspect.signature(func).parameters.items():
+    for pname in inspect.signature(func).parameters:
         hint = hints.get(pname)
         base, meta = (get_args(hint)[0], get_args(hint)[1:]) if get_origin(hint) is Annotated else (hint, ())
         if base is not bool:

@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 
@@ -87,8 +88,10 @@ def _detach(root: Root, record: Record, lock: int) -> int:
         code = 0
         try:
             os.setsid()
-            _redirect_std(Containers(root).dir(record.id) / "supervisor.log")
-            anyio.run(_detached, root, record, lock, write_end)
+            cdir = Containers(root).dir(record.id)
+            _redirect_std(cdir / "supervisor.log")
+            with open(cdir / "container.log", "ab") as log:
+                anyio.run(_detached, root, record, lock, log, write_end)
         except BaseException:
             code = 1
         finally:
@@ -115,12 +118,10 @@ def _redirect_std(log: Path) -> None:
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - likewise stderr
 
 
-async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
+async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], status_fd: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    log_path = Containers(root).dir(record.id) / "container.log"
-    with open(log_path, "ab") as log, os.fdopen(status_fd, "wb") as status, \
-            anyio.open_signal_receiver(signal.SIGTERM) as signals:
+    with os.fdopen(status_fd, "wb") as status, anyio.open_signal_receiver(signal.SIGTERM) as signals:
         try:
             async with anyio.create_task_group() as tg:
                 container: Container = await tg.start(
@@ -195,7 +196,7 @@ def _summary(r: Record) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

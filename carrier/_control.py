@@ -18,8 +18,8 @@ import structlog
 
 from . import _process
 from ._atomic import read_json, try_lock, write_json
-from ._root import Root
 from ._errors import CarrierError
+from ._root import Root
 from ._runtime import Runtime, resolve
 from ._state import Containers, Record, Status, now
 

@@ -24,6 +24,8 @@ else:  # Debian 12's Python 3.11.2 predates the extraction filters; use the main
 
 from ._errors import CarrierError
 
+__all__ = ["UnsafeArchiveError", "remove_tree", "tarfile", "unpack"]
+
 
 class UnsafeArchiveError(CarrierError):
     """An archive entry would write outside its target, or is otherwise refused."""
@@ -31,9 +33,8 @@ class UnsafeArchiveError(CarrierError):
 
 def _filter(rootless: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
     def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        if member.ischr() or member.isblk() or member.isfifo():
-            if rootless:
-                return None
+        if rootless and (member.ischr() or member.isblk() or member.isfifo()):
+            return None
         if member.islnk():  # hard link names are relative to the archive's root
             root = os.path.realpath(dest)
             target = os.path.realpath(os.path.join(root, member.linkname))

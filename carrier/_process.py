@@ -1,8 +1,8 @@
-"""Child processes waited on through pidfds, and Carrier's own graceful stop.
+"""Child processes waited on through pidfds.
 
-anyio's ``Process.aclose()`` kills at once when cancelled; a container deserves SIGTERM, a grace
-period, then SIGKILL. Waiting uses ``pidfd_open`` + ``anyio.wait_readable``: no polling, no
-watcher threads, the same on asyncio and trio.
+Waiting uses ``pidfd_open`` + ``anyio.wait_readable``: no polling, no watcher threads, the same
+on asyncio and trio. (anyio's own ``Process.aclose()`` kills at once when cancelled; the
+container's graceful stop is the supervisor's, see ``_supervisor``.)
 """
 
 from __future__ import annotations
@@ -54,23 +54,12 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, sig)
 
-    async def stop(self, grace: float) -> int:
-        """SIGTERM, wait up to *grace* seconds, then SIGKILL; return the exit status.
-
-        **Cancellation:** shielded, so a cancelled caller never leaves the child running.
-        """
-        with anyio.CancelScope(shield=True):
-            self.signal(signal.SIGTERM)
-            with anyio.move_on_after(grace):
-                return await self.wait()
-            self.signal(signal.SIGKILL)
-            return await self.wait()
-
     async def kill(self) -> int:
         """SIGKILL and reap. **Cancellation:** shielded."""
         with anyio.CancelScope(shield=True):
             self.signal(signal.SIGKILL)
-            return await self.wait()
+            code = await self.wait()
+        return code
 
 
 def spawn(

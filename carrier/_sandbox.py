@@ -114,7 +114,8 @@ async def start_holder(*, userns: bool, netns: bool) -> Holder:
                            stderr=subprocess.PIPE)
     holder = Holder(child, userns=userns, netns=netns, uid_map=uid_map, gid_map=gid_map)
     try:
-        assert child.popen.stdout is not None and child.popen.stderr is not None
+        assert child.popen.stdout is not None
+        assert child.popen.stderr is not None
         await anyio.wait_readable(child.popen.stdout.fileno())
         if child.popen.stdout.readline() != b"ready\n":
             err = child.popen.stderr.read().decode(errors="replace").strip()

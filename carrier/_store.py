@@ -211,7 +211,7 @@ def _decompressed(source: IO[bytes]) -> Iterator[IO[bytes]]:
     source.seek(0)
     if head.startswith(b"\x1f\x8b"):
         with gzip.GzipFile(fileobj=source) as g:
-            yield g
+            yield g  # type: ignore[misc]  # GzipFile is a binary stream
     elif head.startswith(b"BZh"):
         with bz2.BZ2File(source) as b:
             yield b

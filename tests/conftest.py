@@ -86,7 +86,9 @@ def make_rootfs_tar(dest: Path) -> Path:
     for applet in applets.stdout.split():
         if applet != "busybox":
             (tree / "bin" / applet).symlink_to("busybox")
-    (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (tree / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+    )
     (tree / "etc" / "group").write_text("root:x:0:\nnobody:x:65534:\n")
     tar_path = dest / "busybox.tar"
     with tarfile.open(tar_path, "w") as tar:

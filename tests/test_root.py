@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import Carrier
 
 pytestmark = pytest.mark.root

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Carrier
 
 
@@ -178,7 +177,8 @@ class TestDetached:
         """rm refuses a running container; rm -f kills and removes it."""
         assert carrier("run", "-d", "--name", "busy", image, "sleep", "100").code == 0
         res = carrier("rm", "busy")
-        assert res.code == 125 and "running" in res.err
+        assert res.code == 125
+        assert "running" in res.err
         assert carrier("rm", "-f", "busy").code == 0
         assert carrier("ps", "-a", "--format", "json").out.strip() == "[]"
 
@@ -257,7 +257,8 @@ class TestBadInput:
         assert carrier("run", "--name", "dup", image, "true").code == 0
         before = _snapshot(carrier.root)
         res = carrier("run", "--name", "dup", image, "true")
-        assert res.code == 125 and "already in use" in res.err
+        assert res.code == 125
+        assert "already in use" in res.err
         assert _snapshot(carrier.root) == before
         carrier("rm", "dup")
 

@@ -45,7 +45,8 @@ class TestRunArgv:
     def test_flags_follow_the_signature(self) -> None:
         """The value-less options are exactly run's bool parameters (with their aliases)."""
         assert {"-d", "--detach", "--rm", "-i", "--interactive"} <= _cli._RUN_FLAGS
-        assert "-e" not in _cli._RUN_FLAGS and "--name" not in _cli._RUN_FLAGS
+        assert "-e" not in _cli._RUN_FLAGS
+        assert "--name" not in _cli._RUN_FLAGS
 
 
 class TestEnv:
