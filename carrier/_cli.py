@@ -59,6 +59,15 @@ def run(
     entrypoint: str | None = None,
     runtime: str = "runc",
     stop_timeout: float = 10.0,
+    publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
+    network: str = "auto",
+    no_network: bool = False,
+    elevated: bool = False,
+    host_loopback: bool = False,
+    dns: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    dns_search: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    dns_option: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    add_host: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
 ) -> int:
     """Run a command in a new container.
 
@@ -90,12 +99,35 @@ def run(
         OCI runtime: runc, crun or a path.
     stop_timeout: float
         Seconds between SIGTERM and SIGKILL on stop.
+    publish: list[str] | None
+        Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], ranges allowed (repeatable).
+    network: str
+        auto (pasta, else slirp4netns), pasta, slirp4netns, none (loopback only) or host.
+    no_network: bool
+        Loopback only, no helper (the same as --network none).
+    elevated: bool
+        Share the host's network namespace (needs root; the same as --network host).
+    host_loopback: bool
+        Let the container reach the host's loopback as host.containers.internal.
+    dns: list[str] | None
+        Nameserver for the container's resolv.conf (repeatable; replaces the host's).
+    dns_search: list[str] | None
+        Search domain (repeatable).
+    dns_option: list[str] | None
+        resolv.conf option (repeatable).
+    add_host: list[str] | None
+        Add NAME:IP to the container's /etc/hosts (repeatable).
     """
+    if no_network and elevated:
+        raise CarrierError("--no-network and --elevated contradict each other")
+    mode = "none" if no_network else "host" if elevated else network
     return cc.run(
-        image, list(command), rm=rm, detach=detach, interactive=interactive, name=name,
+        image, list(command), detach=detach, interactive=interactive, name=name,
         env=env or [], workdir=workdir, user=user, hostname=hostname,
         entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
-        stop_timeout=stop_timeout,
+        stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
+        host_loopback=host_loopback, dns=dns or [], dns_search=dns_search or [],
+        dns_option=dns_option or [], add_host=add_host or [],
     )
 
 
@@ -124,6 +156,18 @@ def rm(
 ) -> int:
     """Remove containers (-f also kills running ones)."""
     return cc.rm(list(containers), force)
+
+
+network_app = App(name="network", help="Container networking.")
+app.command(network_app)
+
+
+@network_app.command
+def check() -> int:
+    """Check this machine for rootless networking and say how to fix what is missing."""
+    from ._doctor import check as run_check
+
+    return run_check()
 
 
 @app.command

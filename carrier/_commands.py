@@ -32,16 +32,14 @@ def _open_root() -> Root:
 # -- run ----------------------------------------------------------------------------------
 
 
-def run(image: str, command: list[str], *, rm: bool, detach: bool, interactive: bool,
+def run(image: str, command: list[str], *, detach: bool, interactive: bool,
         name: str | None, env: list[str], workdir: str | None, user: str | None,
-        hostname: str | None, entrypoint: list[str] | None, runtime: str,
-        stop_timeout: float) -> int:
+        hostname: str | None, entrypoint: list[str] | None, **settings: Any) -> int:
     """``carrier run``: foreground (exit with the container's status) or detached."""
     root = _open_root()
     record, lock = create(
         root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
-        user=user, hostname=hostname, runtime=runtime, stop_timeout=stop_timeout, remove=rm,
-        detach=detach,
+        user=user, hostname=hostname, detach=detach, **settings,
     )
     if detach:
         return _detach(root, record, lock)
@@ -51,7 +49,8 @@ def run(image: str, command: list[str], *, rm: bool, detach: bool, interactive: 
 
 
 def _report(outcome: Outcome) -> int:
-    if outcome.reason is Reason.START_FAILED or outcome.reason is Reason.HOLDER_EXITED:
+    # The runtime already printed its own failure on the container's stderr.
+    if outcome.exit_code == 125 and outcome.reason is not Reason.RUNTIME_FAILED:
         print(f"carrier: {outcome.message or outcome.reason}", file=sys.stderr)
     return outcome.exit_code
 

@@ -19,6 +19,7 @@ import structlog
 from . import _process
 from ._atomic import read_json, try_lock, write_json
 from ._errors import CarrierError
+from ._network import reap_stale_helper
 from ._root import Root
 from ._runtime import Runtime, resolve
 from ._state import Containers, Record, Status, now
@@ -95,6 +96,7 @@ async def _clean_stale(root: Root, containers: Containers, record: Record) -> No
         os.close(fd)
     with contextlib.suppress(CarrierError):
         await Runtime(resolve(record.spec.runtime), root.runtime).delete(record.id)
+    reap_stale_helper(containers.dir(record.id))
     record.transition(Status.EXITED)
     record.exit_code = 137
     record.reason = "supervisor-died: its supervisor was killed; leftovers were reaped"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ._errors import CarrierError
+from ._network import validate as validate_network
 from ._root import Root
 from ._runtime import resolve
 from ._state import Containers, Record, Spec
@@ -41,18 +43,15 @@ def create(
     workdir: str | None = None,
     user: str | None = None,
     hostname: str | None = None,
-    runtime: str = "runc",
-    network: str = "none",
-    stop_timeout: float = 10.0,
-    remove: bool = False,
-    detach: bool = False,
+    **settings: Any,
 ) -> tuple[Record, int]:
     """Resolve *image*, build the spec, and reserve a new container (record and lock fd).
 
     The command is the image's Entrypoint followed by *command* (or the image's Cmd), as
-    Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd.
+    Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd. *settings*
+    are further :class:`~carrier._state.Spec` fields (runtime, network, ports, dns, ...).
+    Everything is checked before anything is stored.
     """
-    resolve(runtime)
     img = Store(root).get(image)
     cfg = img.run_config
     entry = list(entrypoint) if entrypoint is not None else list(cfg.get("Entrypoint") or [])
@@ -62,6 +61,7 @@ def create(
         raise CarrierError(f"no command specified: image {image} has no Cmd or Entrypoint")
     if workdir is not None and not workdir.startswith("/"):
         raise CarrierError(f"invalid working directory {workdir!r}: it must be absolute")
+    settings.setdefault("resolv_conf", os.environ.get("CARRIER_RESOLV_CONF", "/etc/resolv.conf"))
     spec = Spec(
         image=image,
         image_id=img.id,
@@ -70,10 +70,8 @@ def create(
         cwd=workdir or cfg.get("WorkingDir") or "/",
         user=user if user is not None else (cfg.get("User") or "0"),
         hostname=hostname or "",
-        runtime=runtime,
-        network=network,
-        stop_timeout=stop_timeout,
-        remove=remove,
-        detach=detach,
+        **settings,
     )
+    resolve(spec.runtime)
+    validate_network(spec)
     return Containers(root).create(spec, name)

@@ -1,29 +1,46 @@
-"""Netlink sockets inside a holder's network namespace, for pyroute2.
+"""Netlink inside a holder's network namespace, through pyroute2.
 
 The supervisor cannot ``setns`` into a user namespace itself (that needs a single-threaded
-process), so a forked child joins the holder's user and network namespaces, opens a
-``NETLINK_ROUTE`` socket there and hands it back over a socketpair. A netlink socket stays bound
-to the namespace it was created in, so the parent then drives it with ``IPRoute(fileno=...)``.
+process), so a forked child joins the holder's user and network namespaces, opens
+``NETLINK_ROUTE`` sockets there and hands them back over a socketpair. A netlink socket stays
+bound to the namespace it was created in, so the parent drives it with ``IPRoute(fileno=...)``.
+
+Every function here blocks: call it from a worker thread (pyroute2 runs its own event loop).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import socket
+import time
+from dataclasses import dataclass
+from typing import Any
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _NETLINK_ROUTE = 0
+_RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+_IFF_UP = 0x1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def netlink_socket(holder_pid: int, *, join_user: bool) -> socket.socket:
-    """Return a ``NETLINK_ROUTE`` socket that lives in *holder_pid*'s network namespace."""
+class NetworkNotReady(Exception):
+    """The namespace did not get an interface, address and default route in time."""
+
+
+def netlink_sockets(holder_pid: int, *, join_user: bool, count: int = 1) -> list[socket.socket]:
+    """Return *count* ``NETLINK_ROUTE`` sockets living in *holder_pid*'s network namespace."""
     ns_fds = []
-    if join_user:
-        ns_fds.append((os.open(f"/proc/{holder_pid}/ns/user", os.O_RDONLY), _CLONE_NEWUSER))
-    ns_fds.append((os.open(f"/proc/{holder_pid}/ns/net", os.O_RDONLY), _CLONE_NEWNET))
+    try:
+        if join_user:
+            ns_fds.append((os.open(f"/proc/{holder_pid}/ns/user", os.O_RDONLY), _CLONE_NEWUSER))
+        ns_fds.append((os.open(f"/proc/{holder_pid}/ns/net", os.O_RDONLY), _CLONE_NEWNET))
+    except OSError:
+        for fd, _ in ns_fds:
+            os.close(fd)
+        raise
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         pid = os.fork()
@@ -33,8 +50,9 @@ def netlink_socket(holder_pid: int, *, join_user: bool) -> socket.socket:
                 for fd, nstype in ns_fds:
                     if _libc.setns(fd, nstype) != 0:
                         raise OSError(ctypes.get_errno(), "setns")
-                nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-                socket.send_fds(child, [b"ok"], [nl.fileno()])
+                socks = [socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+                         for _ in range(count)]
+                socket.send_fds(child, [b"ok"], [s.fileno() for s in socks])
                 status = 0
             finally:
                 os._exit(status)
@@ -42,8 +60,8 @@ def netlink_socket(holder_pid: int, *, join_user: bool) -> socket.socket:
         _, status = os.waitpid(pid, 0)
         if status != 0:
             raise OSError(f"cannot enter the network namespace of process {holder_pid}")
-        _, fds, _, _ = socket.recv_fds(parent, 16, 1)
-        return socket.socket(fileno=fds[0])
+        _, fds, _, _ = socket.recv_fds(parent, 16, count)
+        return [socket.socket(fileno=fd) for fd in fds]
     finally:
         parent.close()
         child.close()
@@ -51,11 +69,76 @@ def netlink_socket(holder_pid: int, *, join_user: bool) -> socket.socket:
             os.close(fd)
 
 
-def loopback_up(holder_pid: int, *, join_user: bool) -> None:
-    """Bring ``lo`` up inside the holder's network namespace (blocking; call from a thread)."""
+def _ipr(sock: socket.socket) -> Any:
     from pyroute2 import IPRoute
 
-    nl = netlink_socket(holder_pid, join_user=join_user)
-    with IPRoute(fileno=nl.detach()) as ipr:
+    return IPRoute(fileno=sock.detach())
+
+
+def loopback_up(holder_pid: int, *, join_user: bool) -> None:
+    """Bring ``lo`` up inside the holder's network namespace."""
+    (nl,) = netlink_sockets(holder_pid, join_user=join_user)
+    with _ipr(nl) as ipr:
         (idx,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=idx, state="up")
+
+
+@dataclass(frozen=True)
+class NetState:
+    """What the helper configured: the interface, its IPv4 address, the gateway, the MTU."""
+
+    ifname: str
+    address: str
+    prefixlen: int
+    gateway: str
+    mtu: int
+
+
+def read_state(ipr: Any) -> NetState | None:
+    """The configured uplink, or None while it lacks link-up, an address or a default route."""
+    routes = [r for r in ipr.get_default_routes(family=socket.AF_INET) if r.get("gateway")]
+    if not routes:
+        return None
+    oif = routes[0].get("oif")
+    links = [link for link in ipr.get_links() if link["index"] == oif]
+    if not links or not links[0]["flags"] & _IFF_UP:
+        return None
+    addrs = ipr.get_addr(family=socket.AF_INET, index=oif)
+    if not addrs:
+        return None
+    return NetState(
+        ifname=links[0].get("ifname"),
+        address=addrs[0].get("address"),
+        prefixlen=addrs[0]["prefixlen"],
+        gateway=routes[0].get("gateway"),
+        mtu=links[0].get("mtu"),
+    )
+
+
+def wait_configured(holder_pid: int, *, join_user: bool, helper_pidfd: int,
+                    timeout: float) -> NetState:
+    """Wait until the helper has configured the namespace, woken by netlink events.
+
+    Raises :class:`NetworkNotReady` after *timeout* seconds, ``ChildProcessError`` if the
+    helper exits first.
+    """
+    events, query = netlink_sockets(holder_pid, join_user=join_user, count=2)
+    events.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE))
+    events.setblocking(False)
+    deadline = time.monotonic() + timeout
+    with events, _ipr(query) as ipr:
+        while True:
+            state = read_state(ipr)
+            if state is not None:
+                return state
+            remaining = deadline - time.monotonic()
+            ready = select.select([events.fileno(), helper_pidfd], [], [], max(remaining, 0))[0]
+            if helper_pidfd in ready:
+                raise ChildProcessError("the network helper exited during set-up")
+            if not ready:
+                raise NetworkNotReady(f"network not configured within {timeout:g} s")
+            while True:  # drain the notifications; the next read_state sees their effect
+                try:
+                    events.recv(65536)
+                except BlockingIOError:
+                    break

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -23,18 +24,19 @@ async def run(
     env: Iterable[str] = (),
     workdir: str | None = None,
     user: str | None = None,
-    runtime: str = "runc",
-    network: str = "none",
-    stop_timeout: float = 10.0,
     remove: bool = True,
     root: Path | str | None = None,
     stdio: Stdio | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
 
     Leaving the block stops the container gracefully (unless it has ended already) and waits
     until its group is cleaned up, so nothing outlives the block. By default the container is
-    removed afterwards, as with ``--rm``.
+    removed afterwards, as with ``--rm``. Further *settings* are the CLI's options by their
+    long names: ``runtime``, ``network`` (auto, pasta, slirp4netns, none, host), ``ports``
+    (``["127.0.0.1:8080:80"]``), ``dns``, ``dns_search``, ``dns_option``, ``add_host``,
+    ``host_loopback``, ``stop_timeout``, ``hostname``, ``entrypoint``.
 
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
@@ -43,7 +45,7 @@ async def run(
     await reconcile(carrier_root)
     record, lock = create(
         carrier_root, image, command, name=name, env=env, workdir=workdir, user=user,
-        runtime=runtime, network=network, stop_timeout=stop_timeout, remove=remove,
+        remove=remove, **settings,
     )
     async with anyio.create_task_group() as tg:
         container: Container = await tg.start(supervise, carrier_root, record, lock, stdio or Stdio())

@@ -57,7 +57,14 @@ class Spec:
     user: str
     hostname: str
     runtime: str = "runc"
-    network: str = "none"
+    network: str = "auto"
+    ports: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_option: list[str] = field(default_factory=list)
+    add_host: list[str] = field(default_factory=list)
+    host_loopback: bool = False
+    resolv_conf: str = "/etc/resolv.conf"
     stop_timeout: float = 10.0
     remove: bool = False
     detach: bool = False
@@ -80,6 +87,7 @@ class Record:
     supervisor_start: int | None = None
     holder_pid: int | None = None
     holder_start: int | None = None
+    network: dict[str, Any] | None = None
 
     def transition(self, new: Status) -> None:
         """Move to *new*, refusing moves the lifecycle does not allow."""

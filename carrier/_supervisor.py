@@ -1,9 +1,11 @@
-"""A container's supervision group: the container process, its holder, and its stop watcher.
+"""A container's supervision group: the container process, its network helper, its holder,
+and its stop watcher.
 
 Each member is a task in one anyio task group. The first member to end records the outcome
 and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:
 stop the container (SIGTERM once, the stop timeout, SIGKILL), delete the runtime's state, end
-the holder, record the exit, remove the files of a ``--rm`` container, release the lock.
+the helper and remove its files, end the holder, record the exit, remove the files of a
+``--rm`` container, release the lock.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _netns, _process
+from . import _process
 from ._bundle import write_bundle
 from ._errors import CarrierError
+from ._network import ContainerNetwork
+from ._network import setup as setup_network
 from ._root import Root
 from ._runtime import Runtime, resolve, start_failure
 from ._sandbox import Holder, start_holder
@@ -36,7 +40,9 @@ class Reason(enum.StrEnum):
     EXITED = "exited"
     STOP_REQUESTED = "stop-requested"
     HOLDER_EXITED = "holder-exited"
+    HELPER_EXITED = "helper-exited"
     START_FAILED = "start-failed"
+    RUNTIME_FAILED = "runtime-failed"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class _Group:
         self.runtime = Runtime(resolve(record.spec.runtime), root.runtime)
         self.bundle = self.containers.dir(record.id)
         self.holder: Holder | None = None
+        self.network: ContainerNetwork | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
         self.final: Outcome | None = None
@@ -139,6 +146,8 @@ class _Group:
                     tg.start_soon(self._watch_container, tg)
                     tg.start_soon(self._watch_holder, tg)
                     tg.start_soon(self._watch_stop, tg)
+                    if self.network is not None and self.network.helper is not None:
+                        tg.start_soon(self._watch_helper, tg)
             except BaseException as exc:
                 if self.outcome is None:
                     message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
@@ -156,10 +165,8 @@ class _Group:
             await anyio.to_thread.run_sync(copy_rootfs, image.layers, rootfs)
         rootless = os.geteuid() != 0
         self.holder = await start_holder(userns=rootless, netns=spec.network != "host")
-        if self.holder.netns:
-            await anyio.to_thread.run_sync(
-                lambda: _netns.loopback_up(self.holder.pid, join_user=rootless)  # type: ignore[union-attr]
-            )
+        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle)
+        self.record.network = self.network.info
         write_bundle(self.bundle, spec, self.holder)
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         self.child = self.runtime.run(
@@ -180,7 +187,7 @@ class _Group:
         code = _process.exit_status(await self.child.wait())
         failure = start_failure(self.bundle / "runtime.log") if code else None
         if failure is not None:
-            self.end(Outcome(failure[0], Reason.START_FAILED, failure[1]), tg)
+            self.end(Outcome(failure[0], Reason.RUNTIME_FAILED, failure[1]), tg)
         else:
             self.end(Outcome(code, Reason.EXITED), tg)
 
@@ -188,6 +195,14 @@ class _Group:
         assert self.holder is not None
         await self.holder.child.wait()
         self.end(Outcome(125, Reason.HOLDER_EXITED, "the namespace holder exited"), tg)
+
+    async def _watch_helper(self, tg: TaskGroup) -> None:
+        assert self.network is not None
+        assert self.network.helper is not None
+        helper = self.network.helper
+        code = await helper.child.wait()
+        message = f"the network helper {helper.name} exited (status {_process.exit_status(code)})"
+        self.end(Outcome(125, Reason.HELPER_EXITED, message), tg)
 
     async def _watch_stop(self, tg: TaskGroup) -> None:
         await self.stop_requested.wait()
@@ -215,6 +230,8 @@ class _Group:
         try:
             code = await self._stop_container()
             await self.runtime.delete(self.record.id)
+            if self.network is not None:
+                await self.network.stop()
             if self.holder is not None:
                 await self.holder.stop()
             outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")

@@ -1,0 +1,131 @@
+"""The network helper interface, and the choice between pasta and slirp4netns.
+
+A helper connects a holder's network namespace to the host's network from user space. Each
+backend (``_pasta``, ``_slirp4netns``) starts its helper, waits until the namespace is
+configured (confirmed over netlink, never assumed), publishes the ports, and says which
+address inside reaches the host's loopback and which one forwards DNS.
+"""
+
+from __future__ import annotations
+
+import abc
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import anyio
+
+from . import _netns, _process
+from ._errors import CarrierError
+from ._ports import PortMapping
+from ._sandbox import Holder
+
+READY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class HelperConfig:
+    """What a helper needs to know about the container."""
+
+    ports: list[PortMapping] = field(default_factory=list)
+    host_loopback: bool = False
+    log: Path | None = None
+    socket_path: Path | None = None
+
+
+@dataclass
+class RunningHelper:
+    """A started helper and the network it configured."""
+
+    name: str
+    child: _process.Child
+    state: _netns.NetState
+    host_address: str | None
+    keep_open: list[object] = field(default_factory=list)  # pipes the helper watches
+
+    async def stop(self) -> None:
+        """SIGTERM, a second for it to go, then SIGKILL; always reaped. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            self.child.signal(15)
+            with anyio.move_on_after(1):
+                await self.child.wait()
+            await self.child.kill()
+            for obj in self.keep_open:
+                close = getattr(obj, "close", None)
+                if close is not None:
+                    close()
+
+
+class Helper(abc.ABC):
+    """One kind of network helper."""
+
+    name: ClassVar[str]
+    package: ClassVar[str]
+    dns_forwarder: ClassVar[str | None]
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the helper's binary is installed."""
+        return shutil.which(cls.name) is not None
+
+    @abc.abstractmethod
+    async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
+        """Start the helper on *holder*, wait until the namespace is configured, publish ports.
+
+        **Cancellation:** the helper is killed before the cancellation propagates.
+        """
+
+    async def _wait_ready(self, holder: Holder, child: _process.Child) -> _netns.NetState:
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: _netns.wait_configured(
+                    holder.pid, join_user=holder.userns, helper_pidfd=child.pidfd,
+                    timeout=READY_TIMEOUT,
+                )
+            )
+        except _netns.NetworkNotReady as e:
+            raise CarrierError(f"{self.name}: {e}") from None
+
+
+def install_hint(os_release: Path = Path("/etc/os-release")) -> str:
+    """The command that installs both helpers on this distribution."""
+    ids: set[str] = set()
+    try:
+        for line in os_release.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in ("ID", "ID_LIKE"):
+                ids.update(value.strip().strip('"').split())
+    except OSError:
+        pass
+    if ids & {"fedora", "rhel", "centos", "rocky", "almalinux"}:
+        return "dnf install passt slirp4netns"
+    if ids & {"arch", "manjaro"}:
+        return "pacman -S passt slirp4netns"
+    if ids & {"opensuse", "suse", "sles", "opensuse-tumbleweed"}:
+        return "zypper install passt slirp4netns"
+    return "apt install passt slirp4netns"
+
+
+def choose(mode: str, *, os_release: Path = Path("/etc/os-release")) -> Helper | None:
+    """The helper for ``--network MODE``: auto prefers pasta; none and host need none."""
+    from ._pasta import Pasta
+    from ._slirp4netns import Slirp4netns
+
+    if mode in ("none", "host"):
+        return None
+    kinds: dict[str, type[Helper]] = {"pasta": Pasta, "slirp4netns": Slirp4netns}
+    if mode == "auto":
+        for kind in kinds.values():
+            if kind.available():
+                return kind()
+        raise CarrierError(
+            f"no network helper found (pasta or slirp4netns): {install_hint(os_release)}"
+        )
+    if mode not in kinds:
+        raise CarrierError(
+            f"invalid network mode {mode!r}: use auto, pasta, slirp4netns, none or host"
+        )
+    if not kinds[mode].available():
+        raise CarrierError(f"network helper {mode} is not installed: {install_hint(os_release)}")
+    return kinds[mode]()

@@ -1,0 +1,188 @@
+"""A container's network, set up before its command runs and torn down after it ends.
+
+In order: the holder's namespace exists (``_sandbox``), ``lo`` is up, resolv.conf is written,
+the helper is started and the namespace confirmed configured over netlink, then /etc/hosts
+(which needs the address the helper gave) and the helper's ``network.pid``. Only then does the
+runtime start the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from . import _netns, _process
+from ._atomic import write_bytes
+from ._dns import DnsOptions, Hosts, container_resolv_conf, read_host_resolv_conf
+from ._errors import CarrierError
+from ._nethelper import HelperConfig, RunningHelper, choose
+from ._ports import PortMapping, check_free, parse_ports
+from ._sandbox import Holder
+from ._state import Spec
+
+log = structlog.get_logger("carrier")
+
+MODES = ("auto", "pasta", "slirp4netns", "none", "host")
+
+
+def parse_add_host(item: str) -> tuple[str, str]:
+    """``NAME:IP`` (IPv6 allowed: ``NAME:fd00::1``) for ``--add-host``."""
+    name, sep, ip = item.partition(":")
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP") from None
+    if not sep or not name:
+        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP")
+    return name, ip.strip("[]")
+
+
+def validate(spec: Spec) -> list[PortMapping]:
+    """Check the network options of *spec* before anything starts; return the port mappings."""
+    if spec.network not in MODES:
+        raise CarrierError(
+            f"invalid network mode {spec.network!r}: use auto, pasta, slirp4netns, none or host"
+        )
+    if spec.network == "host" and os.geteuid() != 0:
+        raise CarrierError("--elevated (host network) needs root: run as root, or drop --elevated")
+    ports = parse_ports(spec.ports)
+    if ports and spec.network in ("none", "host"):
+        raise CarrierError(f"-p publishes through a network helper: not with --network {spec.network}")
+    for item in spec.add_host:
+        parse_add_host(item)
+    for server in spec.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise CarrierError(f"invalid --dns {server!r}: expected an IP address") from None
+    choose(spec.network)  # a missing helper fails now, with the install command
+    return ports
+
+
+def run_dir() -> Path:
+    """A short private directory for sockets (a socket path must fit in 108 bytes)."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(base) / "carrier" if base else Path(f"/tmp/carrier-run-{os.getuid()}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise CarrierError(f"{path} is not a directory of this user: remove it")
+    return path
+
+
+def _etc(rootfs: Path) -> Path:
+    etc = rootfs / "etc"
+    if etc.is_symlink():
+        raise CarrierError("the image's /etc is a symlink: refusing to write through it")
+    etc.mkdir(mode=0o755, exist_ok=True)
+    return etc
+
+
+@dataclass
+class ContainerNetwork:
+    """The network of one running container."""
+
+    mode: str
+    helper: RunningHelper | None = None
+    pid_file: Path | None = None
+    socket_path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        """End the helper and remove its files. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            if self.helper is not None:
+                await self.helper.stop()
+            for path in (self.pid_file, self.socket_path):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+
+def write_files(rootfs: Path, spec: Spec, name: str, *, forwarder: str | None,
+                state: _netns.NetState | None, host_address: str | None) -> dict[str, Any]:
+    """Write resolv.conf, hosts and hostname into the container's /etc; return the DNS info."""
+    etc = _etc(rootfs)
+    opts = DnsOptions(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
+    host_text = read_host_resolv_conf(Path(spec.resolv_conf))
+    # In the host's own network namespace, the host's loopback resolvers are reachable.
+    resolv = container_resolv_conf(host_text, forwarder, opts, keep_loopback=spec.network == "host")
+    write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644)
+    hosts = Hosts(
+        hostname=spec.hostname, name=name,
+        address=state.address if state else None, host_gateway=host_address,
+        extra=tuple(parse_add_host(h) for h in spec.add_host),
+    )
+    write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644)
+    write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
+    return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
+            "options": list(resolv.options)}
+
+
+async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerNetwork:
+    """Connect *holder*'s namespace as *spec* asks and write the container's network files.
+
+    **Cancellation:** a started helper is stopped before the cancellation propagates.
+    """
+    rootfs = cdir / "rootfs"
+    helper = choose(spec.network)
+    if holder.netns:
+        await anyio.to_thread.run_sync(
+            lambda: _netns.loopback_up(holder.pid, join_user=holder.userns)
+        )
+    if helper is None:
+        dns = write_files(rootfs, spec, name, forwarder=None, state=None, host_address=None)
+        mode = spec.network if spec.network in ("none", "host") else "none"
+        return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
+    ports = parse_ports(spec.ports)
+    check_free(ports)
+    write_files(rootfs, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
+    socket_path = run_dir() / f"{os.path.basename(cdir)[:16]}.slirp.sock"
+    socket_path.unlink(missing_ok=True)
+    config = HelperConfig(ports=ports, host_loopback=spec.host_loopback,
+                          log=cdir / "network.log", socket_path=socket_path)
+    running = await helper.start(holder, config)
+    net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path)
+    try:
+        start = _process.start_time(running.child.pid)
+        write_bytes(net.pid_file, f"{running.child.pid} {start}\n".encode())  # type: ignore[arg-type]
+        dns = write_files(rootfs, spec, name, forwarder=helper.dns_forwarder,
+                          state=running.state, host_address=running.host_address)
+    except BaseException:
+        await net.stop()
+        raise
+    st = running.state
+    net.info = {
+        "mode": helper.name, "helper_pid": running.child.pid, "interface": st.ifname,
+        "address": f"{st.address}/{st.prefixlen}", "gateway": st.gateway, "mtu": st.mtu,
+        "host_loopback": spec.host_loopback, "host_address": running.host_address,
+        "ports": [str(p) for p in ports], "dns": dns,
+    }
+    log.info("network.ready", helper=helper.name, address=st.address, gateway=st.gateway)
+    return net
+
+
+def reap_stale_helper(cdir: Path) -> None:
+    """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
+    pid_file = cdir / "network.pid"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pid_text, start_text = pid_file.read_text().split()
+        pid, start = int(pid_text), int(start_text)
+        with contextlib.suppress(ProcessLookupError):
+            fd = os.pidfd_open(pid)
+            try:
+                if _process.start_time(pid) == start:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                os.close(fd)
+    pid_file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (run_dir() / f"{cdir.name[:16]}.slirp.sock").unlink(missing_ok=True)
