@@ -16,7 +16,7 @@ import anyio
 
 from ._control import reconcile, request_stop, requested_timeout
 from ._create import create
-from ._errors import CarrierError, ConflictError
+from ._errors import CarrierError, ConflictError, unwrapped
 from ._root import Root
 from ._state import Containers, Record, Status
 from ._store import Store
@@ -57,7 +57,7 @@ def _report(outcome: Outcome) -> int:
 
 async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Outcome:
     """Supervise in this process; Ctrl-C is forwarded, a second one kills, SIGTERM stops."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrapped():
         async with anyio.create_task_group() as tg:
             container: Container = await tg.start(supervise, root, record, lock, stdio)
             tg.start_soon(_handle_signals, signals, container, root)
@@ -122,15 +122,16 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with os.fdopen(status_fd, "wb") as status, anyio.open_signal_receiver(signal.SIGTERM) as signals:
         try:
-            async with anyio.create_task_group() as tg:
-                container: Container = await tg.start(
-                    supervise, root, record, lock, Stdio(subprocess.DEVNULL, log, log)
-                )
-                status.write(b"started")
-                status.close()
-                tg.start_soon(_stop_on_sigterm, signals, container, root)
-                await container.wait()
-                tg.cancel_scope.cancel()
+            with unwrapped():
+                async with anyio.create_task_group() as tg:
+                    container: Container = await tg.start(
+                        supervise, root, record, lock, Stdio(subprocess.DEVNULL, log, log)
+                    )
+                    status.write(b"started")
+                    status.close()
+                    tg.start_soon(_stop_on_sigterm, signals, container, root)
+                    await container.wait()
+                    tg.cancel_scope.cancel()
         except BaseException as e:
             if not status.closed:
                 status.write(_one_line(e).encode())

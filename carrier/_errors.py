@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class CarrierError(Exception):
     """A failure of Carrier itself or of its input, reported as one line with exit code 125."""
@@ -19,3 +22,24 @@ class ConflictError(CarrierError):
 
 class RuntimeFailure(CarrierError):
     """The OCI runtime, the holder or a helper failed before the container could run."""
+
+
+def _only_leaf(exc: BaseException) -> BaseException | None:
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+@contextlib.contextmanager
+def unwrapped() -> Iterator[None]:
+    """Re-raise a task group's lone :class:`CarrierError` as itself, so that a failed start
+    reads as one error (and one line) rather than as an exception group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = _only_leaf(group)
+        if isinstance(leaf, CarrierError):
+            raise leaf from None
+        raise

@@ -32,6 +32,15 @@ class NetworkNotReady(Exception):
 
 def netlink_sockets(holder_pid: int, *, join_user: bool, count: int = 1) -> list[socket.socket]:
     """Return *count* ``NETLINK_ROUTE`` sockets living in *holder_pid*'s network namespace."""
+    kind = (socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+    return sockets_in(holder_pid, [kind] * count, join_user=join_user)
+
+
+def sockets_in(holder_pid: int, kinds: list[tuple[int, int, int]], *,
+               join_user: bool) -> list[socket.socket]:
+    """Create sockets of the given (family, type, proto) kinds inside *holder_pid*'s network
+    namespace and return them; they stay bound to that namespace."""
+    count = len(kinds)
     ns_fds = []
     try:
         if join_user:
@@ -50,8 +59,7 @@ def netlink_sockets(holder_pid: int, *, join_user: bool, count: int = 1) -> list
                 for fd, nstype in ns_fds:
                     if _libc.setns(fd, nstype) != 0:
                         raise OSError(ctypes.get_errno(), "setns")
-                socks = [socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-                         for _ in range(count)]
+                socks = [socket.socket(*kind) for kind in kinds]
                 socket.send_fds(child, [b"ok"], [s.fileno() for s in socks])
                 status = 0
             finally:

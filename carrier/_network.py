@@ -28,6 +28,7 @@ from ._nethelper import HelperConfig, RunningHelper, choose
 from ._ports import PortMapping, check_free, parse_ports
 from ._sandbox import Holder
 from ._state import Spec
+from ._udprelay import UdpRelay
 
 log = structlog.get_logger("carrier")
 
@@ -95,11 +96,20 @@ class ContainerNetwork:
     helper: RunningHelper | None = None
     pid_file: Path | None = None
     socket_path: Path | None = None
+    relays: list[UdpRelay] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+    async def run_relays(self, holder: Holder) -> None:
+        """Relay the published UDP ports until cancelled (a member of the container's group)."""
+        async with anyio.create_task_group() as tg:
+            for relay in self.relays:
+                tg.start_soon(relay.run, holder.pid, holder.userns)
 
     async def stop(self) -> None:
         """End the helper and remove its files. **Cancellation:** shielded."""
         with anyio.CancelScope(shield=True):
+            for relay in self.relays:
+                relay.close()
             if self.helper is not None:
                 await self.helper.stop()
             for path in (self.pid_file, self.socket_path):
@@ -143,14 +153,22 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
         mode = spec.network if spec.network in ("none", "host") else "none"
         return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
     ports = parse_ports(spec.ports)
-    check_free(ports)
+    tcp = [p for p in ports if p.proto == "tcp"]
+    check_free(tcp)
     write_files(rootfs, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
     socket_path = run_dir() / f"{os.path.basename(cdir)[:16]}.slirp.sock"
     socket_path.unlink(missing_ok=True)
-    config = HelperConfig(ports=ports, host_loopback=spec.host_loopback,
-                          log=cdir / "network.log", socket_path=socket_path)
-    running = await helper.start(holder, config)
-    net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path)
+    relays: list[UdpRelay] = []
+    try:
+        relays += [UdpRelay(p) for p in ports if p.proto == "udp"]
+        config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback,
+                              log=cdir / "network.log", socket_path=socket_path)
+        running = await helper.start(holder, config)
+    except BaseException:
+        for relay in relays:
+            relay.close()
+        raise
+    net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
     try:
         start = _process.start_time(running.child.pid)
         write_bytes(net.pid_file, f"{running.child.pid} {start}\n".encode())  # type: ignore[arg-type]

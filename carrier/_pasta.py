@@ -47,8 +47,7 @@ class Pasta(Helper):
             argv += ["--runas", "0"]  # as root pasta would drop to nobody and lose the namespace
         if not config.host_loopback:
             argv.append("--no-map-gw")
-        argv += [*_port_args(config.ports), "-T", "none", "-U", "none", str(holder.pid)]
-        return argv
+        return [*argv, *_port_args(config.ports), "-T", "none", "-U", "none", str(holder.pid)]
 
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
         log = open(config.log or os.devnull, "wb")  # noqa: SIM115, ASYNC230 - handed to the child

@@ -11,6 +11,7 @@ import anyio
 
 from ._control import reconcile
 from ._create import create
+from ._errors import unwrapped
 from ._root import Root
 from ._supervisor import Container, Stdio, supervise
 
@@ -47,9 +48,12 @@ async def run(
         carrier_root, image, command, name=name, env=env, workdir=workdir, user=user,
         remove=remove, **settings,
     )
-    async with anyio.create_task_group() as tg:
-        container: Container = await tg.start(supervise, carrier_root, record, lock, stdio or Stdio())
-        try:
-            yield container
-        finally:
-            container.stop()
+    with unwrapped():
+        async with anyio.create_task_group() as tg:
+            container: Container = await tg.start(
+                supervise, carrier_root, record, lock, stdio or Stdio()
+            )
+            try:
+                yield container
+            finally:
+                container.stop()

@@ -47,7 +47,13 @@ def subordinate_range(path: Path, user: str, uid: int) -> tuple[int, int] | None
 
 
 def id_maps(uid: int, gid: int) -> tuple[list[IdRange], list[IdRange]]:
-    """Root inside maps to the invoking user; ids 1.. map to its subordinate ranges, if any."""
+    """Root inside maps to the invoking user; ids 1.. map to its subordinate ranges, if any.
+
+    For root itself the map is the identity, so files keep their owners, but the container's
+    root holds its capabilities only inside its own namespaces.
+    """
+    if uid == 0:
+        return [IdRange(0, 0, 4294967295)], [IdRange(0, 0, 4294967295)]
     user = _user_name(uid)
     maps = []
     for own, path in ((uid, Path("/etc/subuid")), (gid, Path("/etc/subgid"))):
@@ -93,20 +99,21 @@ class Holder:
 
 
 async def start_holder(*, userns: bool, netns: bool) -> Holder:
-    """Create the user (when rootless), network, UTS and IPC namespaces in a new holder.
+    """Create the user, network, UTS and IPC namespaces in a new holder.
 
     Returns once the namespaces exist and the id maps are written.
 
     **Cancellation:** the holder is killed before the cancellation propagates.
     """
     uid_map, gid_map = id_maps(os.getuid(), os.getgid()) if userns else ([], [])
-    use_newuidmap = userns and len(uid_map) > 1 and len(gid_map) > 1
+    as_root = os.geteuid() == 0
+    use_newuidmap = userns and not as_root and len(uid_map) > 1 and len(gid_map) > 1
     argv = ["unshare", "--uts", "--ipc"]
     if netns:
         argv.append("--net")
     if userns:
         argv.append("--user")
-        if not use_newuidmap:
+        if not use_newuidmap and not as_root:
             argv.append("--map-root-user")
             uid_map, gid_map = uid_map[:1], gid_map[:1]
     argv += ["--", "/bin/sh", "-c", "echo ready && exec cat"]
@@ -122,6 +129,10 @@ async def start_holder(*, userns: bool, netns: bool) -> Holder:
             raise RuntimeFailure(f"cannot create namespaces: {err or 'holder failed'}")
         child.popen.stdout.close()
         child.popen.stderr.close()
+        if userns and as_root:  # root may write any map itself
+            for kind, ranges in (("uid_map", uid_map), ("gid_map", gid_map)):
+                with open(f"/proc/{child.pid}/{kind}", "w") as f:  # noqa: ASYNC230 - procfs
+                    f.write("".join(f"{r.container} {r.host} {r.size}\n" for r in ranges))
         if use_newuidmap:
             for tool, ranges in (("newuidmap", uid_map), ("newgidmap", gid_map)):
                 args = [str(n) for r in ranges for n in (r.container, r.host, r.size)]

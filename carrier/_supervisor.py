@@ -148,6 +148,8 @@ class _Group:
                     tg.start_soon(self._watch_stop, tg)
                     if self.network is not None and self.network.helper is not None:
                         tg.start_soon(self._watch_helper, tg)
+                    if self.network is not None and self.network.relays:
+                        tg.start_soon(self._relay_ports, tg)
             except BaseException as exc:
                 if self.outcome is None:
                     message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
@@ -163,8 +165,8 @@ class _Group:
         if not rootfs.exists():
             image = Store(self.root).get(spec.image_id)
             await anyio.to_thread.run_sync(copy_rootfs, image.layers, rootfs)
-        rootless = os.geteuid() != 0
-        self.holder = await start_holder(userns=rootless, netns=spec.network != "host")
+        host_network = spec.network == "host"  # --elevated: root, and truly the host's
+        self.holder = await start_holder(userns=not host_network, netns=not host_network)
         self.network = await setup_network(spec, self.record.name, self.holder, self.bundle)
         self.record.network = self.network.info
         write_bundle(self.bundle, spec, self.holder)
@@ -203,6 +205,14 @@ class _Group:
         code = await helper.child.wait()
         message = f"the network helper {helper.name} exited (status {_process.exit_status(code)})"
         self.end(Outcome(125, Reason.HELPER_EXITED, message), tg)
+
+    async def _relay_ports(self, tg: TaskGroup) -> None:
+        assert self.network is not None
+        assert self.holder is not None
+        try:
+            await self.network.run_relays(self.holder)
+        except Exception as e:  # the relay is a member: its failure ends the group
+            self.end(Outcome(125, Reason.HELPER_EXITED, f"the UDP port relay failed: {e!r}"), tg)
 
     async def _watch_stop(self, tg: TaskGroup) -> None:
         await self.stop_requested.wait()

@@ -76,12 +76,15 @@ class Carrier:
         return json.loads(res.out)  # type: ignore[no-any-return]
 
 
-def make_rootfs_tar(dest: Path) -> Path:
-    """A busybox root filesystem as a plain tarball, made from the host's busybox-static."""
+def make_rootfs_tar(dest: Path, extra: dict[str, Path] | None = None) -> Path:
+    """A busybox root filesystem as a plain tarball, made from the host's busybox-static, with
+    *extra* programs added to /bin."""
     tree = dest / "rootfs"
     for d in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
         (tree / d).mkdir(parents=True)
     shutil.copy2(BUSYBOX, tree / "bin" / "busybox")
+    for name, path in (extra or {}).items():
+        shutil.copy2(path, tree / "bin" / name)
     applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True)
     for applet in applets.stdout.split():
         if applet != "busybox":
@@ -101,7 +104,14 @@ def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The busybox rootfs tarball, built once per session."""
     if not BUSYBOX.exists():
         pytest.fail("busybox-static is not installed (apt install busybox-static)")
-    return make_rootfs_tar(tmp_path_factory.mktemp("image"))
+    work = tmp_path_factory.mktemp("image")
+    udpecho = work / "udpecho"
+    source = Path(__file__).parent / "tools" / "udpecho.c"
+    try:
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(udpecho), str(source)], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.fail(f"cannot build the test image's udpecho ({e}): apt install gcc libc6-dev")
+    return make_rootfs_tar(work, {"udpecho": udpecho})
 
 
 @pytest.fixture

@@ -110,7 +110,8 @@ class TestIsolation:
 
     def test_network_is_loopback_only(self, carrier: Carrier, image: str) -> None:
         """Without a network helper the namespace has only lo, and it is up."""
-        res = carrier("run", "--rm", image, "sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate")
+        res = carrier("run", "--rm", "--no-network", image, "sh", "-c",
+                      "ls /sys/class/net; cat /sys/class/net/lo/operstate")
         assert res.out.split() == ["lo", "unknown"], res.err
 
     def test_host_side_uid_is_ours(self, carrier: Carrier, image: str) -> None:

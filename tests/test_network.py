@@ -1,0 +1,368 @@
+"""Container networking with the real helpers, rootless, for pasta and slirp4netns alike.
+
+Traffic goes only to servers this test starts on loopback (reached through the helper's host
+mapping or a published port). CI runs this inside a private network namespace whose only
+uplink leads nowhere (scripts/test), so nothing can leave the machine even by mistake.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Carrier
+
+HELPERS = ["pasta", "slirp4netns"]
+BODY = b"carrier-body"
+
+
+@pytest.fixture(params=HELPERS)
+def helper(request: pytest.FixtureRequest) -> str:
+    """Every network test runs with each helper."""
+    return str(request.param)
+
+
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """An HTTP server on host 127.0.0.1 answering BODY; yields its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def helper_pid(carrier: Carrier, name: str) -> int:
+    """The PID that ``network.pid`` names, checked against ``carrier info``."""
+    rec = carrier.record(name)
+    pid_file = Path(str(rec["Dir"])) / "network.pid"
+    pid = int(pid_file.read_text().split()[0])
+    assert rec["network"]["helper_pid"] == pid  # type: ignore[index]
+    return pid
+
+
+def wait_pidfd(pid: int, bound: float = 30) -> None:
+    """Wait for *pid* to exit (an event on its pidfd), failing after *bound* seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], bound)[0], f"process {pid} did not exit"
+    finally:
+        os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+class TestReadiness:
+    def test_first_command_sees_the_network(self, carrier: Carrier, image: str, helper: str) -> None:
+        """The command's very first act already sees the interface, address and default route."""
+        res = carrier("run", "--rm", "--network", helper, image, "ip", "route")
+        assert res.code == 0, res.err
+        assert res.out.startswith("default via "), res.out
+        gateway = res.out.split()[2]
+        info_gw = {"pasta": None, "slirp4netns": "10.0.2.2"}[helper]
+        if info_gw:
+            assert gateway == info_gw
+
+    def test_info_shows_the_network(self, carrier: Carrier, image: str, helper: str) -> None:
+        """carrier info reports helper, PID, address, gateway, ports and DNS."""
+        port = free_port()
+        assert carrier("run", "-d", "--name", "n", "--network", helper, "-p",
+                       f"127.0.0.1:{port}:80", image, "sleep", "100").code == 0
+        net = carrier.record("n")["network"]
+        assert isinstance(net, dict)
+        assert net["mode"] == helper
+        assert alive(net["helper_pid"])
+        assert "/" in net["address"]
+        assert net["gateway"]
+        assert net["ports"] == [f"127.0.0.1:{port}->80/tcp"]
+        assert net["dns"]["nameservers"]
+        assert carrier("rm", "-f", "n").code == 0
+
+
+class TestHostLoopback:
+    def test_reached_with_flag(self, carrier: Carrier, image: str, helper: str, http_server: int) -> None:
+        """With --host-loopback, host.containers.internal reaches a server on host 127.0.0.1."""
+        res = carrier("run", "--rm", "--network", helper, "--host-loopback", image, "sh", "-c",
+                      f"wget -q -O - http://host.containers.internal:{http_server}/")
+        assert res.out.encode() == BODY, res.err
+
+    def test_refused_without_flag(self, carrier: Carrier, image: str, helper: str, http_server: int) -> None:
+        """Without the flag the same connection fails, and no host alias is written."""
+        gateway = {"pasta": "$(ip route | awk '/default/ {print $3}')", "slirp4netns": "10.0.2.2"}[helper]
+        res = carrier("run", "--rm", "--network", helper, image, "sh", "-c",
+                      f"grep -c host.containers.internal /etc/hosts; "
+                      f"timeout 3 wget -q -O - http://{gateway}:{http_server}/; echo rc=$?")
+        lines = res.out.split()
+        assert lines[0] == "0"
+        assert BODY.decode() not in res.out
+        assert lines[-1] != "rc=0"
+
+
+class TestPorts:
+    def test_tcp_published(self, carrier: Carrier, image: str, helper: str) -> None:
+        """A server inside is reached from the host through -p 127.0.0.1:P:80."""
+        port = free_port()
+        script = "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www"
+        assert carrier("run", "-d", "--name", "web", "--network", helper, "-p",
+                       f"127.0.0.1:{port}:80", image, "sh", "-c", script).code == 0
+        assert _http_get(port, "/index.html").endswith(b"published\n")
+        assert carrier("rm", "-f", "web").code == 0
+
+    def test_udp_published(self, carrier: Carrier, image: str, helper: str) -> None:
+        """A UDP echo inside is reached through -p 127.0.0.1:P:5353/udp."""
+        port = free_port(socket.SOCK_DGRAM)
+        assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                       f"127.0.0.1:{port}:5353/udp", image, "udpecho", "5353").code == 0
+        assert _udp_echo(port, b"ping") == b"ping"
+        assert carrier("rm", "-f", "echo").code == 0
+
+    def test_taken_port_fails_cleanly(self, carrier: Carrier, image: str, helper: str) -> None:
+        """A host port already in use fails the start with a clear error and no leftovers."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            res = carrier("run", "--rm", "--network", helper, "-p", f"127.0.0.1:{port}:80",
+                          image, "true")
+        assert res.code == 125
+        assert f"127.0.0.1:{port}/tcp is already in use" in res.err
+        assert len(res.err.strip().splitlines()) == 1
+        assert not any((carrier.root / "containers").iterdir())
+
+
+def _http_get(port: int, path: str, bound: float = 15) -> bytes:
+    """GET from a published port, retrying (bounded) until the server inside has started."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            if data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]:
+                return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no HTTP answer on port {port} within {bound} s")
+        time.sleep(0.05)  # bounded poll: the server inside starts on its own schedule
+
+
+def _udp_echo(port: int, payload: bytes, bound: float = 15) -> bytes:
+    """Send *payload* until it comes back (bounded): the listener inside starts on its own."""
+    deadline = time.monotonic() + bound
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            s.send(payload)
+            try:
+                return s.recv(100)
+            except OSError:
+                continue
+    raise AssertionError(f"no UDP echo on port {port} within {bound} s")
+
+
+class TestDns:
+    def test_real_resolution(self, carrier: Carrier, image: str, helper: str, dns_server: str) -> None:
+        """A name resolves through a DNS server the test runs on host loopback."""
+        mapped = _host_mapped_address(helper)
+        res = carrier("run", "--rm", "--network", helper, "--host-loopback", "--dns", mapped,
+                      image, "nslookup", "probe.carrier.test")
+        assert res.code == 0, res.out + res.err
+        assert dns_server in res.out
+
+    @pytest.mark.parametrize(
+        ("host_file", "expected"),
+        [
+            ("nameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n",
+             "nameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n"),
+            ("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n",
+             "nameserver {forwarder}\nsearch .\noptions edns0 trust-ad\n"),
+            ("", "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"),
+        ],
+        ids=["normal", "stub-only", "empty"],
+    )
+    def test_resolv_conf_rules(self, carrier: Carrier, image: str, helper: str, tmp_path: Path,
+                               host_file: str, expected: str) -> None:
+        """The container's resolv.conf follows the host file's rules (contents only: no query
+        is sent to any server named here)."""
+        fake = tmp_path / "resolv.conf"
+        fake.write_text(host_file)
+        carrier.env["CARRIER_RESOLV_CONF"] = str(fake)
+        res = carrier("run", "--rm", "--network", helper, image, "cat", "/etc/resolv.conf")
+        forwarder = {"pasta": "169.254.1.1", "slirp4netns": "10.0.2.3"}[helper]
+        assert res.out == expected.format(forwarder=forwarder)
+
+    def test_overrides(self, carrier: Carrier, image: str, helper: str) -> None:
+        """--dns, --dns-search and --dns-option replace the host's values."""
+        res = carrier("run", "--rm", "--network", helper, "--dns", "192.0.2.10", "--dns",
+                      "192.0.2.11", "--dns-search", "a.test", "--dns-option", "ndots:3",
+                      image, "cat", "/etc/resolv.conf")
+        assert res.out == ("nameserver 192.0.2.10\nnameserver 192.0.2.11\nsearch a.test\n"
+                           "options ndots:3\n")
+
+
+def _host_mapped_address(helper: str) -> str:
+    """The address inside that the helper maps to the host's 127.0.0.1."""
+    if helper == "slirp4netns":
+        return "10.0.2.2"
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return str(ipr.get_default_routes(family=socket.AF_INET)[0].get("gateway"))
+
+
+@pytest.fixture
+def dns_server() -> Iterator[str]:
+    """A DNS server on host 127.0.0.1:53 answering every A query with 10.9.8.7."""
+    from dnslib import QTYPE, RR, A
+    from dnslib.server import BaseResolver, DNSServer
+
+    answer = "10.9.8.7"
+
+    class Resolver(BaseResolver):  # type: ignore[misc]
+        def resolve(self, request: object, handler: object) -> object:
+            reply = request.reply()  # type: ignore[attr-defined]
+            qname = request.q.qname  # type: ignore[attr-defined]
+            if request.q.qtype == QTYPE.A:  # type: ignore[attr-defined]
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(answer), ttl=5))
+            return reply
+
+    try:
+        server = DNSServer(Resolver(), address="127.0.0.1", port=53)
+        server.start_thread()
+    except OSError as e:
+        pytest.fail(f"cannot serve DNS on 127.0.0.1:53 ({e}); run the suite with ./scripts/test")
+    yield answer
+    server.stop()
+
+
+class TestHosts:
+    def test_entries(self, carrier: Carrier, image: str, helper: str) -> None:
+        """/etc/hosts has localhost, --add-host entries, the host alias and ourselves."""
+        res = carrier("run", "--rm", "--name", "me", "--network", helper, "--host-loopback",
+                      "--add-host", "db.test:192.0.2.77", image, "sh", "-c",
+                      "cat /etc/hosts; hostname -i 2>/dev/null; ip -o -4 addr show scope global")
+        lines = res.out.splitlines()
+        assert lines[:2] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        assert "192.0.2.77\tdb.test" in lines
+        assert any(ln.endswith("host.containers.internal host.docker.internal") for ln in lines)
+        own = next(ln for ln in lines if ln.endswith("\tme"))
+        assert own.split("\t")[0] in res.out.split("inet ", 1)[1]
+
+
+class TestModes:
+    def test_no_network_is_loopback_only(self, carrier: Carrier, image: str) -> None:
+        """--no-network: lo only, up, and no helper."""
+        res = carrier("run", "--rm", "--no-network", image, "sh", "-c",
+                      "ls /sys/class/net; cat /sys/class/net/lo/operstate; ip route")
+        assert res.out.split() == ["lo", "unknown"], res.err
+
+    def test_elevated_needs_root(self, carrier: Carrier, image: str) -> None:
+        """--elevated as an ordinary user fails with a clear message."""
+        res = carrier("run", "--rm", "--elevated", image, "true")
+        assert res.code == 125
+        assert "needs root" in res.err
+
+    def test_unknown_mode(self, carrier: Carrier, image: str) -> None:
+        """An unknown --network mode is refused."""
+        res = carrier("run", "--rm", "--network", "bridge", image, "true")
+        assert res.code == 125
+        assert "invalid network mode" in res.err
+
+    def test_doctor(self, carrier: Carrier) -> None:
+        """carrier network check passes here and names both helpers."""
+        res = carrier("network", "check")
+        assert res.code == 0, res.out
+        assert "pasta" in res.out
+        assert "slirp4netns version" in res.out
+
+
+class TestHelperLifecycle:
+    @pytest.mark.parametrize("ending", ["exit", "stop", "container-kill", "helper-kill",
+                                        "supervisor-kill"])
+    def test_no_helper_outlives_its_container(self, carrier: Carrier, image: str, helper: str,
+                                              ending: str) -> None:
+        """network.pid names a live helper while the container runs; however the container
+        ends, the helper is gone and so is the file."""
+        script = "echo up; read line" if ending == "exit" else "exec sleep 100"
+        proc = None
+        if ending == "exit":
+            proc = carrier.popen("run", "--name", "c", "--network", helper, "-i", image, "sh", "-c",
+                                 script, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "up\n"
+        else:
+            assert carrier("run", "-d", "--name", "c", "--network", helper, image, "sh", "-c",
+                           script).code == 0
+        rec = carrier.record("c")
+        pid = helper_pid(carrier, "c")
+        pid_file = Path(str(rec["Dir"])) / "network.pid"
+        assert alive(pid)
+        expected = {"exit": (0, "exited"), "stop": (137, "stop-requested"),
+                    "container-kill": (137, "exited"), "helper-kill": (125, "helper-exited"),
+                    "supervisor-kill": (137, "supervisor-died")}[ending]
+        if ending == "exit":
+            assert proc is not None
+            proc.communicate("bye\n", timeout=30)
+        elif ending == "stop":
+            assert carrier("stop", "-t", "1", "c").code == 0
+        else:
+            supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
+            target = {"helper-kill": pid, "supervisor-kill": supervisor,
+                      "container-kill": _container_pid(carrier, str(rec["id"]))}[ending]
+            os.kill(target, signal.SIGKILL)
+            wait_pidfd(supervisor)
+            carrier("ps", "-a")  # the next command reconciles what a dead supervisor left
+        wait_pidfd(pid)
+        assert not alive(pid)
+        assert not pid_file.exists()
+        rec = carrier.record("c")
+        assert (rec["exit_code"], str(rec["reason"]).split(":")[0]) == expected
+        assert carrier("rm", "c").code == 0
+
+
+def _container_pid(carrier: Carrier, cid: str) -> int:
+    out = subprocess.run(["runc", "--root", str(carrier.root / "runtime"), "state", cid],
+                         capture_output=True, text=True, check=True).stdout
+    return int(json.loads(out)["pid"])
