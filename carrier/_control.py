@@ -14,17 +14,14 @@ import os
 import select
 import signal
 
-import structlog
-
 from . import _process
 from ._atomic import read_json, try_lock, write_json
 from ._errors import CarrierError
+from ._logging import log
 from ._network import reap_stale_helper
 from ._root import Root
 from ._runtime import Runtime, resolve
 from ._state import Containers, Record, Status, now
-
-log = structlog.get_logger("carrier")
 
 
 def _pidfd(pid: int | None, expected_start: int | None) -> int | None:

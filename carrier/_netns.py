@@ -11,9 +11,11 @@ Every function here blocks: call it from a worker thread (pyroute2 runs its own 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import select
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ _CLONE_NEWNET = 0x40000000
 _NETLINK_ROUTE = 0
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 _IFF_UP = 0x1
+_SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x8913, 0x8914
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -84,11 +87,22 @@ def _ipr(sock: socket.socket) -> Any:
 
 
 def loopback_up(holder_pid: int, *, join_user: bool) -> None:
-    """Bring ``lo`` up inside the holder's network namespace."""
-    (nl,) = netlink_sockets(holder_pid, join_user=join_user)
-    with _ipr(nl) as ipr:
-        (idx,) = ipr.link_lookup(ifname="lo")
-        ipr.link("set", index=idx, state="up")
+    """Bring ``lo`` up inside the holder's network namespace.
+
+    One flag on one interface: the classic ``SIOCSIFFLAGS`` ioctl on a socket made inside the
+    namespace does it without loading pyroute2 (about 110 ms) on the ``--no-network`` path.
+    """
+    kind = (socket.AF_INET, socket.SOCK_DGRAM, 0)
+    (sock,) = sockets_in(holder_pid, [kind], join_user=join_user)
+    with sock:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def preload() -> None:
+    """Import pyroute2 (slow) ahead of need, e.g. in a thread while other set-up runs."""
+    import pyroute2  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 from . import _netns, _process
 from ._atomic import write_bytes
 from ._dns import DnsOptions, Hosts, container_resolv_conf, read_host_resolv_conf
 from ._errors import CarrierError
+from ._logging import log
 from ._nethelper import HelperConfig, RunningHelper, choose
 from ._ports import PortMapping, check_free, parse_ports
 from ._sandbox import Holder
 from ._state import Spec
 from ._udprelay import UdpRelay
-
-log = structlog.get_logger("carrier")
 
 MODES = ("auto", "pasta", "slirp4netns", "none", "host")
 

@@ -22,13 +22,13 @@ import lzma
 import os
 import platform
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import _process
 from ._atomic import locked, read_json, write_bytes, write_json
 from ._errors import CarrierError, NotFoundError
 from ._extract import remove_tree, tarfile, unpack
@@ -222,8 +222,17 @@ def _decompressed(source: IO[bytes]) -> Iterator[IO[bytes]]:
         yield source
 
 
-def copy_rootfs(layers: tuple[Path, ...], dest: Path) -> None:
-    """Give a container its own writable copy of the image's layers, applied in order."""
-    dest.mkdir(mode=0o755)
-    for layer in layers:
-        shutil.copytree(layer, dest, symlinks=True, dirs_exist_ok=True)
+async def copy_rootfs(layers: tuple[Path, ...], dest: Path) -> None:
+    """Give a container its own writable copy of the image's layers, applied in order.
+
+    ``cp -a`` (reflinks where the filesystem has them) is an order of magnitude faster than
+    ``shutil.copytree`` on a root filesystem's many small files and symlinks. (Even so, on
+    these ext4 machines each ``symlinkat`` costs about 0.6 ms, so a busybox root filesystem
+    takes 150 ms: the shared layers of copy-on-write storage are what removes this.)
+    """
+    for i, layer in enumerate(layers):
+        source = str(layer) if i == 0 else f"{layer}/."  # the first one creates *dest*
+        try:
+            await _process.run(["cp", "-a", "--reflink=auto", source, str(dest)])
+        except RuntimeError as e:
+            raise CarrierError(f"cannot create the container's root filesystem: {e}") from None

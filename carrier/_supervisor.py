@@ -13,16 +13,17 @@ from __future__ import annotations
 import enum
 import os
 import signal as _signal
+import threading
 from dataclasses import dataclass
 from typing import IO, Any, final
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _process
+from . import _netns, _process
 from ._bundle import write_bundle
 from ._errors import CarrierError
+from ._logging import bound, log
 from ._network import ContainerNetwork
 from ._network import setup as setup_network
 from ._root import Root
@@ -30,8 +31,6 @@ from ._runtime import Runtime, resolve, start_failure
 from ._sandbox import Holder, start_holder
 from ._state import Containers, Record, Status, now
 from ._store import Store, copy_rootfs
-
-log = structlog.get_logger("carrier")
 
 
 class Reason(enum.StrEnum):
@@ -138,7 +137,7 @@ class _Group:
 
     async def run(self, *, task_status: TaskStatus[Container]) -> None:
         """Prepare, start and supervise the container until its group ends, then clean up."""
-        with structlog.contextvars.bound_contextvars(container=self.record.name):
+        with bound(container=self.record.name):
             try:
                 await self._start()
                 task_status.started(Container(self))
@@ -161,10 +160,12 @@ class _Group:
 
     async def _start(self) -> None:
         spec = self.record.spec
+        if spec.network not in ("none", "host"):  # overlap pyroute2's import with set-up
+            threading.Thread(target=_netns.preload, daemon=True).start()
         rootfs = self.bundle / "rootfs"
         if not rootfs.exists():
             image = Store(self.root).get(spec.image_id)
-            await anyio.to_thread.run_sync(copy_rootfs, image.layers, rootfs)
+            await copy_rootfs(image.layers, rootfs)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
         self.holder = await start_holder(userns=not host_network, netns=not host_network)
         self.network = await setup_network(spec, self.record.name, self.holder, self.bundle)

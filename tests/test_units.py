@@ -188,3 +188,34 @@ class TestUnpack:
         unpack(archive, tmp_path / "out", rootless=True)
         assert not (tmp_path / "out" / "dev" / "null").exists()
         assert (tmp_path / "out" / "ok").exists()
+
+
+class TestNameRace:
+    def test_only_one_of_two_racers_wins(self, tmp_path: Path) -> None:
+        """Two creators racing for one name: exactly one gets it, the other a clear error."""
+        import threading
+
+        from carrier._root import Root
+        from carrier._state import Containers
+
+        containers = Containers(Root.open(tmp_path / "root"))
+        barrier = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def racer() -> None:
+            spec = Spec("i", "sha256:" + "0" * 64, ["true"], [], "/", "0", "")
+            barrier.wait()
+            try:
+                _, lock = containers.create(spec, "same")
+                os.close(lock)
+                outcomes.append("won")
+            except ConflictError:
+                outcomes.append("lost")
+
+        threads = [threading.Thread(target=racer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+        assert len(list(containers.all())) == 1
