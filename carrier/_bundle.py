@@ -47,14 +47,34 @@ def _user(user: str, rootfs: Path) -> dict[str, Any]:
     return {"uid": uid, "gid": gid}
 
 
-def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = False) -> None:
-    """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces."""
-    rootfs = bundle / "rootfs"
+def container_env(spec: Spec) -> list[str]:
+    """The main process's environment: the spec's, with PATH and HOSTNAME defaulted."""
     env = list(spec.env)
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, DEFAULT_PATH)
     if not any(e.startswith("HOSTNAME=") for e in env):
         env.append(f"HOSTNAME={spec.hostname}")
+    return env
+
+
+def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, *,
+            terminal: bool = False) -> dict[str, Any]:
+    """An OCI ``process`` object: for the container's main process and for ``exec``."""
+    return {
+        "terminal": terminal,
+        "user": _user(user, rootfs),
+        "args": args,
+        "env": env,
+        "cwd": cwd or "/",
+        "capabilities": {k: _CAPS for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": True,
+    }
+
+
+def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = False) -> None:
+    """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces."""
+    rootfs = bundle / "rootfs"
+    env = container_env(spec)
     namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "mount"}]
     namespaces += [{"type": t, "path": holder.ns_path(n)} for t, n in (("uts", "uts"), ("ipc", "ipc"))]
     if holder.netns:
@@ -88,15 +108,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = F
         pts_opts.append("gid=5")
     config = {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": terminal,
-            "user": _user(spec.user, rootfs),
-            "args": spec.args,
-            "env": env,
-            "cwd": spec.cwd or "/",
-            "capabilities": {k: _CAPS for k in ("bounding", "effective", "permitted")},
-            "noNewPrivileges": True,
-        },
+        "process": process(spec.args, env, spec.cwd, spec.user, rootfs, terminal=terminal),
         "root": {"path": "rootfs", "readonly": False},
         "hostname": spec.hostname,
         "mounts": [

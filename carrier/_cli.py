@@ -158,6 +158,74 @@ def rm(
     return cc.rm(list(containers), force)
 
 
+@app.command(name="exec")
+def exec_(
+    container: str,
+    *command: str,
+    interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
+    tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
+    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
+    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
+    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+) -> int:
+    """Run a command in a running container.
+
+    Parameters
+    ----------
+    container: str
+        Container name, id or id prefix.
+    command: str
+        The command and its arguments.
+    interactive: bool
+        Pass standard input to the command.
+    tty: bool
+        Give the command a pseudo-terminal.
+    env: list[str] | None
+        Set an environment variable, KEY=VALUE (repeatable).
+    workdir: str | None
+        Working directory inside the container.
+    user: str | None
+        User (name or uid[:gid]) to run as.
+    """
+    if not command:
+        raise CarrierError("exec needs a command: carrier exec CONTAINER COMMAND...")
+    return cc.enter(container, list(command), interactive=interactive, terminal=tty,
+                    env=env or [], workdir=workdir, user=user)
+
+
+@app.command(name=["shell", "sh"])
+def shell(
+    container: str,
+    *command: str,
+    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
+    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
+    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+) -> int:
+    """Work interactively in a running container (default: /bin/sh).
+
+    A pseudo-terminal is used when standard input is a terminal.
+    """
+    return cc.enter(container, list(command) or ["/bin/sh"], interactive=True,
+                    terminal=sys.stdin.isatty(), env=env or [], workdir=workdir, user=user,
+                    session=True)
+
+
+@app.command(name=["terminal", "t", "term"])
+def terminal(
+    container: str,
+    *command: str,
+    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
+    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
+    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+) -> int:
+    """Open a real terminal in a running container (default: /bin/sh).
+
+    Always a pseudo-terminal: raw mode locally, window size followed, Ctrl-C/D/Z passed in.
+    """
+    return cc.enter(container, list(command) or ["/bin/sh"], interactive=True, terminal=True,
+                    env=env or [], workdir=workdir, user=user, session=True)
+
+
 network_app = App(name="network", help="Container networking.")
 app.command(network_app)
 
@@ -211,20 +279,30 @@ def _flag_names(func: Any) -> set[str]:
 
 
 _RUN_FLAGS = _flag_names(run)
+_FLAGS = {"run": _RUN_FLAGS, "exec": _flag_names(exec_)}
+for _name in ("shell", "sh", "terminal", "t", "term"):
+    _FLAGS[_name] = _flag_names(terminal)
 
 
 def _split_run(tokens: list[str]) -> list[str]:
-    """Put ``--`` after the image of ``run``, so that the command's own options stay its own."""
-    if not tokens or tokens[0] != "run" or "--" in tokens:
+    """Put ``--`` after the image of ``run`` (the container of ``exec``, ``shell``,
+    ``terminal``), so that the command's own options stay its own, as Docker does."""
+    if not tokens or tokens[0] not in _FLAGS or "--" in tokens:
         return tokens
+    flags = _FLAGS[tokens[0]]
     i = 1
     while i < len(tokens):
         tok = tokens[i]
-        if tok in ("-h", "--help") and i == 1:
+        if tok == "--help" and i == 1:
             return tokens
         if not tok.startswith("-") or tok == "-":
             return [*tokens[: i + 1], "--", *tokens[i + 1 :]]
-        if tok not in _RUN_FLAGS and "=" not in tok:
+        if tok.startswith("-") and not tok.startswith("--") and len(tok) > 2 and all(
+            f"-{c}" in flags for c in tok[1:]
+        ):
+            tokens = [*tokens[:i], *(f"-{c}" for c in tok[1:]), *tokens[i + 1 :]]  # -it
+            continue
+        if tok not in flags and "=" not in tok:
             i += 1  # the option's value
         i += 1
     return tokens

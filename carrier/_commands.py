@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +19,8 @@ import anyio
 from ._control import reconcile, request_stop, requested_timeout
 from ._create import create
 from ._errors import CarrierError, ConflictError, unwrapped
+from ._exec import exec_in, running_record
+from ._netcheck import check_and_repair
 from ._root import Root
 from ._state import Containers, Record, Status
 from ._store import Store
@@ -147,6 +151,36 @@ def _one_line(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return str(exc) if isinstance(exc, CarrierError) else f"{type(exc).__name__}: {exc}"
+
+
+# -- entering containers ------------------------------------------------------------------
+
+
+def enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env: list[str],
+          workdir: str | None, user: str | None, session: bool = False) -> int:
+    """``carrier exec``, ``shell`` and ``terminal``: check the network, then run *argv*."""
+    root = _open_root()
+    record = _wait_started(root, ref)
+    cdir = Containers(root).dir(record.id)
+    repaired = anyio.run(partial(anyio.to_thread.run_sync, check_and_repair, record, cdir))
+    if repaired:
+        print(f"carrier: repaired the network of {record.name}: {', '.join(repaired)}",
+              file=sys.stderr)
+    return int(anyio.run(partial(exec_in, root, record, argv, env=env, workdir=workdir, user=user,
+                                 interactive=interactive, terminal=terminal, session=session)))
+
+
+def _wait_started(root: Root, ref: str, bound: float = 30) -> Record:
+    """The running container *ref*; one still starting is waited for, up to *bound* seconds."""
+    containers = Containers(root)
+    deadline = time.monotonic() + bound
+    record = containers.find(ref)
+    while record.status is Status.CREATED and containers.supervisor_alive(record.id):
+        if time.monotonic() > deadline:
+            raise CarrierError(f"container {record.name} did not finish starting in {bound:g} s")
+        time.sleep(0.02)  # bounded poll: the start is another process's, with no event to share
+        record = containers.load(record.id)
+    return running_record(root, record.id)
 
 
 # -- containers ---------------------------------------------------------------------------

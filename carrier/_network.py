@@ -124,12 +124,14 @@ def write_files(rootfs: Path, spec: Spec, name: str, *, forwarder: str | None,
     # In the host's own network namespace, the host's loopback resolvers are reachable.
     resolv = container_resolv_conf(host_text, forwarder, opts, keep_loopback=spec.network == "host")
     write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644)
+    write_bytes(rootfs.parent / "resolv.conf", resolv.render().encode(), mode=0o644)
     hosts = Hosts(
         hostname=spec.hostname, name=name,
         address=state.address if state else None, host_gateway=host_address,
         extra=tuple(parse_add_host(h) for h in spec.add_host),
     )
     write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644)
+    write_bytes(rootfs.parent / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
     write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
     return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
             "options": list(resolv.options)}

@@ -219,3 +219,34 @@ class TestNameRace:
             t.join()
         assert sorted(outcomes) == ["lost"] * 7 + ["won"]
         assert len(list(containers.all())) == 1
+
+
+class TestTerminalEnv:
+    def _rootfs(self, tmp_path: Path, terms: list[str]) -> Path:
+        for term in terms:
+            entry = tmp_path / "usr" / "share" / "terminfo" / term[0] / term
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            entry.write_bytes(b"")
+        (tmp_path / "etc").mkdir()
+        (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/ash\n"
+                                                 "app:x:1000:1000::/home/app:/bin/sh\n")
+        return tmp_path
+
+    @pytest.mark.parametrize(("known", "ours", "expected"), [
+        (["xterm-256color", "xterm"], "xterm-256color", "xterm-256color"),
+        (["xterm"], "alacritty", "xterm"),
+        ([], "xterm-kitty", "vt100"),
+    ])
+    def test_term_mapping(self, tmp_path: Path, known: list[str], ours: str, expected: str) -> None:
+        """TERM is ours if the container knows it, else xterm, else vt100."""
+        from carrier._terminal import container_term
+
+        assert container_term(self._rootfs(tmp_path, known), ours) == expected
+
+    def test_session_env_from_passwd(self, tmp_path: Path) -> None:
+        """HOME, USER/LOGNAME and SHELL come from the container's passwd entry."""
+        from carrier._terminal import session_env
+
+        env = session_env(self._rootfs(tmp_path, []), 1000, "PATH=/bin", "xterm", None)
+        assert env == ["TERM=vt100", "HOME=/home/app", "PATH=/bin", "USER=app", "LOGNAME=app",
+                       "SHELL=/bin/sh", "LANG=C.UTF-8"]

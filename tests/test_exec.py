@@ -1,0 +1,204 @@
+"""``carrier exec``, ``shell`` and ``terminal``: real runc exec, a real PTY, rootless."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import termios
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import Carrier
+from test_network import BODY, HELPERS, http_server  # noqa: F401 - the fixture is used here
+
+
+@pytest.fixture
+def running(carrier: Carrier, image: str) -> str:
+    """A detached container that wrote a file and sleeps; removed afterwards."""
+    res = carrier("run", "-d", "--name", "box", "--no-network", image, "sh", "-c",
+                  "echo data > /written; exec sleep 1000")
+    assert res.code == 0, res.err
+    yield "box"
+    carrier("rm", "-f", "box")
+
+
+class TestExec:
+    def test_output_exit_code_and_namespaces(self, carrier: Carrier, running: str) -> None:
+        """exec streams output, returns the code, and sees the container's PID namespace,
+        hostname and files."""
+        res = carrier("exec", running, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; "
+                      "cat /written; echo err >&2; exit 4")
+        assert res.code == 4
+        assert res.out.splitlines() == ["sleep 1000 ", "box", "data"]
+        assert res.err == "err\n"
+
+    def test_not_found_and_not_executable(self, carrier: Carrier, running: str) -> None:
+        """A missing command exits 127, one that cannot be executed 126."""
+        assert carrier("exec", running, "no-such-command").code == 127
+        assert carrier("exec", running, "/etc/passwd").code == 126
+
+    def test_stdin_env_workdir_user(self, carrier: Carrier, running: str) -> None:
+        """-i passes stdin; -e, -w and -u apply."""
+        res = carrier("exec", "-i", "-e", "FOO=bar", "-w", "/tmp", "-u", "65534", running, "sh", "-c",
+                      'cat; echo "$FOO"; pwd; id -u', stdin="piped\n")
+        assert res.out.splitlines() == ["piped", "bar", "/tmp", "65534"], res.err
+
+    def test_errors(self, carrier: Carrier, image: str, running: str) -> None:
+        """Not running or not existing: one line, exit 125."""
+        res = carrier("exec", "ghost", "true")
+        assert (res.code, res.err) == (125, "carrier: no such container: ghost\n")
+        assert carrier("run", "--name", "done", "--no-network", image, "true").code == 0
+        res = carrier("exec", "done", "true")
+        assert (res.code, res.err) == (125, "carrier: container done is not running\n")
+        carrier("rm", "done")
+
+    def test_many_at_once(self, carrier: Carrier, running: str) -> None:
+        """20 concurrent execs all return their own output, and nothing is left behind."""
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda i: carrier("exec", running, "sh", "-c", f"echo n{i}"),
+                                    range(20)))
+        assert [r.out for r in results] == [f"n{i}\n" for i in range(20)]
+        assert not list((carrier.root / "containers").glob("*/exec-*"))
+
+    def test_shell_runs_a_command(self, carrier: Carrier, running: str) -> None:
+        """shell (alias sh) runs /bin/sh with stdin, in a login-like environment."""
+        res = carrier("sh", running, stdin="echo $HOME $USER $SHELL; exit 6\n")
+        assert res.code == 6
+        assert res.out == "/root root /bin/sh\n"
+
+
+class _Pty:
+    """carrier running on a real pseudo-terminal, driven like a person at a keyboard."""
+
+    def __init__(self, carrier: Carrier, *args: str) -> None:
+        self.master, self.slave = os.openpty()
+        self.settings = termios.tcgetattr(self.slave)
+
+        def controlling_tty() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(carrier.argv(*args), env=carrier.env, stdin=self.slave,
+                                     stdout=self.slave, stderr=self.slave,
+                                     preexec_fn=controlling_tty)
+        self.seen = b""
+
+    def expect(self, needle: bytes, bound: float = 20) -> None:
+        """Read the screen until *needle* appears (bounded; every read is an event)."""
+        deadline = time.monotonic() + bound
+        while needle not in self.seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{needle!r} not seen; screen: {self.seen[-400:]!r}"
+            if select.select([self.master], [], [], remaining)[0]:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    break
+        assert needle in self.seen, self.seen[-400:]
+        self.seen = self.seen[self.seen.index(needle) + len(needle):]
+
+    def type(self, text: bytes) -> None:
+        """Type at the keyboard."""
+        os.write(self.master, text)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the window (the kernel sends SIGWINCH to carrier)."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def close(self) -> int:
+        """Wait for carrier to exit and return its exit code."""
+        code = self.proc.wait(timeout=30)
+        os.close(self.master)
+        os.close(self.slave)
+        return code
+
+
+class TestTerminal:
+    def test_interactive_session(self, carrier: Carrier, running: str) -> None:
+        """A real PTY: prompt, commands, window size, Ctrl-C, exit code, settings restored."""
+        term = _Pty(carrier, "terminal", running)
+        term.resize(24, 80)
+        term.expect(b"# ")
+        term.type(b"echo hi-$((1+2))\r")
+        term.expect(b"hi-3")
+        term.resize(33, 101)
+        term.type(b"stty size\r")
+        term.expect(b"33 101")
+        term.type(b"echo $TERM $HOME $USER\r")
+        term.expect(b"vt100 /root root")
+        term.type(b"sleep 100\r")
+        _wait_for_process(b"sleep\x00100\x00")  # Ctrl-C must interrupt a running sleep
+        term.type(b"\x03")
+        term.type(b"echo after-$?\r")
+        term.expect(b"after-130")
+        assert termios.tcgetattr(term.slave) != term.settings, "raw mode during the session"
+        term.type(b"exit 3\r")
+        assert term.proc.wait(timeout=30) == 3
+        assert termios.tcgetattr(term.slave) == term.settings, "settings restored"
+        term.close()
+
+    def test_ctrl_d_ends_the_session(self, carrier: Carrier, running: str) -> None:
+        """Ctrl-D at the prompt reaches the shell inside, which exits 0 (alias t)."""
+        term = _Pty(carrier, "t", running)
+        term.expect(b"# ")
+        term.type(b"\x04")
+        assert term.close() == 0
+
+
+def _wait_for_process(cmdline: bytes, bound: float = 20) -> None:
+    """Bounded poll of /proc until a process with *cmdline* exists (no event announces it)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                    return
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no process {cmdline!r} within {bound} s")
+
+
+class TestNetworkRepair:
+    @pytest.mark.parametrize("helper", HELPERS)
+    def test_lost_configuration_is_restored(self, carrier: Carrier, image: str, helper: str,
+                                            http_server: int) -> None:  # noqa: F811
+        """Interface down, default route gone, resolv.conf removed: exec repairs all three,
+        says so, and the command then reaches a host-loopback server."""
+        assert carrier("run", "-d", "--name", "net", "--network", helper, "--host-loopback",
+                       image, "sleep", "1000").code == 0
+        rec = carrier.record("net")
+        ifname = rec["network"]["interface"]  # type: ignore[index]
+        holder = str(rec["holder_pid"])
+        assert carrier("exec", "net", "rm", "/etc/resolv.conf").code == 0
+        # Taking the link down needs CAP_NET_ADMIN, which the container does not have: do it
+        # as the namespace's owner, from outside, the way a privileged process inside would.
+        subprocess.run(["nsenter", "-t", holder, "-U", "-n", "ip", "link", "set", ifname, "down"],
+                       check=True)
+        res = carrier("exec", "net", "sh", "-c",
+                      f"ip route; cat /etc/resolv.conf; wget -q -O - "
+                      f"http://host.containers.internal:{http_server}/")
+        assert res.code == 0, res.err
+        assert "repaired the network of net" in res.err
+        assert f"{ifname} up" in res.err
+        assert "default route via" in res.err
+        assert "/etc/resolv.conf" in res.err
+        assert res.out.startswith("default via ")
+        assert "nameserver" in res.out
+        assert res.out.endswith(BODY.decode())
+        second = carrier("exec", "net", "true")
+        assert second.err == "", "nothing to repair the second time"
+        assert carrier("rm", "-f", "net").code == 0
+
+    def test_no_network_left_alone(self, carrier: Carrier, running: str) -> None:
+        """A --no-network container is not checked or repaired."""
+        assert carrier("exec", running, "rm", "/etc/resolv.conf").code == 0
+        res = carrier("exec", running, "ls", "/etc/resolv.conf")
+        assert res.code != 0
+        assert "repaired" not in res.err
+
