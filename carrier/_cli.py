@@ -68,6 +68,11 @@ def run(
     dns_search: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     dns_option: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     add_host: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    restart: str = "no",
+    restart_delay: float = 0.1,
+    restart_max_delay: float = 10.0,
+    restart_intensity: int = 5,
+    restart_period: float = 10.0,
 ) -> int:
     """Run a command in a new container.
 
@@ -117,6 +122,16 @@ def run(
         resolv.conf option (repeatable).
     add_host: list[str] | None
         Add NAME:IP to the container's /etc/hosts (repeatable).
+    restart: str
+        Restart policy: no, on-failure[:N], always or unless-stopped.
+    restart_delay: float
+        Seconds before the first restart; the delay doubles for each one after.
+    restart_max_delay: float
+        Cap on the delay between restarts.
+    restart_intensity: int
+        Give up after more than this many restarts within --restart-period seconds.
+    restart_period: float
+        The window for --restart-intensity.
     """
     if no_network and elevated:
         raise CarrierError("--no-network and --elevated contradict each other")
@@ -127,7 +142,9 @@ def run(
         entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
         host_loopback=host_loopback, dns=dns or [], dns_search=dns_search or [],
-        dns_option=dns_option or [], add_host=add_host or [],
+        dns_option=dns_option or [], add_host=add_host or [], restart=restart,
+        restart_delay=restart_delay, restart_max_delay=restart_max_delay,
+        restart_intensity=restart_intensity, restart_period=restart_period,
     )
 
 

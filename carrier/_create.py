@@ -8,6 +8,7 @@ from typing import Any
 
 from ._errors import CarrierError
 from ._network import validate as validate_network
+from ._restart import RestartPolicy
 from ._root import Root
 from ._runtime import resolve
 from ._state import Containers, Record, Spec
@@ -74,4 +75,8 @@ def create(
     )
     resolve(spec.runtime)
     validate_network(spec)
+    RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
+                        intensity=spec.restart_intensity, period=spec.restart_period)
+    if spec.remove and spec.restart != "no":
+        raise CarrierError("conflicting options: --restart and --rm")
     return Containers(root).create(spec, name)

@@ -68,6 +68,11 @@ class Spec:
     stop_timeout: float = 10.0
     remove: bool = False
     detach: bool = False
+    restart: str = "no"
+    restart_delay: float = 0.1
+    restart_max_delay: float = 10.0
+    restart_intensity: int = 5
+    restart_period: float = 10.0
 
 
 @dataclass
@@ -88,6 +93,7 @@ class Record:
     holder_pid: int | None = None
     holder_start: int | None = None
     network: dict[str, Any] | None = None
+    restarts: int = 0
 
     def transition(self, new: Status) -> None:
         """Move to *new*, refusing moves the lifecycle does not allow."""

@@ -14,18 +14,20 @@ import enum
 import os
 import signal as _signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import IO, Any, final
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _netns, _process
+from . import _events, _netns, _process
 from ._bundle import write_bundle
 from ._errors import CarrierError
 from ._logging import bound, log
 from ._network import ContainerNetwork
 from ._network import setup as setup_network
+from ._restart import RestartPolicy, RestartTracker
 from ._root import Root
 from ._runtime import Runtime, resolve, start_failure
 from ._sandbox import Holder, start_holder
@@ -121,7 +123,7 @@ class _Group:
         self.stop_timeout = record.spec.stop_timeout
         self.stop_requested = anyio.Event()
         self.cleaned = anyio.Event()
-        self.scope: anyio.CancelScope | None = None
+        self.gave_up: str | None = None
 
     def request_stop(self, timeout: float | None) -> None:
         if timeout is not None:
@@ -135,28 +137,73 @@ class _Group:
             log.info("member.ended", reason=str(outcome.reason), exit_code=outcome.exit_code)
         tg.cancel_scope.cancel()
 
+    def event(self, kind: str, **attrs: Any) -> None:
+        """Record a lifecycle event for ``carrier events``."""
+        _events.emit(self.root.path, self.record.id, self.record.name, kind, **attrs)
+
     async def run(self, *, task_status: TaskStatus[Container]) -> None:
-        """Prepare, start and supervise the container until its group ends, then clean up."""
+        """Run the container, restart it as its policy says, and clean up once at the end."""
+        spec = self.record.spec
+        tracker = RestartTracker(RestartPolicy.parse(
+            spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
+            intensity=spec.restart_intensity, period=spec.restart_period,
+        ))
+        status: TaskStatus[Container] | None = task_status
         with bound(container=self.record.name):
             try:
-                await self._start()
-                task_status.started(Container(self))
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch_container, tg)
-                    tg.start_soon(self._watch_holder, tg)
-                    tg.start_soon(self._watch_stop, tg)
-                    if self.network is not None and self.network.helper is not None:
-                        tg.start_soon(self._watch_helper, tg)
-                    if self.network is not None and self.network.relays:
-                        tg.start_soon(self._relay_ports, tg)
-            except BaseException as exc:
-                if self.outcome is None:
-                    message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
-                    self.outcome = Outcome(125, Reason.START_FAILED, message)
-                raise
+                while True:
+                    began = time.monotonic()
+                    await self._run_once(status)
+                    status = None
+                    assert self.outcome is not None
+                    decision = tracker.decide(
+                        self.outcome.exit_code, stopped=self.stop_requested.is_set(),
+                        now=time.monotonic(), ran_for=time.monotonic() - began,
+                    )
+                    if not isinstance(decision, float):
+                        if decision is not None:
+                            self.gave_up = decision
+                            self.event("gave-up", reason=decision, restarts=tracker.count)
+                        break
+                    self.event("restarting", delay=decision, restarts=tracker.count,
+                               exit_code=self.outcome.exit_code)
+                    with anyio.move_on_after(decision):
+                        await self.stop_requested.wait()
+                    if self.stop_requested.is_set():
+                        break
+                    self.record.restarts = tracker.count
+                    self.record.transition(Status.CREATED)
             finally:
-                with anyio.CancelScope(shield=True):
-                    await self._cleanup()
+                self._finish()  # no await: cancellation cannot interrupt it
+
+    async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
+        """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
+        self.holder, self.network, self.child, self.outcome = None, None, None, None
+        try:
+            await self._start()
+            if task_status is not None:
+                task_status.started(Container(self))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_container, tg)
+                tg.start_soon(self._watch_holder, tg)
+                tg.start_soon(self._watch_stop, tg)
+                if self.network is not None and self.network.helper is not None:
+                    tg.start_soon(self._watch_helper, tg)
+                if self.network is not None and self.network.relays:
+                    tg.start_soon(self._relay_ports, tg)
+        except Exception as exc:
+            if self.outcome is None:
+                message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
+                self.outcome = Outcome(125, Reason.START_FAILED, message)
+            if task_status is not None:  # the first start fails to the caller
+                raise
+        except BaseException:
+            if self.outcome is None:
+                self.outcome = Outcome(125, Reason.START_FAILED, "cancelled")
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._cleanup_run()
 
     async def _start(self) -> None:
         spec = self.record.spec
@@ -183,6 +230,7 @@ class _Group:
         self.record.supervisor_pid = os.getpid()
         self.record.supervisor_start = _process.start_time(os.getpid())
         self.containers.save(self.record)
+        self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
 
     async def _watch_container(self, tg: TaskGroup) -> None:
@@ -237,27 +285,40 @@ class _Group:
         assert child.returncode is not None
         return _process.exit_status(child.returncode)
 
-    async def _cleanup(self) -> None:
+    async def _cleanup_run(self) -> None:
+        """Stop the container and release what this run held; record how it ended."""
+        code = await self._stop_container()
+        await self.runtime.delete(self.record.id)
+        if self.network is not None:
+            await self.network.stop()
+        if self.holder is not None:
+            await self.holder.stop()
+        outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
+        if outcome.reason is Reason.STOP_REQUESTED and code is not None:
+            outcome = Outcome(code, outcome.reason)
+        self.outcome = outcome
+        self.record.transition(Status.EXITED)
+        self.record.finished = now()
+        self.record.exit_code = outcome.exit_code
+        self.record.reason = str(outcome.reason) + (f": {outcome.message}" if outcome.message else "")
+        self.record.holder_pid = None
+        self.containers.save(self.record)
+        self.event("exited", exit_code=outcome.exit_code, reason=str(outcome.reason))
+
+    def _finish(self) -> None:
+        """After the last run: the final outcome, a ``--rm`` removal, the lock released."""
         try:
-            code = await self._stop_container()
-            await self.runtime.delete(self.record.id)
-            if self.network is not None:
-                await self.network.stop()
-            if self.holder is not None:
-                await self.holder.stop()
             outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
-            if outcome.reason is Reason.STOP_REQUESTED and code is not None:
-                outcome = Outcome(code, outcome.reason)
+            if self.gave_up:
+                outcome = Outcome(outcome.exit_code, outcome.reason,
+                                  "; ".join(filter(None, [outcome.message, self.gave_up])))
+                self.record.reason = f"{self.record.reason}; {self.gave_up}"
             self.final = outcome
-            self.record.transition(Status.EXITED)
-            self.record.finished = now()
-            self.record.exit_code = outcome.exit_code
-            self.record.reason = str(outcome.reason) + (f": {outcome.message}" if outcome.message else "")
-            self.record.holder_pid = None
             if self.record.spec.remove:
                 self.containers.remove(self.record)
             else:
                 self.containers.save(self.record)
+            self.event("cleaned", exit_code=outcome.exit_code)
             log.info("container.cleaned", exit_code=outcome.exit_code, reason=str(outcome.reason))
         finally:
             os.close(self.lock_fd)

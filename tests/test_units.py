@@ -250,3 +250,41 @@ class TestTerminalEnv:
         env = session_env(self._rootfs(tmp_path, []), 1000, "PATH=/bin", "xterm", None)
         assert env == ["TERM=vt100", "HOME=/home/app", "PATH=/bin", "USER=app", "LOGNAME=app",
                        "SHELL=/bin/sh", "LANG=C.UTF-8"]
+
+
+class TestRestartTracker:
+    def test_backoff_doubles_to_the_cap(self) -> None:
+        """Delays double from the first one up to the maximum."""
+        from carrier._restart import RestartPolicy, RestartTracker
+
+        t = RestartTracker(RestartPolicy("always", delay=1, max_delay=4, intensity=100, period=1))
+        delays = [t.decide(1, stopped=False, now=float(i * 10), ran_for=0.1) for i in range(5)]
+        assert delays == [1.0, 2.0, 4.0, 4.0, 4.0]
+
+    def test_long_run_resets_the_backoff(self) -> None:
+        """A run that lasted longer than the maximum delay starts the backoff over."""
+        from carrier._restart import RestartPolicy, RestartTracker
+
+        t = RestartTracker(RestartPolicy("always", delay=1, max_delay=4, intensity=100, period=1))
+        assert t.decide(1, stopped=False, now=0, ran_for=0) == 1.0
+        assert t.decide(1, stopped=False, now=10, ran_for=0) == 2.0
+        assert t.decide(1, stopped=False, now=20, ran_for=60) == 1.0
+
+    def test_intensity_is_a_sliding_window(self) -> None:
+        """More than N restarts within T seconds gives up; older ones fall out of the window."""
+        from carrier._restart import RestartPolicy, RestartTracker
+
+        t = RestartTracker(RestartPolicy("always", delay=0, max_delay=0, intensity=2, period=10))
+        assert t.decide(1, stopped=False, now=0, ran_for=0) == 0.0
+        assert t.decide(1, stopped=False, now=1, ran_for=0) == 0.0
+        assert isinstance(t.decide(1, stopped=False, now=2, ran_for=0), str)
+        assert t.decide(1, stopped=False, now=11, ran_for=0) == 0.0
+
+    def test_stop_and_no_and_success(self) -> None:
+        """A stop, policy no, and on-failure after success all end without a restart."""
+        from carrier._restart import RestartPolicy, RestartTracker
+
+        assert RestartTracker(RestartPolicy("always")).decide(1, stopped=True, now=0, ran_for=0) is None
+        assert RestartTracker(RestartPolicy("no")).decide(1, stopped=False, now=0, ran_for=0) is None
+        on_failure = RestartTracker(RestartPolicy("on-failure"))
+        assert on_failure.decide(0, stopped=False, now=0, ran_for=0) is None

@@ -1,0 +1,116 @@
+"""Restart policies with real containers: Docker's flags, OTP's intensity limit, events."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from conftest import Carrier
+from test_network import alive, helper_pid, wait_pidfd
+
+
+def events(carrier: Carrier, kind: str | None = None) -> list[dict[str, object]]:
+    """The root's lifecycle events, optionally of one type."""
+    path = carrier.root / "events.jsonl"
+    found = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in found if kind is None or e["type"] == kind]
+
+
+class TestPolicies:
+    def test_on_failure_n_restarts_exactly_n_times(self, carrier: Carrier, image: str) -> None:
+        """on-failure:3 with a failing command: 3 restarts, then it gives up with the last code,
+        and the delays between runs grow."""
+        res = carrier("run", "--name", "f", "--no-network", "--restart", "on-failure:3",
+                      "--restart-delay", "0.05", image, "sh", "-c", "exit 2")
+        assert res.code == 2
+        assert [e["delay"] for e in events(carrier, "restarting")] == [0.05, 0.1, 0.2]
+        starts = [float(e["time"]) for e in events(carrier, "started")]  # type: ignore[arg-type]
+        assert len(starts) == 4
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert gaps == sorted(gaps), "backoff: each wait longer than the one before"
+        rec = carrier.record("f")
+        assert rec["restarts"] == 3
+        assert "gave up after 3 restarts" in str(rec["reason"])
+        assert len(events(carrier, "gave-up")) == 1
+        carrier("rm", "f")
+
+    def test_always_gives_up_when_crash_looping(self, carrier: Carrier, image: str) -> None:
+        """always, with intensity 3 in 10 s: a crash loop ends after 3 restarts."""
+        res = carrier("run", "--name", "loop", "--no-network", "--restart", "always",
+                      "--restart-delay", "0.01", "--restart-intensity", "3", image, "false")
+        assert res.code == 1
+        assert len(events(carrier, "restarting")) == 3
+        assert "more than 3 restarts within 10 s" in str(carrier.record("loop")["reason"])
+        carrier("rm", "loop")
+
+    def test_success_is_not_restarted_on_failure(self, carrier: Carrier, image: str) -> None:
+        """on-failure does not restart a command that succeeded."""
+        assert carrier("run", "--name", "ok", "--no-network", "--restart", "on-failure",
+                       image, "true").code == 0
+        assert events(carrier, "restarting") == []
+        carrier("rm", "ok")
+
+    def test_restart_keeps_identity_and_files(self, carrier: Carrier, image: str) -> None:
+        """A restart reuses the container's id, name and files, with fresh namespaces."""
+        script = "test -e /mark && exit 0; touch /mark; exit 1"
+        assert carrier("run", "--name", "same", "--no-network", "--restart", "on-failure",
+                       "--restart-delay", "0.01", image, "sh", "-c", script).code == 0
+        ids = {e["id"] for e in events(carrier)}
+        assert len(ids) == 1
+        assert carrier.record("same")["restarts"] == 1
+        carrier("rm", "same")
+
+    def test_rm_with_restart_is_refused(self, carrier: Carrier, image: str) -> None:
+        """--rm and --restart conflict, as in Docker."""
+        res = carrier("run", "--rm", "--restart", "always", image, "true")
+        assert (res.code, res.err) == (125, "carrier: conflicting options: --restart and --rm\n")
+
+    def test_invalid_policy(self, carrier: Carrier, image: str) -> None:
+        """A policy Docker does not know is refused."""
+        res = carrier("run", "--restart", "sometimes", image, "true")
+        assert res.code == 125
+        assert "invalid restart policy" in res.err
+
+
+class TestRestartAndStop:
+    def test_explicit_stop_never_restarts(self, carrier: Carrier, image: str) -> None:
+        """stop on an always-restarting container ends it for good."""
+        assert carrier("run", "-d", "--name", "s", "--no-network", "--restart", "always",
+                       image, "sleep", "100").code == 0
+        assert carrier("stop", "-t", "0", "s").code == 0
+        rec = carrier.record("s")
+        assert (rec["status"], rec["restarts"]) == ("exited", 0)
+        assert events(carrier, "restarting") == []
+        carrier("rm", "s")
+
+    def test_dead_helper_restarts_with_a_fresh_one(self, carrier: Carrier, image: str) -> None:
+        """A helper killed from outside ends the run (125) and the policy restarts the
+        container with fresh namespaces and a fresh helper."""
+        assert carrier("run", "-d", "--name", "h", "--network", "pasta", "--restart",
+                       "on-failure", "--restart-delay", "0.01", image, "sleep", "100").code == 0
+        first = helper_pid(carrier, "h")
+        os.kill(first, signal.SIGKILL)
+        wait_pidfd(first)
+        path = carrier.root / "events.jsonl"
+        _wait_event(path, "started", count=2)
+        second = helper_pid(carrier, "h")
+        assert second != first
+        assert alive(second)
+        exited = events(carrier, "exited")[0]
+        assert (exited["exit_code"], exited["reason"]) == (125, "helper-exited")
+        assert carrier("rm", "-f", "h").code == 0
+
+
+def _wait_event(path: Path, kind: str, count: int, bound: float = 20) -> None:
+    """Bounded poll of the events file until *count* events of *kind* were written."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if sum(json.loads(line)["type"] == kind for line in lines) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} {kind!r} events within {bound} s")
