@@ -268,6 +268,15 @@ def info(container: str) -> int:
 
 
 @app.command
+def events(
+    format: Literal["table", "json"] = "table",
+    follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
+) -> int:
+    """Show lifecycle events from every supervisor of this Carrier root (-f: keep following)."""
+    return cc.events(format, follow)
+
+
+@app.command
 def images(format: Literal["table", "json"] = "table") -> int:
     """List images."""
     return cc.images(format)

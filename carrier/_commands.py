@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import anyio
 
+from . import _events
 from ._control import reconcile, request_stop, requested_timeout
 from ._create import create
 from ._errors import CarrierError, ConflictError, unwrapped
@@ -288,6 +289,21 @@ def info(ref: str) -> int:
     data = record.to_json()
     data["Dir"] = str(Containers(root).dir(record.id))
     print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
+
+
+def events(fmt: str, follow: bool) -> int:
+    """``carrier events``: what happened so far; with ``follow``, what happens next too."""
+    root = Root.open()
+    for event in _events.stream(root.path, follow=follow):
+        if fmt == "json":
+            print(json.dumps(event, sort_keys=True), flush=True)
+        else:
+            stamp = dt.datetime.fromtimestamp(event["time"], dt.UTC).isoformat(timespec="milliseconds")
+            attrs = " ".join(f"{k}={v}" for k, v in sorted(event.items())
+                             if k not in ("time", "id", "name", "type"))
+            print(f"{stamp} {event['type']:<13} {event['name']} ({event['id'][:12]}) {attrs}",
+                  flush=True)
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _events
 from ._errors import CarrierError
 from ._network import validate as validate_network
 from ._restart import RestartPolicy
@@ -79,4 +80,6 @@ def create(
                         intensity=spec.restart_intensity, period=spec.restart_period)
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
-    return Containers(root).create(spec, name)
+    record, lock = Containers(root).create(spec, name)
+    _events.emit(root.path, record.id, record.name, "created", image=image)
+    return record, lock

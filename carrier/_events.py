@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,26 @@ def emit(root_path: Path, container_id: str, name: str, kind: str, **attrs: Any)
         os.close(fd)
 
 
-def read(root_path: Path) -> list[dict[str, Any]]:
-    """Every event so far, oldest first."""
-    try:
-        text = (root_path / "events.jsonl").read_text()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def stream(root_path: Path, *, follow: bool = False,
+           interval: float = 0.1) -> Iterator[dict[str, Any]]:
+    """Every event so far, oldest first; with *follow*, then each new one as it is written.
+
+    Following re-reads the file's new bytes every *interval* seconds: the writers are other
+    processes with nothing to signal on, and a read of an unchanged file costs one fstat.
+    """
+    path = root_path / "events.jsonl"
+    path.touch(mode=0o600, exist_ok=True)
+    with path.open("rb") as f:
+        pending = b""
+        while True:
+            chunk = f.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            elif not follow:
+                return
+            else:
+                time.sleep(interval)

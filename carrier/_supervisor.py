@@ -39,6 +39,8 @@ class Reason(enum.StrEnum):
     """Why a container's group ended: the first member event wins."""
 
     EXITED = "exited"
+    KILLED = "killed"
+    UNHEALTHY = "unhealthy"
     STOP_REQUESTED = "stop-requested"
     HOLDER_EXITED = "holder-exited"
     HELPER_EXITED = "helper-exited"
@@ -217,6 +219,7 @@ class _Group:
         self.holder = await start_holder(userns=not host_network, netns=not host_network)
         self.network = await setup_network(spec, self.record.name, self.holder, self.bundle)
         self.record.network = self.network.info
+        self.event("network-ready", mode=self.network.mode)
         write_bundle(self.bundle, spec, self.holder)
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         self.child = self.runtime.run(
@@ -239,6 +242,9 @@ class _Group:
         failure = start_failure(self.bundle / "runtime.log") if code else None
         if failure is not None:
             self.end(Outcome(failure[0], Reason.RUNTIME_FAILED, failure[1]), tg)
+        elif code > 128 and code - 128 in _signal.valid_signals():
+            name = _signal.Signals(code - 128).name
+            self.end(Outcome(code, Reason.KILLED, f"killed by {name}"), tg)
         else:
             self.end(Outcome(code, Reason.EXITED), tg)
 

@@ -340,7 +340,7 @@ class TestHelperLifecycle:
         pid_file = Path(str(rec["Dir"])) / "network.pid"
         assert alive(pid)
         expected = {"exit": (0, "exited"), "stop": (137, "stop-requested"),
-                    "container-kill": (137, "exited"), "helper-kill": (125, "helper-exited"),
+                    "container-kill": (137, "killed"), "helper-kill": (125, "helper-exited"),
                     "supervisor-kill": (137, "supervisor-died")}[ending]
         if ending == "exit":
             assert proc is not None

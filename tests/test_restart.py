@@ -114,3 +114,31 @@ def _wait_event(path: Path, kind: str, count: int, bound: float = 20) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"fewer than {count} {kind!r} events within {bound} s")
+
+
+class TestEvents:
+    def test_lifecycle_in_order(self, carrier: Carrier, image: str) -> None:
+        """carrier events shows a container's life in order, as JSON lines."""
+        assert carrier("run", "--rm", "--name", "ev", "--network", "slirp4netns", image,
+                       "true").code == 0
+        res = carrier("events", "--format", "json")
+        kinds = [json.loads(line)["type"] for line in res.out.splitlines()]
+        assert kinds == ["created", "network-ready", "started", "exited", "cleaned"]
+        table = carrier("events").out
+        assert "network-ready" in table
+        assert "ev (" in table
+
+    def test_follow_streams_new_events(self, carrier: Carrier, image: str) -> None:
+        """events -f keeps streaming what supervisors write next."""
+        import subprocess
+
+        follower = carrier.popen("events", "-f", "--format", "json", stdout=subprocess.PIPE)
+        assert follower.stdout is not None
+        try:
+            assert carrier("run", "--rm", "--no-network", image, "true").code == 0
+            kinds = [json.loads(follower.stdout.readline())["type"] for _ in range(5)]
+            assert kinds == ["created", "network-ready", "started", "exited", "cleaned"]
+        finally:
+            follower.kill()
+            follower.wait()
+            follower.stdout.close()

@@ -192,6 +192,7 @@ class TestDetached:
         _wait_pidfd(supervisor)
         rec = carrier.record("victim")
         assert (rec["status"], rec["exit_code"]) == ("exited", 137)
+        assert rec["reason"] == "killed: killed by SIGKILL"
         carrier("rm", "victim")
 
     def test_supervisor_killed(self, carrier: Carrier, image: str) -> None:
