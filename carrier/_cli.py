@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,12 @@ def run(
     restart_max_delay: float = 10.0,
     restart_intensity: int = 5,
     restart_period: float = 10.0,
+    health_cmd: str | None = None,
+    health_interval: str = "30s",
+    health_timeout: str = "30s",
+    health_retries: int = 3,
+    health_start_period: str = "0s",
+    health_on_failure: Literal["none", "kill", "restart"] = "none",
 ) -> int:
     """Run a command in a new container.
 
@@ -132,6 +139,18 @@ def run(
         Give up after more than this many restarts within --restart-period seconds.
     restart_period: float
         The window for --restart-intensity.
+    health_cmd: str | None
+        Command (run with /bin/sh -c inside) whose exit status 0 means healthy.
+    health_interval: str
+        Time between checks (30s, 500ms, 1m30s).
+    health_timeout: str
+        Time one check may take.
+    health_retries: int
+        Consecutive failures that make the container unhealthy.
+    health_start_period: str
+        Failures during this time after the start do not count.
+    health_on_failure: str
+        When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
     """
     if no_network and elevated:
         raise CarrierError("--no-network and --elevated contradict each other")
@@ -145,7 +164,24 @@ def run(
         dns_option=dns_option or [], add_host=add_host or [], restart=restart,
         restart_delay=restart_delay, restart_max_delay=restart_max_delay,
         restart_intensity=restart_intensity, restart_period=restart_period,
+        health_cmd=health_cmd, health_interval=_duration(health_interval),
+        health_timeout=_duration(health_timeout), health_retries=health_retries,
+        health_start_period=_duration(health_start_period), health_on_failure=health_on_failure,
     )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``30``, ``30s``, ``500ms``, ``1m30s`` or ``1h`` (Docker's spellings)."""
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise CarrierError(f"invalid duration {text!r}: use e.g. 30s, 500ms or 1m30s")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
 
 
 @app.command

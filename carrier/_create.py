@@ -8,6 +8,7 @@ from typing import Any
 
 from . import _events
 from ._errors import CarrierError
+from ._health import HealthConfig
 from ._network import validate as validate_network
 from ._restart import RestartPolicy
 from ._root import Root
@@ -78,6 +79,7 @@ def create(
     validate_network(spec)
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
                         intensity=spec.restart_intensity, period=spec.restart_period)
+    HealthConfig.from_spec(spec)
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
     record, lock = Containers(root).create(spec, name)

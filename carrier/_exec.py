@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from . import _process
 from ._atomic import write_json
@@ -59,10 +60,13 @@ async def exec_in(
     interactive: bool = False,
     terminal: bool = False,
     session: bool = False,
+    output: IO[bytes] | None = None,
 ) -> int:
     """Run *argv* in *record*'s container; return its exit status (126/127 as for ``run``).
 
     *session* sets the environment of an interactive login (TERM, HOME, USER, SHELL, LANG).
+    With *output* (health checks), stdout and stderr go there and our signals are left alone;
+    otherwise they are ours, and Ctrl-C goes to the command.
 
     **Cancellation:** the runtime's exec is killed and reaped before it propagates.
     """
@@ -84,6 +88,13 @@ async def exec_in(
                "exec", "--process", str(process_file)]
         if terminal:
             code = await _exec_tty(cmd, record.id)
+        elif output is not None:
+            child = _process.spawn([*cmd, record.id], stdout=output, stderr=output)
+            try:
+                code = _process.exit_status(await child.wait())
+            except BaseException:
+                await child.kill()
+                raise
         else:
             child = _process.spawn([*cmd, record.id],
                                    stdin=None if interactive else subprocess.DEVNULL)

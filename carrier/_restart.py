@@ -54,12 +54,19 @@ class RestartTracker:
         self._streak = 0
         self._recent: collections.deque[float] = collections.deque()
 
-    def decide(self, exit_code: int, *, stopped: bool, now: float, ran_for: float) -> float | str | None:
-        """The delay before the next run; a reason to give up (str); or None: done, normally."""
+    def decide(self, exit_code: int, *, stopped: bool, now: float, ran_for: float,
+               force: bool = False) -> float | str | None:
+        """The delay before the next run; a reason to give up (str); or None: done, normally.
+
+        *force* restarts whatever the policy (``--health-on-failure=restart``), still within
+        the intensity limit.
+        """
         p = self.policy
-        if stopped or p.mode == "no" or (p.mode == "on-failure" and exit_code == 0):
+        if stopped:
             return None
-        if p.mode == "on-failure" and p.max_retries and self.count >= p.max_retries:
+        if not force and (p.mode == "no" or (p.mode == "on-failure" and exit_code == 0)):
+            return None
+        if not force and p.mode == "on-failure" and p.max_retries and self.count >= p.max_retries:
             return f"gave up after {self.count} restarts (on-failure:{p.max_retries})"
         while self._recent and now - self._recent[0] > p.period:
             self._recent.popleft()

@@ -73,6 +73,12 @@ class Spec:
     restart_max_delay: float = 10.0
     restart_intensity: int = 5
     restart_period: float = 10.0
+    health_cmd: str | None = None
+    health_interval: float = 30.0
+    health_timeout: float = 30.0
+    health_retries: int = 3
+    health_start_period: float = 0.0
+    health_on_failure: str = "none"
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Record:
     holder_start: int | None = None
     network: dict[str, Any] | None = None
     restarts: int = 0
+    health: dict[str, Any] | None = None
 
     def transition(self, new: Status) -> None:
         """Move to *new*, refusing moves the lifecycle does not allow."""

@@ -24,6 +24,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from . import _events, _netns, _process
 from ._bundle import write_bundle
 from ._errors import CarrierError
+from ._exec import exec_in
+from ._health import HealthConfig, describe, watch
 from ._logging import bound, log
 from ._network import ContainerNetwork
 from ._network import setup as setup_network
@@ -150,6 +152,7 @@ class _Group:
             spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
             intensity=spec.restart_intensity, period=spec.restart_period,
         ))
+        health = HealthConfig.from_spec(spec)
         status: TaskStatus[Container] | None = task_status
         with bound(container=self.record.name):
             try:
@@ -161,6 +164,8 @@ class _Group:
                     decision = tracker.decide(
                         self.outcome.exit_code, stopped=self.stop_requested.is_set(),
                         now=time.monotonic(), ran_for=time.monotonic() - began,
+                        force=self.outcome.reason is Reason.UNHEALTHY
+                        and health is not None and health.on_failure == "restart",
                     )
                     if not isinstance(decision, float):
                         if decision is not None:
@@ -193,6 +198,8 @@ class _Group:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.relays:
                     tg.start_soon(self._relay_ports, tg)
+                if (health := HealthConfig.from_spec(self.record.spec)) is not None:
+                    tg.start_soon(self._watch_health, tg, health)
         except Exception as exc:
             if self.outcome is None:
                 message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
@@ -269,6 +276,19 @@ class _Group:
         except Exception as e:  # the relay is a member: its failure ends the group
             self.end(Outcome(125, Reason.HELPER_EXITED, f"the UDP port relay failed: {e!r}"), tg)
 
+    async def _watch_health(self, tg: TaskGroup, config: HealthConfig) -> None:
+        async def probe(argv: list[str], out: IO[bytes]) -> int:
+            return await exec_in(self.root, self.record, argv, output=out)
+
+        def changed(state: str | None) -> None:
+            self.containers.save(self.record)
+            if state is not None:
+                self.event(state)
+
+        await watch(config, self.record, probe, changed)
+        message = f"unhealthy after {config.retries} failed checks of {describe(config)}"
+        self.end(Outcome(0, Reason.UNHEALTHY, message), tg)
+
     async def _watch_stop(self, tg: TaskGroup) -> None:
         await self.stop_requested.wait()
         self.end(Outcome(0, Reason.STOP_REQUESTED), tg)
@@ -300,8 +320,8 @@ class _Group:
         if self.holder is not None:
             await self.holder.stop()
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
-        if outcome.reason is Reason.STOP_REQUESTED and code is not None:
-            outcome = Outcome(code, outcome.reason)
+        if outcome.reason in (Reason.STOP_REQUESTED, Reason.UNHEALTHY) and code is not None:
+            outcome = Outcome(code, outcome.reason, outcome.message)  # the status the stop gave
         self.outcome = outcome
         self.record.transition(Status.EXITED)
         self.record.finished = now()
