@@ -25,7 +25,7 @@ from ._dns import DnsOptions, Hosts, container_resolv_conf, read_host_resolv_con
 from ._errors import CarrierError
 from ._logging import log
 from ._nethelper import HelperConfig, RunningHelper, choose
-from ._ports import PortMapping, check_free, parse_ports
+from ._ports import PortMapping, check_free, parse_ports, pick_free
 from ._sandbox import Holder
 from ._state import Spec
 from ._udprelay import UdpRelay
@@ -152,7 +152,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
         dns = write_files(rootfs, spec, name, forwarder=None, state=None, host_address=None)
         mode = spec.network if spec.network in ("none", "host") else "none"
         return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
-    ports = parse_ports(spec.ports)
+    ports = pick_free(parse_ports(spec.ports))
     tcp = [p for p in ports if p.proto == "tcp"]
     check_free(tcp)
     write_files(rootfs, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
@@ -169,6 +169,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
             relay.close()
         raise
     net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
+    ports = tcp + [relay.mapping for relay in relays]
     try:
         start = _process.start_time(running.child.pid)
         write_bytes(net.pid_file, f"{running.child.pid} {start}\n".encode())  # type: ignore[arg-type]
@@ -182,7 +183,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
         "mode": helper.name, "helper_pid": running.child.pid, "interface": st.ifname,
         "address": f"{st.address}/{st.prefixlen}", "gateway": st.gateway, "mtu": st.mtu,
         "host_loopback": spec.host_loopback, "host_address": running.host_address,
-        "ports": [str(p) for p in ports], "dns": dns,
+        "ports": [str(p) for p in ports], "published": [p.to_json() for p in ports], "dns": dns,
     }
     log.info("network.ready", helper=helper.name, address=st.address, gateway=st.gateway)
     return net

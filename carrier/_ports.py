@@ -41,6 +41,8 @@ class PortMapping:
 def _range(text: str, what: str, spec: str) -> list[int]:
     lo, _, hi = text.partition("-")
     first, last = int(lo), int(hi or lo)
+    if what == "host" and text == "0":
+        return [0]  # any free port, chosen at start
     if not (1 <= first <= last <= 65535):
         raise CarrierError(f"invalid port mapping {spec!r}: bad {what} port range {text!r}")
     return list(range(first, last + 1))
@@ -71,10 +73,25 @@ def parse_ports(specs: list[str]) -> list[PortMapping]:
     seen: set[tuple[str, int, str]] = set()
     for pm in mappings:
         key = (pm.host_ip, pm.host_port, pm.proto)
+        if pm.host_port == 0:
+            continue
         if key in seen:
             raise CarrierError(f"host port {pm.host_ip}:{pm.host_port}/{pm.proto} is published twice")
         seen.add(key)
     return mappings
+
+
+def pick_free(mappings: list[PortMapping]) -> list[PortMapping]:
+    """Give each TCP mapping with host port 0 a port that is free now."""
+    chosen = []
+    for pm in mappings:
+        if pm.host_port == 0 and pm.proto == "tcp":
+            family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((pm.host_ip, 0))
+                pm = PortMapping(pm.host_ip, s.getsockname()[1], pm.container_port, pm.proto)
+        chosen.append(pm)
+    return chosen
 
 
 def check_free(mappings: list[PortMapping]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,9 @@ import anyio
 from ._control import reconcile
 from ._create import create
 from ._errors import unwrapped
+from ._ready import Condition
 from ._root import Root
+from ._state import Containers
 from ._supervisor import Container, Stdio, supervise
 
 
@@ -28,6 +32,9 @@ async def run(
     remove: bool = True,
     root: Path | str | None = None,
     stdio: Stdio | None = None,
+    ports: Mapping[str, int | str] | Iterable[str] = (),
+    wait_for: Condition | None = None,
+    wait_timeout: float = 60.0,
     **settings: Any,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
@@ -37,23 +44,37 @@ async def run(
     removed afterwards, as with ``--rm``. Further *settings* are the CLI's options by their
     long names: ``runtime``, ``network`` (auto, pasta, slirp4netns, none, host), ``ports``
     (``["127.0.0.1:8080:80"]``), ``dns``, ``dns_search``, ``dns_option``, ``add_host``,
-    ``host_loopback``, ``stop_timeout``, ``hostname``, ``entrypoint``.
+    ``host_loopback``, ``stop_timeout``, ``hostname``, ``entrypoint``, ``restart``,
+    ``health_cmd`` and the other ``health_*`` and ``restart_*`` options.
+
+    *ports* maps ``"[HOST_IP:]HOST_PORT"`` to the container's port (``{"127.0.0.1:0": 80}``;
+    port 0 picks a free one, see :meth:`Container.published`), or is a list of ``-p`` values.
+    The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
+    otherwise. With *wait_for* the block is entered only once the condition holds.
 
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
     """
     carrier_root = Root.open(root)
     await reconcile(carrier_root)
+    if isinstance(ports, Mapping):
+        ports = [f"{host}:{ctr}" for host, ctr in ports.items()]
     record, lock = create(
         carrier_root, image, command, name=name, env=env, workdir=workdir, user=user,
-        remove=remove, **settings,
+        remove=remove, ports=list(ports), **settings,
     )
-    with unwrapped():
-        async with anyio.create_task_group() as tg:
-            container: Container = await tg.start(
-                supervise, carrier_root, record, lock, stdio or Stdio()
+    with contextlib.ExitStack() as files:
+        if stdio is None:
+            log = files.enter_context(
+                open(Containers(carrier_root).dir(record.id) / "container.log", "ab")  # noqa: ASYNC230
             )
-            try:
-                yield container
-            finally:
-                container.stop()
+            stdio = Stdio(subprocess.DEVNULL, log, log)
+        with unwrapped():
+            async with anyio.create_task_group() as tg:
+                container: Container = await tg.start(supervise, carrier_root, record, lock, stdio)
+                try:
+                    if wait_for is not None:
+                        await container.wait_for(wait_for, wait_timeout)
+                    yield container
+                finally:
+                    container.stop()

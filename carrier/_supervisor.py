@@ -13,8 +13,10 @@ from __future__ import annotations
 import enum
 import os
 import signal as _signal
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, final
 
@@ -29,6 +31,7 @@ from ._health import HealthConfig, describe, watch
 from ._logging import bound, log
 from ._network import ContainerNetwork
 from ._network import setup as setup_network
+from ._ready import Condition, wait_until
 from ._restart import RestartPolicy, RestartTracker
 from ._root import Root
 from ._runtime import Runtime, resolve, start_failure
@@ -89,6 +92,49 @@ class Container:
     def outcome(self) -> Outcome | None:
         """How the container ended, once its group has been cleaned up."""
         return self._group.final
+
+    @property
+    def ended(self) -> bool:
+        """Whether the current run has ended (a restart may follow)."""
+        return self._group.outcome is not None
+
+    @property
+    def holder_pid(self) -> int | None:
+        """The PID owning the container's namespaces while it runs."""
+        return self._group.holder.pid if self._group.holder is not None else None
+
+    @property
+    def health(self) -> str | None:
+        """``starting``, ``healthy`` or ``unhealthy`` with a health check; else None."""
+        return (self._group.record.health or {}).get("status")
+
+    def published(self, container_port: int, proto: str = "tcp") -> tuple[str, int]:
+        """The host address and port that publish *container_port* (port 0 resolved)."""
+        for p in (self._group.record.network or {}).get("published", []):
+            if p["container_port"] == container_port and p["proto"] == proto:
+                return str(p["host_ip"]), int(p["host_port"])
+        raise CarrierError(f"container {self.name} does not publish {container_port}/{proto}")
+
+    def logs(self) -> bytes:
+        """What the container wrote so far (when its output goes to the log file)."""
+        try:
+            return (self._group.bundle / "container.log").read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    async def exec(self, argv: Sequence[str]) -> tuple[int, bytes]:
+        """Run *argv* inside; return its exit status and its combined output.
+
+        **Cancellation:** the runtime's exec is killed and reaped.
+        """
+        with tempfile.TemporaryFile() as out:
+            code = await exec_in(self._group.root, self._group.record, argv, output=out)
+            out.seek(0)
+            return code, out.read()
+
+    async def wait_for(self, condition: Condition, timeout: float = 60) -> None:
+        """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...)."""
+        await wait_until(self, condition, timeout=timeout)
 
     async def wait(self) -> Outcome:
         """Wait until the container has ended and its group is cleaned up.

@@ -38,6 +38,8 @@ class UdpRelay:
                 f"is already in use ({e.strerror})"
             ) from None
         self.host.setblocking(False)
+        port = self.host.getsockname()[1]  # the chosen one, for host port 0
+        self.mapping = PortMapping(mapping.host_ip, port, mapping.container_port, "udp")
         self.peers: dict[tuple[Any, ...], socket.socket] = {}
 
     async def run(self, holder_pid: int, join_user: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -72,4 +73,46 @@ async def test_bad_image_raises(cli: Carrier, image: str) -> None:
     """A missing image raises NotFoundError before anything starts."""
     with pytest.raises(carrier.NotFoundError):
         async with carrier.run("nope", ["true"], root=cli.root):
+            pass
+
+
+@pytest.fixture
+async def web(cli: Carrier, image: str) -> AsyncIterator[carrier.Container]:
+    """A test-suite fixture: a web server that is really ready, on a free host port."""
+    script = ("mkdir -p /www && echo hello-lib > /www/index.html && echo serving && "
+              "exec httpd -f -p 80 -h /www")
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, ports={"127.0.0.1:0": 80},
+                           wait_for=carrier.all_of(carrier.log_line("^serving$"),
+                                                   carrier.port(80))) as c:
+        yield c
+
+
+async def test_fixture_gives_a_ready_server(web: carrier.Container) -> None:
+    """Once the fixture yields, the published port serves at once: no retry needed."""
+    host, port = web.published(80)
+    assert port != 0
+    stream = await anyio.connect_tcp(host, port)
+    async with stream:
+        await stream.send(b"GET /index.html HTTP/1.0\r\n\r\n")
+        data = b""
+        with anyio.fail_after(10):  # a guard, not a wait
+            while True:
+                try:
+                    data += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+    assert data.endswith(b"hello-lib\n")
+    assert b"serving" in web.logs()
+
+
+async def test_exec_from_the_library(web: carrier.Container) -> None:
+    """exec returns the status and the output of a command run inside."""
+    assert await web.exec(["sh", "-c", "cat /www/index.html; exit 2"]) == (2, b"hello-lib\n")
+
+
+async def test_wait_for_fails_when_the_container_ends(cli: Carrier, image: str) -> None:
+    """A condition that can no longer come true fails with a clear error, and nothing leaks."""
+    with pytest.raises(carrier.CarrierError, match="ended before it was ready"):
+        async with carrier.run(image, ["true"], root=cli.root, network="none",
+                               wait_for=carrier.log_line("never")):
             pass

@@ -1,0 +1,115 @@
+"""Readiness conditions for the library: wait until a container is really ready to use.
+
+A condition is an async predicate over a :class:`~carrier.Container`, probed until it holds
+(every ``interval`` seconds, within a bound): a port listening inside, a line in the logs, a
+healthy health check, or any predicate of yours. ``all_of`` combines them, so "the log says
+ready *and* the port is open" never fires on the log line alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._errors import CarrierError
+
+if TYPE_CHECKING:
+    from ._supervisor import Container
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named readiness check."""
+
+    description: str
+    check: Callable[[Container], Awaitable[bool]]
+
+    async def __call__(self, container: Container) -> bool:
+        return await self.check(container)
+
+
+def _listening(holder_pid: int, port: int, proto: str) -> bool:
+    """Whether a socket in the container's network namespace listens on *port*."""
+    for table in (f"{proto}", f"{proto}6"):
+        try:
+            with open(f"/proc/{holder_pid}/net/{table}") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    # TCP: state 0A is LISTEN; UDP: 07 is an unconnected bound socket
+                    if local_port == port and fields[3] in ("0A", "07"):
+                        return True
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+    return False
+
+
+def port(container_port: int, proto: str = "tcp") -> Condition:
+    """Ready once something in the container listens on *container_port*."""
+
+    async def check(c: Container) -> bool:
+        holder = c.holder_pid
+        return holder is not None and _listening(holder, container_port, proto)
+
+    return Condition(f"port {container_port}/{proto} listening", check)
+
+
+def log_line(pattern: str) -> Condition:
+    """Ready once the container's output has a line matching the regular expression."""
+    regex = re.compile(pattern.encode())
+
+    async def check(c: Container) -> bool:
+        return any(regex.search(line) for line in c.logs().splitlines())
+
+    return Condition(f"log line /{pattern}/", check)
+
+
+def healthy() -> Condition:
+    """Ready once the container's health check passed (needs ``health_cmd``)."""
+
+    async def check(c: Container) -> bool:
+        return c.health == "healthy"
+
+    return Condition("healthy", check)
+
+
+def predicate(fn: Callable[[Container], Awaitable[bool]], description: str = "predicate") -> Condition:
+    """Ready once your async *fn(container)* returns True."""
+    return Condition(description, fn)
+
+
+def all_of(*conditions: Condition) -> Condition:
+    """Ready once every condition holds at the same probe."""
+
+    async def check(c: Container) -> bool:
+        for cond in conditions:
+            if not await cond(c):
+                return False
+        return True
+
+    return Condition(" and ".join(c.description for c in conditions), check)
+
+
+async def wait_until(container: Container, condition: Condition, *, timeout: float,
+                     interval: float = 0.05) -> None:
+    """Probe *condition* until it holds; fail if the container ends or *timeout* passes.
+
+    **Cancellation:** safe; nothing is left behind.
+    """
+    with anyio.move_on_after(timeout):
+        while True:
+            if container.outcome is not None or container.ended:
+                raise CarrierError(
+                    f"container {container.name} ended before it was ready ({condition.description})"
+                )
+            if await condition(container):
+                return
+            await anyio.sleep(interval)  # bounded poll: sockets and logs announce nothing
+    raise CarrierError(
+        f"container {container.name} not ready within {timeout:g} s ({condition.description})"
+    )
