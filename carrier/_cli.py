@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from cyclopts import App, CycloptsError, Parameter
 
 from . import _commands as cc
 from ._errors import CarrierError
+from ._health import parse_duration
 from ._logging import configure
 
 app = App(
@@ -164,24 +164,10 @@ def run(
         dns_option=dns_option or [], add_host=add_host or [], restart=restart,
         restart_delay=restart_delay, restart_max_delay=restart_max_delay,
         restart_intensity=restart_intensity, restart_period=restart_period,
-        health_cmd=health_cmd, health_interval=_duration(health_interval),
-        health_timeout=_duration(health_timeout), health_retries=health_retries,
-        health_start_period=_duration(health_start_period), health_on_failure=health_on_failure,
+        health_cmd=health_cmd, health_interval=parse_duration(health_interval),
+        health_timeout=parse_duration(health_timeout), health_retries=health_retries,
+        health_start_period=parse_duration(health_start_period), health_on_failure=health_on_failure,
     )
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``30``, ``30s``, ``500ms``, ``1m30s`` or ``1h`` (Docker's spellings)."""
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise CarrierError(f"invalid duration {text!r}: use e.g. 30s, 500ms or 1m30s")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[u] for n, u in parts)
 
 
 @app.command
@@ -289,6 +275,29 @@ def check() -> int:
     from ._doctor import check as run_check
 
     return run_check()
+
+
+@app.command
+def up(
+    file: Path,
+    detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
+) -> int:
+    """Start a supervision tree declared in a TOML file (see supervisors/); Ctrl-C stops it.
+
+    Parameters
+    ----------
+    file: Path
+        The tree's TOML file.
+    detach: bool
+        Run the tree in the background; stop it with carrier down FILE.
+    """
+    return cc.up(file, detach)
+
+
+@app.command
+def down(file: Path) -> int:
+    """Stop a tree started with carrier up: its containers in reverse start order."""
+    return cc.down(file)
 
 
 @app.command

@@ -5,19 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from . import _events
-from ._control import reconcile, request_stop, requested_timeout
+from ._atomic import read_json
+from ._control import pidfd_of, reconcile, request_stop, requested_timeout
 from ._create import create
 from ._errors import CarrierError, ConflictError, unwrapped
 from ._exec import exec_in, running_record
@@ -26,6 +29,9 @@ from ._root import Root
 from ._state import Containers, Record, Status
 from ._store import Store
 from ._supervisor import Container, Outcome, Reason, Stdio, supervise
+
+if TYPE_CHECKING:
+    from ._treespec import Tree
 
 
 def _open_root() -> Root:
@@ -83,8 +89,9 @@ async def _handle_signals(signals: Any, container: Container, root: Root) -> Non
             container.stop(0)
 
 
-def _detach(root: Root, record: Record, lock: int) -> int:
-    """Fork a supervisor into its own session; print the id once the command runs."""
+def _in_background(log: Path, work: Callable[[int], object]) -> str:
+    """Fork a supervisor into its own session to run *work(status_fd)*; return the status it
+    wrote ("started", or why it could not start) once it has closed that fd."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the detached supervisor
@@ -92,18 +99,27 @@ def _detach(root: Root, record: Record, lock: int) -> int:
         code = 0
         try:
             os.setsid()
-            cdir = Containers(root).dir(record.id)
-            _redirect_std(cdir / "supervisor.log")
-            with open(cdir / "container.log", "ab") as log:
-                anyio.run(_detached, root, record, lock, log, write_end)
+            _redirect_std(log)
+            work(write_end)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
     os.close(write_end)
-    os.close(lock)
     with os.fdopen(read_end, "rb") as status:
-        message = status.read().decode(errors="replace").strip()
+        return status.read().decode(errors="replace").strip()
+
+
+def _detach(root: Root, record: Record, lock: int) -> int:
+    """Fork a supervisor into its own session; print the id once the command runs."""
+    cdir = Containers(root).dir(record.id)
+
+    def work(status_fd: int) -> None:
+        with open(cdir / "container.log", "ab") as log:
+            anyio.run(_detached, root, record, lock, log, status_fd)
+
+    message = _in_background(cdir / "supervisor.log", work)
+    os.close(lock)
     if message != "started":
         raise CarrierError(message or "the detached supervisor failed to start the container")
     print(record.id)
@@ -182,6 +198,91 @@ def _wait_started(root: Root, ref: str, bound: float = 30) -> Record:
         time.sleep(0.02)  # bounded poll: the start is another process's, with no event to share
         record = containers.load(record.id)
     return running_record(root, record.id)
+
+
+# -- trees ----------------------------------------------------------------------------------
+
+
+def up(path: Path, detach: bool) -> int:
+    """``carrier up``: run a declared tree in the foreground, or detached with ``-d``."""
+    from ._treespec import load
+
+    root = _open_root()
+    tree = load(path)
+    if detach:
+        log = root.path / "trees" / f"{tree.name}.log"
+        log.parent.mkdir(mode=0o700, exist_ok=True)
+        message = _in_background(log, lambda fd: anyio.run(_tree_main, root, tree, fd))
+        if message != "started":
+            raise CarrierError(message or f"tree {tree.name} failed to start")
+        print(tree.name)
+        return 0
+    gave_up = anyio.run(_tree_main, root, tree, None)
+    if gave_up:
+        print(f"carrier: {gave_up}", file=sys.stderr)
+        return 125
+    return 0
+
+
+async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | None:
+    """Run the tree until SIGINT/SIGTERM (or every container ended); report start on the fd."""
+    from ._tree import up as run_tree
+
+    stop = anyio.Event()
+    result: list[str | None] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        with anyio.open_signal_receiver(*signals) as received, unwrapped():
+            async with anyio.create_task_group() as tg:
+
+                async def on_signal() -> None:
+                    async for _ in received:
+                        stop.set()
+
+                async def main(*, task_status: TaskStatus[dict[str, Container]]) -> None:
+                    result.append(await run_tree(root, tree, stop, task_status=task_status))
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(on_signal)
+                handles = await tg.start(main)
+                names = ", ".join(h.name for h in handles.values())
+                if status_fd is None:
+                    print(f"carrier: {tree.name} is up: {names}", file=sys.stderr, flush=True)
+                else:
+                    os.write(status_fd, b"started")
+                    os.close(status_fd)
+                    status_fd = None
+    except BaseException as e:
+        if status_fd is not None:
+            os.write(status_fd, _one_line(e).encode())
+        raise
+    return result[0] if result else None
+
+
+def down(path: Path) -> int:
+    """``carrier down``: stop a tree that ``carrier up`` runs, and wait until it is down."""
+    from ._tree import state_file
+    from ._treespec import load
+
+    root = _open_root()
+    tree = load(path)
+    state = state_file(root, tree.name)
+    try:
+        data = read_json(state)
+    except FileNotFoundError:
+        raise CarrierError(f"tree {tree.name} is not up") from None
+    fd = pidfd_of(int(data["pid"]), data.get("start"))
+    if fd is None:
+        state.unlink(missing_ok=True)
+        raise CarrierError(f"tree {tree.name} is not up (its supervisor is gone)")
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        if not select.select([fd], [], [], 600)[0]:
+            raise CarrierError(f"tree {tree.name}: its supervisor did not stop in time")
+    finally:
+        os.close(fd)
+    print(tree.name)
+    return 0
 
 
 # -- containers ---------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from ._runtime import Runtime, resolve
 from ._state import Containers, Record, Status, now
 
 
-def _pidfd(pid: int | None, expected_start: int | None) -> int | None:
-    """A pidfd for *pid* if it is still the process that was recorded."""
+def pidfd_of(pid: int | None, expected_start: int | None) -> int | None:
+    """A pidfd for *pid* if it is still the process that was recorded (checked by start time)."""
     if pid is None:
         return None
     try:
@@ -44,7 +44,7 @@ def request_stop(root: Root, record: Record, timeout: float | None) -> None:
     The wait is bounded: the stop timeout plus a minute for the cleanup.
     """
     containers = Containers(root)
-    fd = _pidfd(record.supervisor_pid, record.supervisor_start)
+    fd = pidfd_of(record.supervisor_pid, record.supervisor_start)
     if fd is None:
         return
     try:
@@ -86,7 +86,7 @@ async def reconcile(root: Root) -> None:
 async def _clean_stale(root: Root, containers: Containers, record: Record) -> None:
     if record.status is Status.EXITED:  # cleaned by someone else meanwhile
         return
-    fd = _pidfd(record.holder_pid, record.holder_start)
+    fd = pidfd_of(record.holder_pid, record.holder_start)
     if fd is not None:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(fd, signal.SIGKILL)

@@ -35,25 +35,33 @@ def parse_env(items: Iterable[str], *, base: Iterable[str] = ()) -> list[str]:
     return [f"{k}={v}" for k, v in merged.items()]
 
 
-def create(
+def create(root: Root, image: str, command: Sequence[str] = (), *, name: str | None = None,
+           **options: Any) -> tuple[Record, int]:
+    """Build and check the spec (see :func:`build_spec`), then reserve a new container: its
+    record and the fd of its supervisor lock. Nothing is stored unless every check passed."""
+    spec = build_spec(root, image, command, **options)
+    record, lock = Containers(root).create(spec, name)
+    _events.emit(root.path, record.id, record.name, "created", image=image)
+    return record, lock
+
+
+def build_spec(
     root: Root,
     image: str,
     command: Sequence[str] = (),
     *,
-    name: str | None = None,
     entrypoint: Sequence[str] | None = None,
     env: Iterable[str] = (),
     workdir: str | None = None,
     user: str | None = None,
     hostname: str | None = None,
     **settings: Any,
-) -> tuple[Record, int]:
-    """Resolve *image*, build the spec, and reserve a new container (record and lock fd).
+) -> Spec:
+    """Resolve *image* and build the container's spec, checking every option.
 
     The command is the image's Entrypoint followed by *command* (or the image's Cmd), as
     Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd. *settings*
     are further :class:`~carrier._state.Spec` fields (runtime, network, ports, dns, ...).
-    Everything is checked before anything is stored.
     """
     img = Store(root).get(image)
     cfg = img.run_config
@@ -82,6 +90,4 @@ def create(
     HealthConfig.from_spec(spec)
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
-    record, lock = Containers(root).create(spec, name)
-    _events.emit(root.path, record.id, record.name, "created", image=image)
-    return record, lock
+    return spec

@@ -10,6 +10,7 @@ last outputs are kept in the container's record (``carrier info``).
 
 from __future__ import annotations
 
+import re
 import shlex
 import tempfile
 import time
@@ -102,6 +103,22 @@ async def watch(config: HealthConfig, record: Record, probe: Probe,
                 return
         else:
             changed(None)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from ``30``, ``30s``, ``500ms``, ``1m30s`` or ``1h`` (Docker's spellings)."""
+    if isinstance(text, int | float):
+        return float(text)
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise CarrierError(f"invalid duration {text!r}: use e.g. 30s, 500ms or 1m30s")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
 
 
 def describe(config: HealthConfig) -> str:

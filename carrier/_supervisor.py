@@ -16,7 +16,7 @@ import signal as _signal
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, final
 
@@ -47,6 +47,7 @@ class Reason(enum.StrEnum):
     KILLED = "killed"
     UNHEALTHY = "unhealthy"
     STOP_REQUESTED = "stop-requested"
+    RESTART_REQUESTED = "restart-requested"
     HOLDER_EXITED = "holder-exited"
     HELPER_EXITED = "helper-exited"
     START_FAILED = "start-failed"
@@ -149,6 +150,15 @@ class Container:
         """Ask for a graceful stop: SIGTERM, then SIGKILL after *timeout* (default: the spec's)."""
         self._group.request_stop(timeout)
 
+    def restart(self) -> None:
+        """End the current run gracefully and start a fresh one, whatever the restart policy
+        (a ``one_for_all`` or ``rest_for_one`` sibling failed)."""
+        self._group.restart_requested.set()
+
+    def on_run_end(self, callback: Callable[[Container, Outcome], None]) -> None:
+        """Call *callback* after each run of this container has ended and been cleaned."""
+        self._group.run_end_hooks.append(lambda outcome: callback(self, outcome))
+
     async def signal(self, sig: int) -> None:
         """Deliver *sig* to the container's main process."""
         await self._group.runtime.kill(self.id, _signal.Signals(sig).name.removeprefix("SIG"))
@@ -174,6 +184,8 @@ class _Group:
         self.stop_requested = anyio.Event()
         self.cleaned = anyio.Event()
         self.gave_up: str | None = None
+        self.restart_requested = anyio.Event()
+        self.run_end_hooks: list[Callable[[Outcome], None]] = []
 
     def request_stop(self, timeout: float | None) -> None:
         if timeout is not None:
@@ -207,11 +219,17 @@ class _Group:
                     await self._run_once(status)
                     status = None
                     assert self.outcome is not None
-                    decision = tracker.decide(
-                        self.outcome.exit_code, stopped=self.stop_requested.is_set(),
-                        now=time.monotonic(), ran_for=time.monotonic() - began,
-                        force=self.outcome.reason is Reason.UNHEALTHY
-                        and health is not None and health.on_failure == "restart",
+                    for hook in self.run_end_hooks:
+                        hook(self.outcome)
+                    requested = self.outcome.reason is Reason.RESTART_REQUESTED
+                    self.restart_requested = anyio.Event()
+                    decision = 0.0 if requested and not self.stop_requested.is_set() else (
+                        tracker.decide(
+                            self.outcome.exit_code, stopped=self.stop_requested.is_set(),
+                            now=time.monotonic(), ran_for=time.monotonic() - began,
+                            force=self.outcome.reason is Reason.UNHEALTHY
+                            and health is not None and health.on_failure == "restart",
+                        )
                     )
                     if not isinstance(decision, float):
                         if decision is not None:
@@ -240,6 +258,7 @@ class _Group:
                 tg.start_soon(self._watch_container, tg)
                 tg.start_soon(self._watch_holder, tg)
                 tg.start_soon(self._watch_stop, tg)
+                tg.start_soon(self._watch_restart, tg)
                 if self.network is not None and self.network.helper is not None:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.relays:
@@ -335,6 +354,10 @@ class _Group:
         message = f"unhealthy after {config.retries} failed checks of {describe(config)}"
         self.end(Outcome(0, Reason.UNHEALTHY, message), tg)
 
+    async def _watch_restart(self, tg: TaskGroup) -> None:
+        await self.restart_requested.wait()
+        self.end(Outcome(0, Reason.RESTART_REQUESTED), tg)
+
     async def _watch_stop(self, tg: TaskGroup) -> None:
         await self.stop_requested.wait()
         self.end(Outcome(0, Reason.STOP_REQUESTED), tg)
@@ -366,7 +389,8 @@ class _Group:
         if self.holder is not None:
             await self.holder.stop()
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
-        if outcome.reason in (Reason.STOP_REQUESTED, Reason.UNHEALTHY) and code is not None:
+        stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
+        if outcome.reason in stopped_by_us and code is not None:
             outcome = Outcome(code, outcome.reason, outcome.message)  # the status the stop gave
         self.outcome = outcome
         self.record.transition(Status.EXITED)
