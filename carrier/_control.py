@@ -94,6 +94,8 @@ async def _clean_stale(root: Root, containers: Containers, record: Record) -> No
     with contextlib.suppress(CarrierError):
         await Runtime(resolve(record.spec.runtime), root.runtime).delete(record.id)
     reap_stale_helper(containers.dir(record.id))
+    for scratch in containers.dir(record.id).glob("exec-*"):  # a dead supervisor's health checks
+        scratch.unlink(missing_ok=True)
     record.transition(Status.EXITED)
     record.exit_code = 137
     record.reason = "supervisor-died: its supervisor was killed; leftovers were reaped"

@@ -162,17 +162,17 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
     try:
         relays += [UdpRelay(p) for p in ports if p.proto == "udp"]
         config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback,
-                              log=cdir / "network.log", socket_path=socket_path)
+                              log=cdir / "network.log", socket_path=socket_path,
+                              pid_file=cdir / "network.pid")
         running = await helper.start(holder, config)
     except BaseException:
         for relay in relays:
             relay.close()
+        (cdir / "network.pid").unlink(missing_ok=True)
         raise
     net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
     ports = tcp + [relay.mapping for relay in relays]
     try:
-        start = _process.start_time(running.child.pid)
-        write_bytes(net.pid_file, f"{running.child.pid} {start}\n".encode())  # type: ignore[arg-type]
         dns = write_files(rootfs, spec, name, forwarder=helper.dns_forwarder,
                           state=running.state, host_address=running.host_address)
     except BaseException:

@@ -55,6 +55,7 @@ class Pasta(Helper):
             child = _process.spawn(self.argv(holder, config), stdout=log, stderr=log)
         finally:
             log.close()
+        config.spawned(child)
         try:
             state = await self._wait_ready(holder, child)
         except ChildProcessError:

@@ -90,20 +90,26 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-async def run(argv: Sequence[str], *, check: bool = True) -> tuple[int, bytes]:
-    """Run a short helper command to completion; return its status and stderr.
+async def run(argv: Sequence[str], *, check: bool = True) -> tuple[int, bytes, bytes]:
+    """Run a short helper command to completion; return its status, stdout and stderr.
+
+    Its output must fit in the pipes (64 KiB each): this is for tools that say little.
 
     **Cancellation:** the helper is killed and reaped before the cancellation propagates.
     """
-    child = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.popen.stdout is not None
     assert child.popen.stderr is not None
     try:
         code = await child.wait()
     except BaseException:
         await child.kill()
         raise
-    err = child.popen.stderr.read()
-    child.popen.stderr.close()
+    finally:
+        out = child.popen.stdout.read() if child.returncode is not None else b""
+        err = child.popen.stderr.read() if child.returncode is not None else b""
+        child.popen.stdout.close()
+        child.popen.stderr.close()
     if check and code != 0:
         raise RuntimeError(f"{argv[0]} failed ({code}): {err.decode(errors='replace').strip()}")
-    return code, err
+    return code, out, err

@@ -51,6 +51,14 @@ class Runtime:
         """Remove the runtime's state of the container, killing it if it still runs."""
         await _process.run(self._argv("delete", "--force", cid), check=False)
 
+    async def running(self, cid: str) -> bool:
+        """Whether the runtime says the container's init is still running."""
+        code, out, _ = await _process.run(self._argv("state", cid), check=False)
+        try:
+            return code == 0 and json.loads(out).get("status") == "running"
+        except ValueError:
+            return False
+
     def has_state(self, cid: str) -> bool:
         """Whether the runtime still keeps state for *cid*."""
         return (self.state_dir / cid).exists()

@@ -51,6 +51,7 @@ class Slirp4netns(Helper):
         finally:
             log.close()
             os.close(exit_r)
+        config.spawned(child)
         keep = os.fdopen(exit_w, "wb")
         try:
             state = await self._wait_ready(holder, child)

@@ -343,7 +343,12 @@ class _Group:
 
     async def _watch_health(self, tg: TaskGroup, config: HealthConfig) -> None:
         async def probe(argv: list[str], out: IO[bytes]) -> int:
-            return await exec_in(self.root, self.record, argv, output=out)
+            code = await exec_in(self.root, self.record, argv, output=out)
+            if code != 0 and not await self.runtime.running(self.record.id):
+                # The check died with the container: the container's own end is the cause,
+                # and its watcher reports it.
+                await anyio.sleep_forever()
+            return code
 
         def changed(state: str | None) -> None:
             self.containers.save(self.record)

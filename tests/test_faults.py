@@ -1,0 +1,79 @@
+"""The fault matrix: kill each member of a container's group in turn, for both helpers.
+
+Each case has its expected outcome (exit code and reason), and afterwards nothing is left:
+no process (the ``carrier`` fixture checks every process of this user), no runtime state, no
+helper PID file or API socket, no exec scratch files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Carrier
+from test_network import HELPERS, helper_pid, wait_pidfd
+from test_tree import _container_pid
+
+CASES = {
+    "container": (137, "killed"),
+    "helper": (125, "helper-exited"),
+    "holder": (125, "holder-exited"),
+    "health-command": (137, "unhealthy"),
+    "supervisor": (137, "supervisor-died"),
+    "supervisor-sigterm": (137, "stop-requested"),
+}
+
+
+def _pid_of(cmdline: bytes, bound: float = 20) -> int:
+    """Bounded poll of /proc for the process running exactly *cmdline*."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                    return int(pid)
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no process {cmdline!r} within {bound} s")
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+@pytest.mark.parametrize("member", list(CASES))
+def test_kill_each_member(carrier: Carrier, image: str, helper: str, member: str) -> None:
+    """Killing any member ends the whole group with that member's reason; nothing leaks."""
+    res = carrier("run", "-d", "--name", "f", "--network", helper, "--stop-timeout", "0.5",
+                  "--health-cmd", "sleep 3600", "--health-interval", "100ms",
+                  "--health-timeout", "1h", "--health-retries", "1", "--health-on-failure", "kill",
+                  image, "sleep", "1000")
+    assert res.code == 0, res.err
+    rec = carrier.record("f")
+    cdir = Path(str(rec["Dir"]))
+    supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
+    helper_process = helper_pid(carrier, "f")
+    target = {
+        "container": lambda: _container_pid(carrier, "f"),
+        "helper": lambda: helper_process,
+        "holder": lambda: int(rec["holder_pid"]),  # type: ignore[arg-type]
+        "health-command": lambda: _pid_of(b"sleep\x003600\x00"),
+        "supervisor": lambda: supervisor,
+        "supervisor-sigterm": lambda: supervisor,
+    }[member]()
+    os.kill(target, signal.SIGTERM if member == "supervisor-sigterm" else signal.SIGKILL)
+    wait_pidfd(supervisor)
+    carrier("ps", "-a")  # the next command reconciles whatever a killed supervisor left
+    wait_pidfd(helper_process)
+    rec = carrier.record("f")
+    assert (rec["status"], rec["exit_code"], str(rec["reason"]).split(":")[0]) == (
+        "exited", *CASES[member]
+    )
+    assert not (cdir / "network.pid").exists()
+    assert not list(cdir.glob("exec-*"))
+    assert not any((carrier.root / "runtime").iterdir())
+    run_dir = Path(os.environ.get("XDG_RUNTIME_DIR", "")) / "carrier" \
+        if os.environ.get("XDG_RUNTIME_DIR") else Path(f"/tmp/carrier-run-{os.getuid()}")
+    assert not list(run_dir.glob(f"{str(rec['id'])[:16]}*"))
+    assert carrier("rm", "f").code == 0
