@@ -40,7 +40,8 @@ class Runtime:
             stdout: int | IO[Any] | None, stderr: int | IO[Any] | None) -> _process.Child:
         """Start ``runtime run`` for the bundle in its own session (signals come from us)."""
         argv = [self.binary, "--root", str(self.state_dir), "--log", str(bundle / "runtime.log"),
-                "--log-format", "json", "run", "--bundle", str(bundle), cid]
+                "--log-format", "json", "run", "--bundle", str(bundle),
+                "--pid-file", str(bundle / "container.pid"), cid]
         return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
 
     async def kill(self, cid: str, signal: str) -> None:

@@ -98,6 +98,7 @@ class Record:
     supervisor_start: int | None = None
     holder_pid: int | None = None
     holder_start: int | None = None
+    container_pid: int | None = None
     network: dict[str, Any] | None = None
     restarts: int = 0
     health: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, final
 
 import anyio
@@ -28,6 +29,7 @@ from ._bundle import write_bundle
 from ._errors import CarrierError
 from ._exec import exec_in
 from ._health import HealthConfig, describe, watch
+from ._inotify import wait_for_file
 from ._logging import bound, log
 from ._network import ContainerNetwork
 from ._network import setup as setup_network
@@ -294,10 +296,14 @@ class _Group:
         self.event("network-ready", mode=self.network.mode)
         write_bundle(self.bundle, spec, self.holder)
         (self.bundle / "runtime.log").unlink(missing_ok=True)
+        pid_file = self.bundle / "container.pid"
+        pid_file.unlink(missing_ok=True)
         self.child = self.runtime.run(
             self.record.id, self.bundle,
             stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
         )
+        if await self._command_running(pid_file):
+            self.record.container_pid = int(pid_file.read_text())
         self.record.transition(Status.RUNNING)
         self.record.started = now()
         self.record.holder_pid = self.holder.pid
@@ -307,6 +313,22 @@ class _Group:
         self.containers.save(self.record)
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    async def _command_running(self, pid_file: Path) -> bool:
+        """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
+        assert self.child is not None
+        child = self.child
+        runtime_exited = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def watch_runtime() -> None:
+                await child.wait()
+                runtime_exited.set()
+
+            tg.start_soon(watch_runtime)
+            found = await wait_for_file(pid_file, give_up=runtime_exited)
+            tg.cancel_scope.cancel()
+        return found
 
     async def _watch_container(self, tg: TaskGroup) -> None:
         assert self.child is not None

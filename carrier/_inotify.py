@@ -1,0 +1,55 @@
+"""Waiting for a file to appear, woken by inotify rather than by polling.
+
+The runtime announces that the command runs by writing its PID file (``runc run
+--pid-file``, written by rename once the command has been exec'd); this turns that into an
+event an anyio task can wait on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from pathlib import Path
+
+import anyio
+
+_IN_CLOEXEC, _IN_NONBLOCK = 0o2000000, 0o4000
+_IN_CREATE, _IN_MOVED_TO = 0x100, 0x80
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+async def wait_for_file(path: Path, *, give_up: anyio.Event | None = None) -> bool:
+    """Wait until *path* exists; return False if *give_up* is set first.
+
+    **Cancellation:** safe; the inotify descriptor is closed.
+    """
+    fd = _libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1")
+    try:
+        if _libc.inotify_add_watch(fd, os.fsencode(path.parent), _IN_CREATE | _IN_MOVED_TO) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path.parent}")
+        found = False
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                nonlocal found
+                # Checked after the watch is set, so no event is lost; a stat, not blocking I/O.
+                while not os.path.lexists(path):  # noqa: ASYNC240 - one stat
+                    await anyio.wait_readable(fd)
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(fd, 65536)
+                found = True
+                tg.cancel_scope.cancel()
+
+            async def abandon() -> None:
+                if give_up is not None:
+                    await give_up.wait()
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(abandon)
+        return found
+    finally:
+        os.close(fd)
