@@ -37,11 +37,13 @@ class HealthConfig:
     retries: int = 3
     start_period: float = 0.0
     on_failure: str = "none"
+    probe: Any = None  # a host-side readiness Condition (library), instead of a command
 
     @classmethod
-    def from_spec(cls, spec: Any) -> HealthConfig | None:
-        """The spec's health check, validated; None when there is none."""
-        if not spec.health_cmd:
+    def from_spec(cls, spec: Any, probe: Any = None) -> HealthConfig | None:
+        """The spec's health check (or the library's host-side *probe*), validated; None when
+        there is none."""
+        if not spec.health_cmd and probe is None:
             return None
         if spec.health_on_failure not in ACTIONS:
             raise CarrierError(
@@ -51,8 +53,9 @@ class HealthConfig:
                 or spec.health_start_period < 0:
             raise CarrierError("invalid health check timing: interval and timeout must be > 0, "
                                "retries >= 1, start period >= 0")
-        return cls(["/bin/sh", "-c", spec.health_cmd], spec.health_interval, spec.health_timeout,
-                   spec.health_retries, spec.health_start_period, spec.health_on_failure)
+        argv = ["/bin/sh", "-c", spec.health_cmd] if spec.health_cmd else []
+        return cls(argv, spec.health_interval, spec.health_timeout, spec.health_retries,
+                   spec.health_start_period, spec.health_on_failure, probe)
 
 
 Probe = Callable[[list[str], Any], Any]  # (argv, output file) -> awaitable exit status
@@ -123,4 +126,4 @@ def parse_duration(text: str | float) -> float:
 
 def describe(config: HealthConfig) -> str:
     """The check as people write it."""
-    return shlex.join(config.argv)
+    return config.probe.description if config.probe is not None else shlex.join(config.argv)

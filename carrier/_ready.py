@@ -59,6 +59,45 @@ def port(container_port: int, proto: str = "tcp") -> Condition:
     return Condition(f"port {container_port}/{proto} listening", check)
 
 
+def tcp(container_port: int) -> Condition:
+    """Ready once a connection to the published host port is accepted *and* kept: a helper
+    accepts on the host side at once, then resets the connection if nothing inside does."""
+
+    async def check(c: Container) -> bool:
+        host, host_port = c.published(container_port)
+        try:
+            with anyio.fail_after(2):
+                stream = await anyio.connect_tcp(host, host_port)
+        except (OSError, TimeoutError):
+            return False
+        async with stream:
+            with anyio.move_on_after(0.1):  # held open this long: a real peer inside
+                try:
+                    await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    return False
+            return True
+
+    return Condition(f"tcp {container_port}", check)
+
+
+def http(container_port: int, path: str = "/", status: int = 200) -> Condition:
+    """Ready once ``GET path`` through the published port answers *status* (httpx)."""
+
+    async def check(c: Container) -> bool:
+        import httpx
+
+        host, host_port = c.published(container_port)
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{host_port}{path}"
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(url)).status_code == status
+        except httpx.HTTPError:
+            return False
+
+    return Condition(f"http GET :{container_port}{path} -> {status}", check)
+
+
 def log_line(pattern: str) -> Condition:
     """Ready once the container's output has a line matching the regular expression."""
     regex = re.compile(pattern.encode())

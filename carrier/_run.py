@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ async def run(
     ports: Mapping[str, int | str] | Iterable[str] = (),
     wait_for: Condition | None = None,
     wait_timeout: float = 60.0,
+    health: Condition | None = None,
     **settings: Any,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
@@ -50,7 +52,9 @@ async def run(
     *ports* maps ``"[HOST_IP:]HOST_PORT"`` to the container's port (``{"127.0.0.1:0": 80}``;
     port 0 picks a free one, see :meth:`Container.published`), or is a list of ``-p`` values.
     The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
-    otherwise. With *wait_for* the block is entered only once the condition holds.
+    otherwise. With *wait_for* the block is entered only once the condition holds. *health* is
+    a host-side health check (``carrier.http(80)``, ``carrier.tcp(80)``, or any condition),
+    run every ``health_interval`` seconds like ``health_cmd``.
 
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
@@ -71,7 +75,9 @@ async def run(
             stdio = Stdio(subprocess.DEVNULL, log, log)
         with unwrapped():
             async with anyio.create_task_group() as tg:
-                container: Container = await tg.start(supervise, carrier_root, record, lock, stdio)
+                container: Container = await tg.start(
+                    partial(supervise, health_probe=health), carrier_root, record, lock, stdio
+                )
                 try:
                     if wait_for is not None:
                         await container.wait_for(wait_for, wait_timeout)

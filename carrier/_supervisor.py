@@ -169,7 +169,8 @@ class Container:
 class _Group:
     """One container's members and cleanup."""
 
-    def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio) -> None:
+    def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
+                 health_probe: Condition | None = None) -> None:
         self.root = root
         self.containers = Containers(root)
         self.record = record
@@ -188,6 +189,7 @@ class _Group:
         self.gave_up: str | None = None
         self.restart_requested = anyio.Event()
         self.run_end_hooks: list[Callable[[Outcome], None]] = []
+        self.health_probe = health_probe
 
     def request_stop(self, timeout: float | None) -> None:
         if timeout is not None:
@@ -212,7 +214,7 @@ class _Group:
             spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
             intensity=spec.restart_intensity, period=spec.restart_period,
         ))
-        health = HealthConfig.from_spec(spec)
+        health = HealthConfig.from_spec(spec, self.health_probe)
         status: TaskStatus[Container] | None = task_status
         with bound(container=self.record.name):
             try:
@@ -265,7 +267,8 @@ class _Group:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.relays:
                     tg.start_soon(self._relay_ports, tg)
-                if (health := HealthConfig.from_spec(self.record.spec)) is not None:
+                health = HealthConfig.from_spec(self.record.spec, self.health_probe)
+                if health is not None:
                     tg.start_soon(self._watch_health, tg, health)
         except Exception as exc:
             if self.outcome is None:
@@ -365,6 +368,10 @@ class _Group:
 
     async def _watch_health(self, tg: TaskGroup, config: HealthConfig) -> None:
         async def probe(argv: list[str], out: IO[bytes]) -> int:
+            if config.probe is not None:  # host-side: through the published port
+                ok = await config.probe(Container(self))
+                out.write(b"ok\n" if ok else f"{config.probe.description}: failed\n".encode())
+                return 0 if ok else 1
             code = await exec_in(self.root, self.record, argv, output=out)
             if code != 0 and not await self.runtime.running(self.record.id):
                 # The check died with the container: the container's own end is the cause,
@@ -450,13 +457,15 @@ class _Group:
 
 async def supervise(
     root: Root, record: Record, lock_fd: int, stdio: Stdio, *,
+    health_probe: Condition | None = None,
     task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run *record*'s container under supervision until it ends and is cleaned up.
 
     Reports a :class:`Container` handle through *task_status* once the command is started.
+    *health_probe* is a host-side health check (the spec's interval, retries and action).
 
     **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
     everything it held is released before the cancellation propagates.
     """
-    await _Group(root, record, lock_fd, stdio).run(task_status=task_status)
+    await _Group(root, record, lock_fd, stdio, health_probe).run(task_status=task_status)

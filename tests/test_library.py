@@ -116,3 +116,32 @@ async def test_wait_for_fails_when_the_container_ends(cli: Carrier, image: str) 
         async with carrier.run(image, ["true"], root=cli.root, network="none",
                                wait_for=carrier.log_line("never")):
             pass
+
+
+async def test_host_side_probes_and_events(cli: Carrier, image: str) -> None:
+    """http() and tcp() probe through the published port; a host-side health check that
+    starts failing ends the group; the library streams the same events as the CLI."""
+    script = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 80 -h /www && "
+              "trap 'kill %1; exit 0' TERM; sleep 1000 & wait")
+    seen: list[str] = []
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, name="probed",
+                           ports={"127.0.0.1:0": 80}, health=carrier.http(80, "/index.html"),
+                           health_interval=0.1, health_retries=1, health_on_failure="kill",
+                           wait_for=carrier.all_of(carrier.tcp(80), carrier.http(80, "/index.html"))
+                           ) as c:
+        async with anyio.create_task_group() as tg:
+
+            async def collect() -> None:
+                async for event in carrier.events(cli.root):
+                    if event["name"] == "probed":
+                        seen.append(str(event["type"]))
+                        if event["type"] == "healthy":
+                            await c.exec(["rm", "/www/index.html"])
+                        if event["type"] == "cleaned":
+                            tg.cancel_scope.cancel()
+
+            tg.start_soon(collect)
+        outcome = await c.wait()
+    assert outcome.reason is carrier.Reason.UNHEALTHY
+    assert seen[:3] == ["created", "network-ready", "started"]
+    assert seen.index("healthy") < seen.index("unhealthy") < seen.index("cleaned")

@@ -21,13 +21,14 @@ class TestPorts:
             ("127.0.0.1:8080:80/udp", [PortMapping("127.0.0.1", 8080, 80, "udp")]),
             ("[::1]:8080:80", [PortMapping("::1", 8080, 80)]),
             ("8000-8001:90-91", [PortMapping("0.0.0.0", 8000, 90), PortMapping("0.0.0.0", 8001, 91)]),
+            ("127.0.0.1:0:80", [PortMapping("127.0.0.1", 0, 80)]),  # any free port, at start
         ],
     )
     def test_docker_spellings(self, spec: str, expected: list[PortMapping]) -> None:
         """-p takes Docker's spellings, ranges included."""
         assert parse_port(spec) == expected
 
-    @pytest.mark.parametrize("bad", ["80", "a:80", "1:2:3:4", "0:80", "70000:80", "1-3:1-2",
+    @pytest.mark.parametrize("bad", ["80", "a:80", "1:2:3:4", "0-2:80-82", "70000:80", "1-3:1-2",
                                      "host:80:80", "80:80/sctp"])
     def test_invalid(self, bad: str) -> None:
         """Malformed mappings are refused with the mapping named."""
