@@ -10,10 +10,10 @@ import subprocess
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from conftest import Carrier
+from helpers import pid_of
 from test_network import BODY, HELPERS, http_server  # noqa: F401 - the fixture is used here
 
 
@@ -132,7 +132,7 @@ class TestTerminal:
         term.type(b"echo $TERM $HOME $USER\r")
         term.expect(b"vt100 /root root")
         term.type(b"sleep 100\r")
-        _wait_for_process(b"sleep\x00100\x00")  # Ctrl-C must interrupt a running sleep
+        pid_of(b"sleep\x00100\x00")  # Ctrl-C must interrupt a running sleep
         term.type(b"\x03")
         term.type(b"echo after-$?\r")
         term.expect(b"after-130")
@@ -148,20 +148,6 @@ class TestTerminal:
         term.expect(b"# ")
         term.type(b"\x04")
         assert term.close() == 0
-
-
-def _wait_for_process(cmdline: bytes, bound: float = 20) -> None:
-    """Bounded poll of /proc until a process with *cmdline* exists (no event announces it)."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
-                    return
-            except OSError:
-                continue
-        time.sleep(0.02)
-    raise AssertionError(f"no process {cmdline!r} within {bound} s")
 
 
 class TestNetworkRepair:

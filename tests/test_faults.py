@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from test_network import HELPERS, helper_pid, wait_pidfd
-from test_tree import _container_pid
+from helpers import container_pid, helper_pid, pid_of, wait_pidfd
+from test_network import HELPERS
 
 CASES = {
     "container": (137, "killed"),
@@ -25,20 +24,6 @@ CASES = {
     "supervisor": (137, "supervisor-died"),
     "supervisor-sigterm": (137, "stop-requested"),
 }
-
-
-def _pid_of(cmdline: bytes, bound: float = 20) -> int:
-    """Bounded poll of /proc for the process running exactly *cmdline*."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
-                    return int(pid)
-            except OSError:
-                continue
-        time.sleep(0.02)
-    raise AssertionError(f"no process {cmdline!r} within {bound} s")
 
 
 @pytest.mark.parametrize("helper", HELPERS)
@@ -55,10 +40,10 @@ def test_kill_each_member(carrier: Carrier, image: str, helper: str, member: str
     supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
     helper_process = helper_pid(carrier, "f")
     target = {
-        "container": lambda: _container_pid(carrier, "f"),
+        "container": lambda: container_pid(carrier, "f"),
         "helper": lambda: helper_process,
         "holder": lambda: int(rec["holder_pid"]),  # type: ignore[arg-type]
-        "health-command": lambda: _pid_of(b"sleep\x003600\x00"),
+        "health-command": lambda: pid_of(b"sleep\x003600\x00"),
         "supervisor": lambda: supervisor,
         "supervisor-sigterm": lambda: supervisor,
     }[member]()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import Carrier
-from test_restart import _wait_event, events
+from helpers import events, wait_event
 
 
 class TestHealth:
@@ -19,9 +19,9 @@ class TestHealth:
                       "--health-on-failure", "kill", "--stop-timeout", "0.5", "-d", image,
                       "sh", "-c", script)
         assert res.code == 0, res.err
-        _wait_event(carrier.root / "events.jsonl", "healthy", count=1)
+        wait_event(carrier, "healthy", count=1)
         assert carrier("exec", "hc", "rm", "/ok").code == 0
-        _wait_event(carrier.root / "events.jsonl", "cleaned", count=1)
+        wait_event(carrier, "cleaned", count=1)
         rec = carrier.record("hc")
         assert str(rec["reason"]).startswith("unhealthy: unhealthy after 2 failed checks")
         health = rec["health"]
@@ -41,7 +41,7 @@ class TestHealth:
                       "--restart-delay", "0.01", "--restart-intensity", "2", "-d", image,
                       "sleep", "100")
         assert res.code == 0, res.err
-        _wait_event(carrier.root / "events.jsonl", "cleaned", count=1)
+        wait_event(carrier, "cleaned", count=1)
         assert len(events(carrier, "restarting")) == 2
         assert "more than 2 restarts" in str(carrier.record("hr")["reason"])
         carrier("rm", "hr")
@@ -51,7 +51,7 @@ class TestHealth:
         assert carrier("run", "--name", "hn", "--no-network", "--health-cmd", "exit 3",
                        "--health-interval", "100ms", "--health-retries", "1", "-d", image,
                        "sleep", "100").code == 0
-        _wait_event(carrier.root / "events.jsonl", "unhealthy", count=1)
+        wait_event(carrier, "unhealthy", count=1)
         rec = carrier.record("hn")
         assert rec["status"] == "running"
         assert json.dumps(rec["health"]).count('"exit_code": 3') >= 1

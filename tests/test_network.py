@@ -8,9 +8,7 @@ uplink leads nowhere (scripts/test), so nothing can leave the machine even by mi
 from __future__ import annotations
 
 import http.server
-import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
+from helpers import alive, container_pid, helper_pid, wait_pidfd
 
 HELPERS = ["pasta", "slirp4netns"]
 BODY = b"carrier-body"
@@ -58,36 +57,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def helper_pid(carrier: Carrier, name: str) -> int:
-    """The PID that ``network.pid`` names, checked against ``carrier info``."""
-    rec = carrier.record(name)
-    pid_file = Path(str(rec["Dir"])) / "network.pid"
-    pid = int(pid_file.read_text().split()[0])
-    assert rec["network"]["helper_pid"] == pid  # type: ignore[index]
-    return pid
-
-
-def wait_pidfd(pid: int, bound: float = 30) -> None:
-    """Wait for *pid* to exit (an event on its pidfd), failing after *bound* seconds."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], bound)[0], f"process {pid} did not exit"
-    finally:
-        os.close(fd)
-
-
-def alive(pid: int) -> bool:
-    """Whether *pid* is a live (non-zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 class TestReadiness:
@@ -350,7 +319,7 @@ class TestHelperLifecycle:
         else:
             supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
             target = {"helper-kill": pid, "supervisor-kill": supervisor,
-                      "container-kill": _container_pid(carrier, str(rec["id"]))}[ending]
+                      "container-kill": container_pid(carrier, "c")}[ending]
             os.kill(target, signal.SIGKILL)
             wait_pidfd(supervisor)
             carrier("ps", "-a")  # the next command reconciles what a dead supervisor left
@@ -360,9 +329,3 @@ class TestHelperLifecycle:
         rec = carrier.record("c")
         assert (rec["exit_code"], str(rec["reason"]).split(":")[0]) == expected
         assert carrier("rm", "c").code == 0
-
-
-def _container_pid(carrier: Carrier, cid: str) -> int:
-    out = subprocess.run(["runc", "--root", str(carrier.root / "runtime"), "state", cid],
-                         capture_output=True, text=True, check=True).stdout
-    return int(json.loads(out)["pid"])

@@ -6,18 +6,9 @@ import itertools
 import json
 import os
 import signal
-import time
-from pathlib import Path
 
 from conftest import Carrier
-from test_network import alive, helper_pid, wait_pidfd
-
-
-def events(carrier: Carrier, kind: str | None = None) -> list[dict[str, object]]:
-    """The root's lifecycle events, optionally of one type."""
-    path = carrier.root / "events.jsonl"
-    found = [json.loads(line) for line in path.read_text().splitlines()]
-    return [e for e in found if kind is None or e["type"] == kind]
+from helpers import alive, events, helper_pid, wait_event, wait_pidfd
 
 
 class TestPolicies:
@@ -95,25 +86,13 @@ class TestRestartAndStop:
         first = helper_pid(carrier, "h")
         os.kill(first, signal.SIGKILL)
         wait_pidfd(first)
-        path = carrier.root / "events.jsonl"
-        _wait_event(path, "started", count=2)
+        wait_event(carrier, "started", count=2)
         second = helper_pid(carrier, "h")
         assert second != first
         assert alive(second)
         exited = events(carrier, "exited")[0]
         assert (exited["exit_code"], exited["reason"]) == (125, "helper-exited")
         assert carrier("rm", "-f", "h").code == 0
-
-
-def _wait_event(path: Path, kind: str, count: int, bound: float = 20) -> None:
-    """Bounded poll of the events file until *count* events of *kind* were written."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if sum(json.loads(line)["type"] == kind for line in lines) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} {kind!r} events within {bound} s")
 
 
 class TestEvents:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
 import time
@@ -12,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
+from helpers import container_pid, wait_pidfd
 
 
 class TestForeground:
@@ -52,7 +51,7 @@ class TestForeground:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
-        os.kill(_container_pid(carrier, "fg"), signal.SIGKILL)
+        os.kill(container_pid(carrier, "fg"), signal.SIGKILL)
         assert proc.wait(timeout=30) == 137
         proc.stdout.close()
         proc.stderr.close()  # type: ignore[union-attr]
@@ -117,7 +116,7 @@ class TestIsolation:
     def test_host_side_uid_is_ours(self, carrier: Carrier, image: str) -> None:
         """Seen from the host, the container's root is the invoking user."""
         assert carrier("run", "-d", "--name", "seen", image, "sleep", "100").code == 0
-        pid = _container_pid(carrier, "seen")
+        pid = container_pid(carrier, "seen")
         assert os.stat(f"/proc/{pid}").st_uid == os.getuid()
         assert carrier("rm", "-f", "seen").code == 0
 
@@ -127,14 +126,6 @@ class TestIsolation:
         res = carrier("run", "--rm", image, "sh", "-c", "test -e /marker && echo present || echo absent")
         assert res.out == "absent\n"
         assert carrier("rm", "a").code == 0
-
-
-def _container_pid(carrier: Carrier, name: str) -> int:
-    """The host PID of the container's main process, from the runtime's own state."""
-    rec = carrier.record(name)
-    out = subprocess.run(["runc", "--root", str(carrier.root / "runtime"), "state", str(rec["id"])],
-                         capture_output=True, text=True, check=True).stdout
-    return int(json.loads(out)["pid"])
 
 
 class TestDetached:
@@ -187,9 +178,9 @@ class TestDetached:
         """kill -9 of the container's process ends its group: 137, supervisor gone, no leftovers."""
         assert carrier("run", "-d", "--name", "victim", image, "sleep", "100").code == 0
         rec = carrier.record("victim")
-        supervisor = os.pidfd_open(int(rec["supervisor_pid"]))  # type: ignore[arg-type]
-        os.kill(_container_pid(carrier, "victim"), 9)
-        _wait_pidfd(supervisor)
+        supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
+        os.kill(container_pid(carrier, "victim"), 9)
+        wait_pidfd(supervisor)
         rec = carrier.record("victim")
         assert (rec["status"], rec["exit_code"]) == ("exited", 137)
         assert rec["reason"] == "killed: killed by SIGKILL"
@@ -199,9 +190,9 @@ class TestDetached:
         """kill -9 of a detached supervisor: the next command reaps the leftovers."""
         assert carrier("run", "-d", "--name", "orphan", image, "sleep", "100").code == 0
         rec = carrier.record("orphan")
-        supervisor = os.pidfd_open(int(rec["supervisor_pid"]))  # type: ignore[arg-type]
+        supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
         os.kill(int(rec["supervisor_pid"]), 9)  # type: ignore[arg-type]
-        _wait_pidfd(supervisor)
+        wait_pidfd(supervisor)
         listing = carrier("ps", "-a").out
         assert "Exited (137)" in listing
         assert carrier.record("orphan")["reason"].startswith("supervisor-died")  # type: ignore[union-attr]
@@ -215,13 +206,6 @@ class TestDetached:
         assert carrier("info", cid).code == 0
         assert carrier.record(cid[:12])["name"] == cid[:12]
         assert carrier("rm", "-f", cid[:8]).code == 0
-
-
-def _wait_pidfd(fd: int, bound: float = 30) -> None:
-    try:
-        assert select.select([fd], [], [], bound)[0], "process did not exit"
-    finally:
-        os.close(fd)
 
 
 class TestBadInput:

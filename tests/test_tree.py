@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,20 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from test_restart import _wait_event, events
+from helpers import container_pid, events, wait_event
 
 SUPERVISORS = Path(__file__).resolve().parent.parent / "supervisors"
 
 
 def _kinds(carrier: Carrier, name: str) -> list[str]:
     return [str(e["type"]) for e in events(carrier) if e["name"] == name]
-
-
-def _container_pid(carrier: Carrier, name: str) -> int:
-    cid = str(carrier.record(name)["id"])
-    out = subprocess.run(["runc", "--root", str(carrier.root / "runtime"), "state", cid],
-                         capture_output=True, text=True, check=True).stdout
-    return int(json.loads(out)["pid"])
 
 
 class TestExamples:
@@ -61,8 +53,8 @@ class TestStrategies:
     def test_one_for_all_restarts_both(self, carrier: Carrier, image: str) -> None:
         """In one_for_all, killing one member restarts both."""
         assert carrier("up", "-d", str(SUPERVISORS / "pair.toml")).code == 0
-        os.kill(_container_pid(carrier, "pair-left"), signal.SIGKILL)
-        _wait_event(carrier.root / "events.jsonl", "started", count=4)
+        os.kill(container_pid(carrier, "pair-left"), signal.SIGKILL)
+        wait_event(carrier, "started", count=4)
         assert _kinds(carrier, "pair-left").count("started") == 2
         assert _kinds(carrier, "pair-right").count("started") == 2
         right_exit = next(e for e in events(carrier, "exited") if e["name"] == "pair-right")
@@ -79,8 +71,8 @@ class TestStrategies:
         path = tmp_path / "solo.toml"
         path.write_text(spec.replace('name = "pair"', 'name = "solo"'))
         assert carrier("up", "-d", str(path)).code == 0
-        os.kill(_container_pid(carrier, "solo-left"), signal.SIGKILL)
-        _wait_event(carrier.root / "events.jsonl", "started", count=3)
+        os.kill(container_pid(carrier, "solo-left"), signal.SIGKILL)
+        wait_event(carrier, "started", count=3)
         assert _kinds(carrier, "solo-left").count("started") == 2
         assert _kinds(carrier, "solo-right").count("started") == 1
         assert carrier("down", str(path)).code == 0

@@ -1,0 +1,80 @@
+"""Helpers shared by the integration tests: processes, PIDs and events, observed for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import time
+from pathlib import Path
+
+from conftest import Carrier
+
+
+def container_pid(carrier: Carrier, name: str) -> int:
+    """The host PID of the container's command (from runc's PID file, via carrier info)."""
+    return int(carrier.record(name)["container_pid"])  # type: ignore[arg-type]
+
+
+def helper_pid(carrier: Carrier, name: str) -> int:
+    """The PID that ``network.pid`` names, checked against ``carrier info``."""
+    rec = carrier.record(name)
+    pid = int((Path(str(rec["Dir"])) / "network.pid").read_text().split()[0])
+    assert rec["network"]["helper_pid"] == pid  # type: ignore[index]
+    return pid
+
+
+def wait_pidfd(pid: int, bound: float = 30) -> None:
+    """Wait for *pid* to exit (an event on its pidfd), failing after *bound* seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], bound)[0], f"process {pid} did not exit"
+    finally:
+        os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def pid_of(cmdline: bytes, bound: float = 20) -> int:
+    """Bounded poll of /proc for the process running exactly *cmdline* (nothing announces a
+    process inside a container to the host)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                    return int(pid)
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no process {cmdline!r} within {bound} s")
+
+
+def events(carrier: Carrier, kind: str | None = None) -> list[dict[str, object]]:
+    """The root's lifecycle events, optionally of one type."""
+    path = carrier.root / "events.jsonl"
+    found = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in found if kind is None or e["type"] == kind]
+
+
+def wait_event(carrier: Carrier, kind: str, count: int, bound: float = 20) -> None:
+    """Bounded poll of the events file until *count* events of *kind* were written (they are
+    written by another process, which has nothing to signal on)."""
+    path = carrier.root / "events.jsonl"
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if sum(json.loads(line)["type"] == kind for line in lines) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} {kind!r} events within {bound} s")
