@@ -5,6 +5,7 @@ Every failure of Carrier or of its input is one line on stderr and exit code 125
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
@@ -392,4 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 125
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `carrier ps | head`: the reader went away, as it may
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a tool or file Carrier needs, missing or refused
+        print(f"carrier: {e.strerror or e}{f': {e.filename}' if e.filename else ''}",
+              file=sys.stderr)
+        return 125
     return code if isinstance(code, int) else 0

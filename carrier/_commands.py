@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,9 @@ from anyio.abc import TaskStatus
 
 from . import _events
 from ._atomic import read_json
-from ._control import pidfd_of, reconcile, request_stop, requested_timeout
+from ._control import pidfd_of, reconcile, request_stop
 from ._create import create
-from ._errors import CarrierError, ConflictError, unwrapped
+from ._errors import CarrierError, ConflictError, only_leaf, unwrapped
 from ._exec import exec_in, running_record
 from ._netcheck import check_and_repair
 from ._root import Root
@@ -71,17 +72,17 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrapped():
         async with anyio.create_task_group() as tg:
             container: Container = await tg.start(supervise, root, record, lock, stdio)
-            tg.start_soon(_handle_signals, signals, container, root)
+            tg.start_soon(_handle_signals, signals, container)
             outcome = await container.wait()
             tg.cancel_scope.cancel()
     return outcome
 
 
-async def _handle_signals(signals: Any, container: Container, root: Root) -> None:
+async def _handle_signals(signals: Any, container: Container) -> None:
     interrupts = 0
     async for sig in signals:
         if sig == signal.SIGTERM:
-            container.stop(requested_timeout(root, container.id))
+            container.stop()
         elif interrupts == 0:
             interrupts += 1
             await container.signal(signal.SIGINT)
@@ -102,6 +103,7 @@ def _in_background(log: Path, work: Callable[[int], object]) -> str:
             _redirect_std(log)
             work(write_end)
         except BaseException:
+            traceback.print_exc()  # into the supervisor's log: its only trace
             code = 1
         finally:
             os._exit(code)
@@ -139,9 +141,9 @@ def _redirect_std(log: Path) -> None:
 
 
 async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], status_fd: int) -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with os.fdopen(status_fd, "wb") as status, anyio.open_signal_receiver(signal.SIGTERM) as signals:
+    # Handled, not ignored: an ignored signal would stay ignored in every process started here.
+    received = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    with os.fdopen(status_fd, "wb") as status, received as signals:
         try:
             with unwrapped():
                 async with anyio.create_task_group() as tg:
@@ -150,7 +152,7 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
                     )
                     status.write(b"started")
                     status.close()
-                    tg.start_soon(_stop_on_sigterm, signals, container, root)
+                    tg.start_soon(_stop_on_sigterm, signals, container)
                     await container.wait()
                     tg.cancel_scope.cancel()
         except BaseException as e:
@@ -159,14 +161,14 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
             raise
 
 
-async def _stop_on_sigterm(signals: Any, container: Container, root: Root) -> None:
-    async for _ in signals:
-        container.stop(requested_timeout(root, container.id))
+async def _stop_on_sigterm(signals: Any, container: Container) -> None:
+    async for sig in signals:
+        if sig == signal.SIGTERM:  # SIGINT and SIGHUP mean nothing to a detached supervisor
+            container.stop()
 
 
 def _one_line(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    exc = only_leaf(exc) or exc
     return str(exc) if isinstance(exc, CarrierError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -179,7 +181,11 @@ def enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env: 
     root = _open_root()
     record = _wait_started(root, ref)
     cdir = Containers(root).dir(record.id)
-    repaired = anyio.run(partial(anyio.to_thread.run_sync, check_and_repair, record, cdir))
+    try:
+        repaired = anyio.run(partial(anyio.to_thread.run_sync, check_and_repair, record, cdir))
+    except (OSError, ValueError) as e:  # the check is a courtesy: never a reason not to enter
+        print(f"carrier: could not check the network of {record.name}: {e}", file=sys.stderr)
+        repaired = []
     if repaired:
         print(f"carrier: repaired the network of {record.name}: {', '.join(repaired)}",
               file=sys.stderr)
@@ -344,7 +350,7 @@ def stop(refs: list[str], timeout: float | None) -> int:
     containers = Containers(root)
     records = [containers.find(ref) for ref in refs]
     for ref, record in zip(refs, records, strict=True):
-        if record.status is not Status.EXITED:
+        if containers.supervisor_alive(record.id):  # running, starting or between restarts
             request_stop(root, record, timeout)
         print(ref)
     return 0
@@ -356,12 +362,12 @@ def rm(refs: list[str], force: bool) -> int:
     containers = Containers(root)
     records = [containers.find(ref) for ref in refs]
     for record in records:
-        if record.status is not Status.EXITED and not force:
+        if containers.supervisor_alive(record.id) and not force:
             raise ConflictError(
                 f"cannot remove container {record.name}: it is running (stop it first or use -f)"
             )
     for ref, record in zip(refs, records, strict=True):
-        if record.status is not Status.EXITED:
+        if containers.supervisor_alive(record.id):
             request_stop(root, record, 0)
         if containers.dir(record.id).exists():
             containers.remove(containers.load(record.id))

@@ -1,21 +1,27 @@
 """Talking to a container's supervisor from another carrier process, and cleaning up after one
 that died.
 
-A stop request is a ``stop.json`` file (the timeout) plus SIGTERM to the supervisor, whose PID is
-checked against its recorded start time first. The requester then waits on the supervisor's
-pidfd. A supervisor that is gone without cleaning up (SIGKILL) is noticed through its released
-lock, and :func:`reconcile` finishes its cleanup.
+Each container's supervisor answers on its own control socket (``carrier stop``, ``rm -f``).
+A supervisor that is gone without cleaning up (SIGKILL) is noticed through its released lock,
+and :func:`reconcile` finishes its cleanup.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import math
 import os
-import select
 import signal
+import socket
+import struct
+from collections.abc import Callable
+
+import anyio
 
 from . import _process
-from ._atomic import read_json, try_lock, write_json
+from ._atomic import try_lock
 from ._errors import CarrierError
 from ._logging import log
 from ._network import reap_stale_helper
@@ -38,34 +44,79 @@ def pidfd_of(pid: int | None, expected_start: int | None) -> int | None:
     return fd
 
 
-def request_stop(root: Root, record: Record, timeout: float | None) -> None:
-    """Ask the supervisor of *record* to stop it, and wait until the supervisor has exited.
+def _address(cid: str) -> str:
+    """The supervisor's control socket: abstract (no file, no path-length limit), per container."""
+    return f"\0carrier-control-{cid}"
 
-    The wait is bounded: the stop timeout plus a minute for the cleanup.
+
+def request_stop(root: Root, record: Record, timeout: float | None) -> None:
+    """Ask the supervisor of *record* to stop that container, and wait until it is cleaned up.
+
+    The request goes to the container's own control socket, so a supervisor running many
+    containers (``carrier up``, a library user) stops just this one. The wait is for the
+    container's supervisor lock, which the supervisor releases once its cleanup is done; it is
+    bounded by the stop timeout plus a minute.
     """
-    containers = Containers(root)
-    fd = pidfd_of(record.supervisor_pid, record.supervisor_start)
-    if fd is None:
-        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        try:
+            s.connect(_address(record.id))
+            s.sendall(json.dumps({"stop": timeout}).encode() + b"\n")
+            s.recv(16)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return  # no supervisor listens: nothing runs (reconcile handles a dead one)
+        except OSError as e:
+            raise CarrierError(f"container {record.name}: cannot reach its supervisor: {e}") from None
+    bound = (timeout if timeout is not None else record.spec.stop_timeout) + 60
+    fd = os.open(Containers(root).supervisor_lock(record.id), os.O_RDWR | os.O_CLOEXEC)
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(max(1, math.ceil(bound)))
     try:
-        if timeout is not None:
-            write_json(containers.dir(record.id) / "stop.json", {"timeout": timeout})
-        signal.pidfd_send_signal(fd, signal.SIGTERM)
-        bound = (timeout if timeout is not None else record.spec.stop_timeout) + 60
-        if not select.select([fd], [], [], bound)[0]:
-            raise CarrierError(f"container {record.name}: its supervisor did not stop in time")
-    except ProcessLookupError:
-        pass
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the supervisor when the cleanup is done
+    except TimeoutError:
+        raise CarrierError(f"container {record.name}: its supervisor did not stop in time") from None
     finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
         os.close(fd)
 
 
-def requested_timeout(root: Root, cid: str) -> float | None:
-    """The stop timeout that ``carrier stop -t`` left for this supervisor, if any."""
-    path = Containers(root).dir(cid) / "stop.json"
-    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
-        return float(read_json(path)["timeout"])
-    return None
+async def serve_control(cid: str, on_stop: Callable[[float | None], None]) -> None:
+    """Answer stop requests for container *cid* until cancelled (a supervisor's member).
+
+    Only processes of this user are heard (``SO_PEERCRED``): an abstract socket has no file
+    permissions of its own.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        listener.bind(_address(cid))
+        listener.listen(8)
+        listener.setblocking(False)
+        while True:
+            await anyio.wait_readable(listener)
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            with conn:
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                        struct.calcsize("3i"))
+                if struct.unpack("3i", creds)[1] != os.getuid():
+                    continue
+                conn.settimeout(5)
+                try:
+                    request = json.loads(conn.recv(4096) or b"{}")
+                    conn.sendall(b"ok\n")
+                except (OSError, ValueError):
+                    continue
+                if "stop" in request:
+                    on_stop(request["stop"])
+    finally:
+        listener.close()
 
 
 async def reconcile(root: Root) -> None:

@@ -24,7 +24,8 @@ class RuntimeFailure(CarrierError):
     """The OCI runtime, the holder or a helper failed before the container could run."""
 
 
-def _only_leaf(exc: BaseException) -> BaseException | None:
+def only_leaf(exc: BaseException) -> BaseException | None:
+    """The single exception inside (nested) groups of one; None if there are several."""
     while isinstance(exc, BaseExceptionGroup):
         if len(exc.exceptions) != 1:
             return None
@@ -34,12 +35,13 @@ def _only_leaf(exc: BaseException) -> BaseException | None:
 
 @contextlib.contextmanager
 def unwrapped() -> Iterator[None]:
-    """Re-raise a task group's lone :class:`CarrierError` as itself, so that a failed start
-    reads as one error (and one line) rather than as an exception group."""
+    """Re-raise a task group's lone exception as itself, so that a failed start reads as one
+    error (one line for a :class:`CarrierError`), and a library user's own exception from the
+    body of ``async with carrier.run(...)`` comes back as what they raised."""
     try:
         yield
     except BaseExceptionGroup as group:
-        leaf = _only_leaf(group)
-        if isinstance(leaf, CarrierError):
+        leaf = only_leaf(group)
+        if leaf is not None:
             raise leaf from None
         raise

@@ -10,6 +10,7 @@ signal ends it with a supervisor that was killed.
 from __future__ import annotations
 
 import os
+import shutil
 
 from . import _process
 from ._errors import RuntimeFailure
@@ -38,6 +39,11 @@ class Pasta(Helper):
     name = "pasta"
     package = "passt"
     dns_forwarder = DNS_FORWARDER
+
+    @classmethod
+    def available(cls) -> bool:
+        """pasta, and setpriv (util-linux) for its parent-death signal."""
+        return super().available() and shutil.which("setpriv") is not None
 
     def argv(self, holder: Holder, config: HelperConfig) -> list[str]:
         """The full command line."""

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from typing import IO, Any, final
 
@@ -93,23 +94,18 @@ def exit_status(returncode: int) -> int:
 async def run(argv: Sequence[str], *, check: bool = True) -> tuple[int, bytes, bytes]:
     """Run a short helper command to completion; return its status, stdout and stderr.
 
-    Its output must fit in the pipes (64 KiB each): this is for tools that say little.
-
     **Cancellation:** the helper is killed and reaped before the cancellation propagates.
     """
-    child = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.popen.stdout is not None
-    assert child.popen.stderr is not None
-    try:
-        code = await child.wait()
-    except BaseException:
-        await child.kill()
-        raise
-    finally:
-        out = child.popen.stdout.read() if child.returncode is not None else b""
-        err = child.popen.stderr.read() if child.returncode is not None else b""
-        child.popen.stdout.close()
-        child.popen.stderr.close()
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        child = spawn(argv, stdout=out_file, stderr=err_file)  # files: no pipe can fill up
+        try:
+            code = await child.wait()
+        except BaseException:
+            await child.kill()
+            raise
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     if check and code != 0:
         raise RuntimeError(f"{argv[0]} failed ({code}): {err.decode(errors='replace').strip()}")
     return code, out, err

@@ -77,7 +77,15 @@ async def _add_hostfwd(socket_path: os.PathLike[str], port: PortMapping) -> None
         "proto": port.proto, "host_addr": port.host_ip, "host_port": port.host_port,
         "guest_port": port.container_port,
     }}
-    async with await anyio.connect_unix(socket_path) as stream:
+    # slirp4netns may configure the namespace before its API socket listens: wait (bounded).
+    with anyio.fail_after(5):
+        while True:
+            try:
+                stream = await anyio.connect_unix(socket_path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                await anyio.sleep(0.01)
+    async with stream:
         await stream.send(json.dumps(request).encode())
         await stream.send_eof()
         reply = b""

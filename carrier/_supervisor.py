@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from . import _events, _netns, _process
 from ._bundle import write_bundle
+from ._control import serve_control
 from ._errors import CarrierError
 from ._exec import exec_in
 from ._health import HealthConfig, describe, watch
@@ -216,40 +217,53 @@ class _Group:
         ))
         health = HealthConfig.from_spec(spec, self.health_probe)
         status: TaskStatus[Container] | None = task_status
+        # Known at once, so that stop, rm and reconcile see a live supervisor from the start.
+        self.record.supervisor_pid = os.getpid()
+        self.record.supervisor_start = _process.start_time(os.getpid())
+        self.containers.save(self.record)
         with bound(container=self.record.name):
             try:
-                while True:
-                    began = time.monotonic()
-                    await self._run_once(status)
-                    status = None
-                    assert self.outcome is not None
-                    for hook in self.run_end_hooks:
-                        hook(self.outcome)
-                    requested = self.outcome.reason is Reason.RESTART_REQUESTED
-                    self.restart_requested = anyio.Event()
-                    decision = 0.0 if requested and not self.stop_requested.is_set() else (
-                        tracker.decide(
-                            self.outcome.exit_code, stopped=self.stop_requested.is_set(),
-                            now=time.monotonic(), ran_for=time.monotonic() - began,
-                            force=self.outcome.reason is Reason.UNHEALTHY
-                            and health is not None and health.on_failure == "restart",
-                        )
-                    )
-                    if not isinstance(decision, float):
-                        if decision is not None:
-                            self.gave_up = decision
-                            self.event("gave-up", reason=decision, restarts=tracker.count)
-                        break
-                    self.event("restarting", delay=decision, restarts=tracker.count,
-                               exit_code=self.outcome.exit_code)
-                    with anyio.move_on_after(decision):
-                        await self.stop_requested.wait()
-                    if self.stop_requested.is_set():
-                        break
-                    self.record.restarts = tracker.count
-                    self.record.transition(Status.CREATED)
+                async with anyio.create_task_group() as control:
+                    control.start_soon(serve_control, self.record.id, self.request_stop)
+                    await self._runs(tracker, health, status)
+                    control.cancel_scope.cancel()
             finally:
                 self._finish()  # no await: cancellation cannot interrupt it
+
+    async def _runs(self, tracker: RestartTracker, health: HealthConfig | None,
+                    status: TaskStatus[Container] | None) -> None:
+        """Run after run, as the restart policy says."""
+        while True:
+            began = time.monotonic()
+            await self._run_once(status)
+            status = None
+            assert self.outcome is not None
+            for hook in self.run_end_hooks:
+                hook(self.outcome)
+            self.restart_requested = anyio.Event()
+            stopped = self.stop_requested.is_set()
+            decision: float | str | None
+            if self.outcome.reason is Reason.RESTART_REQUESTED and not stopped:
+                decision = 0.0  # a sibling failed: no backoff, no count against this policy
+            else:
+                unhealthy_restart = (self.outcome.reason is Reason.UNHEALTHY and health is not None
+                                     and health.on_failure == "restart")
+                decision = tracker.decide(self.outcome.exit_code, stopped=stopped,
+                                          now=time.monotonic(), ran_for=time.monotonic() - began,
+                                          force=unhealthy_restart)
+            if not isinstance(decision, float):
+                if decision is not None:
+                    self.gave_up = decision
+                    self.event("gave-up", reason=decision, restarts=tracker.count)
+                break
+            self.event("restarting", delay=decision, restarts=tracker.count,
+                       exit_code=self.outcome.exit_code)
+            with anyio.move_on_after(decision):
+                await self.stop_requested.wait()
+            if self.stop_requested.is_set():
+                break
+            self.record.restarts = tracker.count
+            self.record.transition(Status.CREATED)
 
     async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
@@ -311,8 +325,6 @@ class _Group:
         self.record.started = now()
         self.record.holder_pid = self.holder.pid
         self.record.holder_start = _process.start_time(self.holder.pid)
-        self.record.supervisor_pid = os.getpid()
-        self.record.supervisor_start = _process.start_time(os.getpid())
         self.containers.save(self.record)
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)

@@ -10,6 +10,7 @@ helper, which keeps Carrier out of their data path.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import socket
 from typing import Any
@@ -40,7 +41,10 @@ class UdpRelay:
         self.host.setblocking(False)
         port = self.host.getsockname()[1]  # the chosen one, for host port 0
         self.mapping = PortMapping(mapping.host_ip, port, mapping.container_port, "udp")
-        self.peers: dict[tuple[Any, ...], socket.socket] = {}
+        # Most recently heard last; beyond _MAX_PEERS the least recent client is forgotten.
+        self.peers: collections.OrderedDict[tuple[Any, ...], tuple[socket.socket, anyio.CancelScope]] = (
+            collections.OrderedDict()
+        )
 
     async def run(self, holder_pid: int, join_user: bool) -> None:
         """Relay until cancelled. **Cancellation:** every socket is closed."""
@@ -52,13 +56,16 @@ class UdpRelay:
                         data, peer = self.host.recvfrom(65535)
                     except BlockingIOError:
                         continue
-                    inner = self.peers.get(peer)
-                    if inner is None:
+                    if peer in self.peers:
+                        self.peers.move_to_end(peer)
+                        inner = self.peers[peer][0]
+                    else:
                         if len(self.peers) >= _MAX_PEERS:
-                            continue
+                            self.peers.popitem(last=False)[1][1].cancel()  # its task closes it
                         inner = await self._open_inner(holder_pid, join_user)
-                        self.peers[peer] = inner
-                        tg.start_soon(self._replies, inner, peer)
+                        scope = anyio.CancelScope()
+                        self.peers[peer] = (inner, scope)
+                        tg.start_soon(self._replies, inner, peer, scope)
                     with contextlib.suppress(OSError):  # no listener inside yet: dropped
                         inner.send(data)
         finally:
@@ -73,14 +80,20 @@ class UdpRelay:
         inner.setblocking(False)
         return inner
 
-    async def _replies(self, inner: socket.socket, peer: tuple[Any, ...]) -> None:
-        while True:
-            await anyio.wait_readable(inner)
-            with contextlib.suppress(OSError):
-                self.host.sendto(inner.recv(65535), peer)
+    async def _replies(self, inner: socket.socket, peer: tuple[Any, ...],
+                       scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                while True:
+                    await anyio.wait_readable(inner)
+                    with contextlib.suppress(OSError):
+                        self.host.sendto(inner.recv(65535), peer)
+        finally:
+            inner.close()
 
     def close(self) -> None:
         """Close the host socket and every inner one."""
-        for sock in (self.host, *self.peers.values()):
+        for sock, _ in self.peers.values():
             sock.close()
+        self.host.close()
         self.peers.clear()

@@ -145,3 +145,13 @@ async def test_host_side_probes_and_events(cli: Carrier, image: str) -> None:
     assert outcome.reason is carrier.Reason.UNHEALTHY
     assert seen[:3] == ["created", "network-ready", "started"]
     assert seen.index("healthy") < seen.index("unhealthy") < seen.index("cleaned")
+
+
+async def test_own_errors_come_back_as_raised(cli: Carrier, image: str) -> None:
+    """An exception raised in the block comes back as itself (not an exception group), and
+    the container is cleaned up all the same."""
+    with pytest.raises(KeyError, match="mine"):
+        async with carrier.run(image, ["sleep", "100"], root=cli.root, network="none",
+                               stop_timeout=0.2):
+            raise KeyError("mine")
+    assert not any((cli.root / "containers").iterdir())

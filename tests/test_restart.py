@@ -121,3 +121,17 @@ class TestEvents:
             follower.kill()
             follower.wait()
             follower.stdout.close()
+
+
+class TestStopBetweenRestarts:
+    def test_stop_during_the_backoff(self, carrier: Carrier, image: str) -> None:
+        """A container waiting out its restart delay is stopped for good by carrier stop."""
+        assert carrier("run", "-d", "--name", "wait", "--no-network", "--restart", "always",
+                       "--restart-delay", "30", "--restart-max-delay", "60", image,
+                       "false").code == 0
+        wait_event(carrier, "restarting", count=1)
+        supervisor = int(carrier.record("wait")["supervisor_pid"])  # type: ignore[arg-type]
+        assert carrier("stop", "wait").code == 0
+        wait_pidfd(supervisor, bound=10)  # well before the 30 s delay would have run out
+        assert len(events(carrier, "started")) == 1
+        assert carrier("rm", "wait").code == 0

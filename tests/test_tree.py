@@ -114,3 +114,17 @@ def _wait_for_log(carrier: Carrier, name: str, needle: bytes, bound: float = 30)
             return
         time.sleep(0.05)
     raise AssertionError(f"{needle!r} not in the logs of {name} within {bound} s")
+
+
+class TestStopOne:
+    def test_stop_one_member_leaves_the_rest(self, carrier: Carrier, image: str) -> None:
+        """carrier stop of one container of a tree stops that one only, through its own
+        control socket, and the group does not restart it or its sibling."""
+        assert carrier("up", "-d", str(SUPERVISORS / "pair.toml")).code == 0
+        assert carrier("stop", "pair-right").code == 0
+        assert carrier.record("pair-right")["status"] == "exited"
+        assert carrier.record("pair-left")["status"] == "running"
+        assert _kinds(carrier, "pair-left").count("started") == 1
+        assert carrier("down", str(SUPERVISORS / "pair.toml")).code == 0
+        for name in ("pair-left", "pair-right"):
+            carrier("rm", name)
