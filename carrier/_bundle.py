@@ -71,7 +71,7 @@ def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, 
     }
 
 
-def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = False) -> None:
+def write_bundle(bundle: Path, spec: Spec, holder: Holder) -> None:
     """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces."""
     rootfs = bundle / "rootfs"
     env = container_env(spec)
@@ -108,7 +108,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, *, terminal: bool = F
         pts_opts.append("gid=5")
     config = {
         "ociVersion": "1.0.2",
-        "process": process(spec.args, env, spec.cwd, spec.user, rootfs, terminal=terminal),
+        "process": process(spec.args, env, spec.cwd, spec.user, rootfs),
         "root": {"path": "rootfs", "readonly": False},
         "hostname": spec.hostname,
         "mounts": [

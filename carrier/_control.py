@@ -38,7 +38,7 @@ def pidfd_of(pid: int | None, expected_start: int | None) -> int | None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if expected_start is not None and _process.start_time(pid) != expected_start:
+    if expected_start is not None and not _process.same_process(pid, expected_start):
         os.close(fd)
         return None
     return fd

@@ -34,7 +34,7 @@ class ResolvConf:
 
 
 def parse_resolv_conf(text: str) -> ResolvConf:
-    """Read nameservers, the search list and options (the last search/options line wins)."""
+    """Read nameservers, the search list (the last line wins) and options (all lines add up)."""
     nameservers: list[str] = []
     search: list[str] = []
     options: list[str] = []

@@ -16,9 +16,6 @@ from typing import IO, Any
 
 import anyio
 
-TYPES = ("created", "network-ready", "started", "exited", "restarting", "gave-up", "cleaned",
-         "healthy", "unhealthy")
-
 
 def emit(root_path: Path, container_id: str, name: str, kind: str, **attrs: Any) -> None:
     """Append one event: time (Unix seconds), container id and name, type, attributes."""

@@ -16,9 +16,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("auto", "console", "json")
-
 _level = logging.WARNING
 _format = "auto"
 _context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar(

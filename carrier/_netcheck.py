@@ -20,17 +20,10 @@ from ._state import Record
 FILES = ("resolv.conf", "hosts")
 
 
-def _alive(pid: int, start: int | None) -> bool:
-    return _process.start_time(pid) == start and start is not None
-
-
 def helper_alive(cdir: Path) -> bool:
     """Whether the helper named in ``network.pid`` still runs."""
-    try:
-        pid_text, start_text = (cdir / "network.pid").read_text().split()
-    except (OSError, ValueError):
-        return False
-    return _alive(int(pid_text), int(start_text))
+    recorded = _process.read_pid_file(cdir / "network.pid")
+    return recorded is not None and _process.same_process(*recorded)
 
 
 def check_and_repair(record: Record, cdir: Path) -> list[str]:
@@ -41,7 +34,7 @@ def check_and_repair(record: Record, cdir: Path) -> list[str]:
     net: dict[str, Any] = record.network or {}
     if net.get("mode") not in ("pasta", "slirp4netns") or record.holder_pid is None:
         return []  # --no-network and --elevated containers are left as they are
-    if not _alive(record.holder_pid, record.holder_start) or not helper_alive(cdir):
+    if not _process.same_process(record.holder_pid, record.holder_start) or not helper_alive(cdir):
         return []
     repaired: list[str] = []
     (nl,) = _netns.netlink_sockets(record.holder_pid, join_user=True)

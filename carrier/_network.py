@@ -1,9 +1,9 @@
 """A container's network, set up before its command runs and torn down after it ends.
 
 In order: the holder's namespace exists (``_sandbox``), ``lo`` is up, resolv.conf is written,
-the helper is started and the namespace confirmed configured over netlink, then /etc/hosts
-(which needs the address the helper gave) and the helper's ``network.pid``. Only then does the
-runtime start the command.
+the helper is started (its ``network.pid`` written at once) and the namespace confirmed
+configured over netlink, then /etc/hosts (which needs the address the helper gave). Only then
+does the runtime start the command.
 """
 
 from __future__ import annotations
@@ -192,13 +192,11 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
 def reap_stale_helper(cdir: Path) -> None:
     """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
     pid_file = cdir / "network.pid"
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pid_text, start_text = pid_file.read_text().split()
-        pid, start = int(pid_text), int(start_text)
+    if (recorded := _process.read_pid_file(pid_file)) is not None:
         with contextlib.suppress(ProcessLookupError):
-            fd = os.pidfd_open(pid)
+            fd = os.pidfd_open(recorded[0])
             try:
-                if _process.start_time(pid) == start:
+                if _process.same_process(*recorded):  # checked after the pidfd pins the PID
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
             finally:
                 os.close(fd)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any, final
 
 import anyio
@@ -26,6 +27,20 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
+def same_process(pid: int, start: int | None) -> bool:
+    """Whether *pid* is still the process that had start time *start* (not a reused PID)."""
+    return start is not None and start_time(pid) == start
+
+
+def read_pid_file(path: Path) -> tuple[int, int] | None:
+    """A ``PID START_TIME`` file as written for helpers; None if missing or malformed."""
+    try:
+        pid, start = path.read_text().split()
+        return int(pid), int(start)
+    except (OSError, ValueError):
+        return None
 
 
 @final
@@ -71,7 +86,6 @@ def spawn(
     stderr: int | IO[Any] | None = None,
     new_session: bool = False,
     pass_fds: Sequence[int] = (),
-    env: dict[str, str] | None = None,
 ) -> Child:
     """Start *argv* as a child of this process."""
     popen = subprocess.Popen(
@@ -81,7 +95,6 @@ def spawn(
         stderr=stderr,
         start_new_session=new_session,
         pass_fds=tuple(pass_fds),
-        env=env,
     )
     return Child(popen)
 

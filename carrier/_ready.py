@@ -142,7 +142,7 @@ async def wait_until(container: Container, condition: Condition, *, timeout: flo
     """
     with anyio.move_on_after(timeout):
         while True:
-            if container.outcome is not None or container.ended:
+            if container.ended:
                 raise CarrierError(
                     f"container {container.name} ended before it was ready ({condition.description})"
                 )

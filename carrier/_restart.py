@@ -72,7 +72,10 @@ class RestartTracker:
             self._recent.popleft()
         if len(self._recent) >= p.intensity:
             return f"gave up: more than {p.intensity} restarts within {p.period:g} s"
-        self._streak = 0 if ran_for > p.max_delay else self._streak + 1
+        if ran_for > p.max_delay:  # it ran a good while: the backoff starts over
+            self._streak = 0
+        delay = float(min(p.delay * 2 ** self._streak, p.max_delay))
+        self._streak += 1
         self._recent.append(now)
         self.count += 1
-        return float(min(p.delay * 2 ** (self._streak - 1 if self._streak else 0), p.max_delay))
+        return delay

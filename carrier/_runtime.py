@@ -60,10 +60,6 @@ class Runtime:
         except ValueError:
             return False
 
-    def has_state(self, cid: str) -> bool:
-        """Whether the runtime still keeps state for *cid*."""
-        return (self.state_dir / cid).exists()
-
 
 _NOT_FOUND = re.compile(r"(no such file or directory|not found)", re.IGNORECASE)
 _NOT_EXEC = re.compile(r"permission denied|exec format error|is a directory", re.IGNORECASE)

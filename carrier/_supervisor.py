@@ -1,5 +1,5 @@
-"""A container's supervision group: the container process, its network helper, its holder,
-and its stop watcher.
+"""A container's supervision group: the container process, its network helper and UDP relay,
+its holder, its health watcher, and its stop and restart watchers (docs/supervisors.md).
 
 Each member is a task in one anyio task group. The first member to end records the outcome
 and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:

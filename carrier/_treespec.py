@@ -111,8 +111,6 @@ def _where(path: Path, keys: Any) -> str:
 
 def _options(name: str, raw: dict[str, Any], path: Path) -> dict[str, Any]:
     options = {k: v for k, v in raw.items() if k not in ("image", "command", "depends_on", "health")}
-    if "entrypoint" in options:
-        options["entrypoint"] = list(options["entrypoint"])
     if (health := raw.get("health")) is not None:
         try:
             options.update(
