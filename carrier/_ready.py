@@ -142,7 +142,7 @@ async def wait_until(container: Container, condition: Condition, *, timeout: flo
     """
     with anyio.move_on_after(timeout):
         while True:
-            if container.ended:
+            if container.outcome is not None:  # ended for good (between restarts: keep probing)
                 raise CarrierError(
                     f"container {container.name} ended before it was ready ({condition.description})"
                 )

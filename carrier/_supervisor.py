@@ -98,11 +98,6 @@ class Container:
         return self._group.final
 
     @property
-    def ended(self) -> bool:
-        """Whether the current run has ended (a restart may follow)."""
-        return self._group.outcome is not None
-
-    @property
     def holder_pid(self) -> int | None:
         """The PID owning the container's namespaces while it runs."""
         return self._group.holder.pid if self._group.holder is not None else None
@@ -315,6 +310,7 @@ class _Group:
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"
         pid_file.unlink(missing_ok=True)
+        self.record.container_pid = None
         self.child = self.runtime.run(
             self.record.id, self.bundle,
             stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
