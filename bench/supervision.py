@@ -86,8 +86,9 @@ async def scale(root: Path, n: int, idle: float) -> dict[str, float]:
     return result
 
 
-async def main(quick: bool) -> None:
-    runs, sizes, idle = (2, [1, 5], 2.0) if quick else (10, [1, 10, 50, 100], 30.0)
+async def main(quick: bool, sizes: list[int] | None, idle: float | None) -> None:
+    runs, default_sizes, default_idle = (2, [1, 5], 2.0) if quick else (10, [1, 10, 50, 100], 30.0)
+    sizes, idle = sizes or default_sizes, idle or default_idle
     with tempfile.TemporaryDirectory(prefix="carrier-bench-") as tmp:
         root = Path(tmp) / "root"
         env = {**os.environ, "CARRIER_ROOT": str(root)}
@@ -108,4 +109,7 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny N, 2 runs (smoke)")
-    anyio.run(main, parser.parse_args().quick)
+    parser.add_argument("--sizes", type=int, nargs="*", help="scale sizes (default 1 10 50 100)")
+    parser.add_argument("--idle", type=float, help="idle CPU window in seconds (default 30)")
+    args = parser.parse_args()
+    anyio.run(main, args.quick, args.sizes, args.idle)

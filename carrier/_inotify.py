@@ -25,11 +25,11 @@ async def wait_for_file(path: Path, *, give_up: anyio.Event | None = None) -> bo
     **Cancellation:** safe; the inotify descriptor is closed.
     """
     fd = _libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
-    if fd < 0:
-        raise OSError(ctypes.get_errno(), "inotify_init1")
+    if fd < 0:  # out of inotify instances (fs.inotify.max_user_instances, 128 by default)
+        return await _poll_for_file(path, give_up)
     try:
         if _libc.inotify_add_watch(fd, os.fsencode(path.parent), _IN_CREATE | _IN_MOVED_TO) < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path.parent}")
+            return await _poll_for_file(path, give_up)
         found = False
         async with anyio.create_task_group() as tg:
 
@@ -53,3 +53,13 @@ async def wait_for_file(path: Path, *, give_up: anyio.Event | None = None) -> bo
         return found
     finally:
         os.close(fd)
+
+
+async def _poll_for_file(path: Path, give_up: anyio.Event | None) -> bool:
+    """The fallback when the user's inotify instances are used up (hundreds of containers
+    starting at once): a bounded-interval poll of the same condition."""
+    while not os.path.lexists(path):  # noqa: ASYNC240 - one stat
+        if give_up is not None and give_up.is_set():
+            return False
+        await anyio.sleep(0.005)
+    return True
