@@ -31,6 +31,12 @@ app = App(
 )
 
 
+# Options that run, exec, shell and terminal share, spelled as Docker spells them.
+EnvOption = Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)]
+WorkdirOption = Annotated[str | None, Parameter(name=["-w", "--workdir"])]
+UserOption = Annotated[str | None, Parameter(name=["-u", "--user"])]
+
+
 @app.meta.default
 def _meta(
     *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
@@ -54,9 +60,9 @@ def run(
     detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
     interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
     name: str | None = None,
-    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
-    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
-    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+    env: EnvOption = None,
+    workdir: WorkdirOption = None,
+    user: UserOption = None,
     hostname: Annotated[str | None, Parameter(name=["-h", "--hostname"])] = None,
     entrypoint: str | None = None,
     runtime: str = "runc",
@@ -204,9 +210,9 @@ def exec_(
     *command: str,
     interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
     tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
-    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
-    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
-    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+    env: EnvOption = None,
+    workdir: WorkdirOption = None,
+    user: UserOption = None,
 ) -> int:
     """Run a command in a running container.
 
@@ -237,9 +243,9 @@ def exec_(
 def shell(
     container: str,
     *command: str,
-    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
-    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
-    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+    env: EnvOption = None,
+    workdir: WorkdirOption = None,
+    user: UserOption = None,
 ) -> int:
     """Work interactively in a running container (default: /bin/sh).
 
@@ -254,9 +260,9 @@ def shell(
 def terminal(
     container: str,
     *command: str,
-    env: Annotated[list[str] | None, Parameter(name=["-e", "--env"], consume_multiple=False)] = None,
-    workdir: Annotated[str | None, Parameter(name=["-w", "--workdir"])] = None,
-    user: Annotated[str | None, Parameter(name=["-u", "--user"])] = None,
+    env: EnvOption = None,
+    workdir: WorkdirOption = None,
+    user: UserOption = None,
 ) -> int:
     """Open a real terminal in a running container (default: /bin/sh).
 
