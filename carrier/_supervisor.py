@@ -186,6 +186,7 @@ class _Group:
         self.restart_requested = anyio.Event()
         self.run_end_hooks: list[Callable[[Outcome], None]] = []
         self.health_probe = health_probe
+        self.health: HealthConfig | None = None
 
     def request_stop(self, timeout: float | None) -> None:
         if timeout is not None:
@@ -210,7 +211,7 @@ class _Group:
             spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
             intensity=spec.restart_intensity, period=spec.restart_period,
         ))
-        health = HealthConfig.from_spec(spec, self.health_probe)
+        self.health = health = HealthConfig.from_spec(spec, self.health_probe)
         status: TaskStatus[Container] | None = task_status
         # Known at once, so that stop, rm and reconcile see a live supervisor from the start.
         self.record.supervisor_pid = os.getpid()
@@ -276,9 +277,8 @@ class _Group:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.relays:
                     tg.start_soon(self._relay_ports, tg)
-                health = HealthConfig.from_spec(self.record.spec, self.health_probe)
-                if health is not None:
-                    tg.start_soon(self._watch_health, tg, health)
+                if self.health is not None:
+                    tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
             if self.outcome is None:
                 message = str(exc) if isinstance(exc, CarrierError) else repr(exc)

@@ -43,12 +43,12 @@ def _condition(text: str) -> Condition | None:
 class _Run:
     """One running tree."""
 
-    def __init__(self, root: Root, tree: Tree) -> None:
+    def __init__(self, root: Root, tree: Tree, stop: anyio.Event) -> None:
         self.root = root
         self.tree = tree
         self.handles: dict[str, Container] = {}
         self.order: list[str] = []
-        self.stop = anyio.Event()
+        self.stop = stop  # set by the caller (Ctrl-C, carrier down) or when a group gives up
         self.gave_up: str | None = None
         self.group_of = {m: g for g in tree.groups for m in g.members}
         self.recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
@@ -155,21 +155,6 @@ async def up(root: Root, tree: Tree, stop: anyio.Event, *,
     write_json(state, {"pid": os.getpid(), "start": _process.start_time(os.getpid()),
                        "file": str(tree.path)})
     try:
-        run = _Run(root, tree)
-        result: list[str | None] = []
-        async with anyio.create_task_group() as tg:
-
-            async def relay_stop() -> None:
-                await stop.wait()
-                run.stop.set()
-
-            async def main(*, task_status: TaskStatus[dict[str, Container]]) -> None:
-                result.append(await run.run(task_status=task_status))
-                tg.cancel_scope.cancel()  # the tree is down: stop relaying
-
-            tg.start_soon(relay_stop)
-            handles = await tg.start(main)
-            task_status.started(handles)
-        return result[0] if result else None
+        return await _Run(root, tree, stop).run(task_status=task_status)
     finally:
         state.unlink(missing_ok=True)
