@@ -71,11 +71,16 @@ def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, 
     }
 
 
-def write_bundle(bundle: Path, spec: Spec, holder: Holder) -> None:
-    """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces."""
-    rootfs = bundle / "rootfs"
+def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
+                 runtime_inside: bool = False) -> None:
+    """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces; *rootfs* is where
+    this process sees the root filesystem (for user and group names). With *runtime_inside*,
+    the runtime runs in the holder's user and mount namespaces already (``_storage``)."""
     env = container_env(spec)
-    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "mount"}]
+    mount: dict[str, str] = {"type": "mount"}
+    if holder.mountns and not runtime_inside:  # the root filesystem is mounted there
+        mount["path"] = holder.ns_path("mnt")
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, mount]
     namespaces += [{"type": t, "path": holder.ns_path(n)} for t, n in (("uts", "uts"), ("ipc", "ipc"))]
     if holder.netns:
         namespaces.append({"type": "network", "path": holder.ns_path("net")})
@@ -90,7 +95,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder) -> None:
             "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
         ],
     }
-    if holder.userns:
+    if holder.userns and not runtime_inside:
         namespaces.append({"type": "user", "path": holder.ns_path("user")})
         linux["uidMappings"] = _ids(holder.uid_map)
         linux["gidMappings"] = _ids(holder.gid_map)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from cyclopts import App, CycloptsError, Parameter
 
 from . import _commands as cc
+from . import _imagecmds as ic
 from ._errors import CarrierError
 from ._health import parse_duration
 from ._logging import configure
@@ -66,6 +67,9 @@ def run(
     hostname: Annotated[str | None, Parameter(name=["-h", "--hostname"])] = None,
     entrypoint: str | None = None,
     runtime: str = "runc",
+    storage_driver: str | None = None,
+    pull: Literal["missing", "always", "never"] = "missing",
+    platform: str | None = None,
     stop_timeout: float = 10.0,
     publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
     network: str = "auto",
@@ -116,6 +120,12 @@ def run(
         Replace the image's entrypoint.
     runtime: str
         OCI runtime: runc, crun or a path.
+    storage_driver: str | None
+        overlay, fuse-overlayfs or copy (default: the first that works here; see carrier info).
+    pull: str
+        Pull the image: missing (when it is not stored), always, or never.
+    platform: str | None
+        The platform to pull, os/arch[/variant] (default: the host's).
     stop_timeout: float
         Seconds between SIGTERM and SIGKILL on stop.
     publish: list[str] | None
@@ -166,6 +176,7 @@ def run(
         image, list(command), detach=detach, interactive=interactive, name=name,
         env=env or [], workdir=workdir, user=user, hostname=hostname,
         entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
+        storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
         host_loopback=host_loopback, dns=dns or [], dns_search=dns_search or [],
         dns_option=dns_option or [], add_host=add_host or [], restart=restart,
@@ -314,8 +325,11 @@ def logs(container: str) -> int:
 
 
 @app.command
-def info(container: str) -> int:
-    """Show everything Carrier knows about a container, as JSON."""
+def info(container: str | None = None, format: Literal["text", "json"] = "text") -> int:
+    """Show everything Carrier knows about a container (JSON), or, with no container, about this
+    machine: storage driver, runtime, network helper."""
+    if container is None:
+        return ic.system_info(format)
     return cc.info(container)
 
 
@@ -330,14 +344,105 @@ def events(
 
 @app.command
 def images(format: Literal["table", "json"] = "table") -> int:
-    """List images."""
-    return cc.images(format)
+    """List images: repository, tag, id, created and size."""
+    return ic.images(format)
 
 
 @app.command(name="import")
 def import_(tarball: Path, reference: str) -> int:
     """Import a root filesystem tarball as image REFERENCE (NAME[:TAG])."""
-    return cc.import_(tarball, reference)
+    return ic.import_(tarball, reference)
+
+
+@app.command
+def pull(
+    reference: str,
+    platform: str | None = None,
+    tls_verify: Annotated[bool | None, Parameter(negative="--no-tls-verify")] = None,
+) -> int:
+    """Pull an image from a registry (``alpine`` is docker.io/library/alpine:latest).
+
+    Parameters
+    ----------
+    reference: str
+        [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST].
+    platform: str | None
+        os/arch[/variant] to pick from a multi-platform image (default: the host's).
+    tls_verify: bool | None
+        Require HTTPS with a verified certificate (default: yes, except for registries on
+        loopback). --tls-verify=false allows plain HTTP or unverified TLS for this registry.
+    """
+    return ic.pull(reference, platform, tls_verify)
+
+
+@app.command
+def load(
+    input: Annotated[Path, Parameter(name=["-i", "--input"])],
+    platform: str | None = None,
+) -> int:
+    """Load images from a `docker save` archive or an OCI image-layout archive.
+
+    Parameters
+    ----------
+    input: Path
+        The archive (tar, optionally compressed) or an OCI layout directory.
+    platform: str | None
+        os/arch[/variant] to pick from a multi-platform archive (default: the host's).
+    """
+    return ic.load(input, platform)
+
+
+@app.command
+def rmi(*images: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
+    """Remove images; one a container uses is refused unless -f (which only untags it)."""
+    if not images:
+        raise CarrierError("rmi needs at least one image")
+    return ic.rmi(list(images), force)
+
+
+@app.command
+def login(
+    registry: str,
+    username: Annotated[str | None, Parameter(name=["-u", "--username"])] = None,
+    password_stdin: bool = False,
+    tls_verify: Annotated[bool | None, Parameter(negative="--no-tls-verify")] = None,
+) -> int:
+    """Log in to a registry: checks the credentials, then stores them (auth.json).
+
+    Parameters
+    ----------
+    registry: str
+        HOST[:PORT].
+    username: str | None
+        The user name (asked for when missing).
+    password_stdin: bool
+        Read the password from standard input.
+    tls_verify: bool | None
+        As for pull.
+    """
+    return ic.login(registry, username, password_stdin, tls_verify)
+
+
+@app.command
+def logout(registry: str) -> int:
+    """Forget the stored credentials for a registry."""
+    return ic.logout(registry)
+
+
+system_app = App(name="system", help="Machine-wide commands: info and prune.")
+app.command(system_app)
+
+
+@system_app.command(name="info")
+def system_info(format: Literal["text", "json"] = "text") -> int:
+    """Storage driver, runtime and network helper on this machine."""
+    return ic.system_info(format)
+
+
+@system_app.command
+def prune(force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
+    """Remove stopped containers, dangling images and unused layers; report the space freed."""
+    return ic.prune(force)
 
 
 def _flag_names(func: Any) -> set[str]:

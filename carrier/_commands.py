@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -25,10 +25,12 @@ from ._control import pidfd_of, reconcile, request_stop
 from ._create import create
 from ._errors import CarrierError, ConflictError, only_leaf, unwrapped
 from ._exec import exec_in, running_record
+from ._format import ago as _ago
+from ._format import table as _table
+from ._imagecmds import ensure_image
 from ._netcheck import check_and_repair
 from ._root import Root
 from ._state import Containers, Record, Status
-from ._store import Store
 from ._supervisor import Container, Outcome, Reason, Stdio, supervise
 
 if TYPE_CHECKING:
@@ -46,9 +48,11 @@ def _open_root() -> Root:
 
 def run(image: str, command: list[str], *, detach: bool, interactive: bool,
         name: str | None, env: list[str], workdir: str | None, user: str | None,
-        hostname: str | None, entrypoint: list[str] | None, **settings: Any) -> int:
+        hostname: str | None, entrypoint: list[str] | None, pull: str = "missing",
+        platform: str | None = None, **settings: Any) -> int:
     """``carrier run``: foreground (exit with the container's status) or detached."""
     root = _open_root()
+    ensure_image(root, image, pull, platform)
     record, lock = create(
         root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
         user=user, hostname=hostname, detach=detach, **settings,
@@ -294,17 +298,6 @@ def down(path: Path) -> int:
 # -- containers ---------------------------------------------------------------------------
 
 
-def _ago(stamp: str | None) -> str:
-    if not stamp:
-        return ""
-    then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    secs = int((dt.datetime.now(dt.UTC) - then).total_seconds())
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if secs >= size * 2:
-            return f"{secs // size} {unit}"
-    return f"{secs} seconds"
-
-
 def _status_text(r: Record) -> str:
     if r.status is Status.RUNNING:
         return f"Up {_ago(r.started)}"
@@ -336,12 +329,6 @@ def _summary(r: Record) -> dict[str, Any]:
         "Status": _status_text(r), "ExitCode": r.exit_code, "Reason": r.reason,
         "StartedAt": r.started, "FinishedAt": r.finished,
     }
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def stop(refs: list[str], timeout: float | None) -> int:
@@ -411,40 +398,4 @@ def events(fmt: str, follow: bool) -> int:
                              if k not in ("time", "id", "name", "type"))
             print(f"{stamp} {event['type']:<13} {event['name']} ({event['id'][:12]}) {attrs}",
                   flush=True)
-    return 0
-
-
-# -- images -------------------------------------------------------------------------------
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n:.3g}TB"
-
-
-def images(fmt: str) -> int:
-    """``carrier images``."""
-    store = Store(Root.open())
-    found = store.images()
-    if fmt == "json":
-        print(json.dumps([{"Id": i.id, "Names": list(i.names), "Created": i.created,
-                           "Size": i.size} for i in found], indent=2))
-        return 0
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
-    for image in found:
-        for ref in image.names or ("<none>:<none>",):
-            repo, _, tag = ref.rpartition(":")
-            rows.append((repo, tag, image.id.removeprefix("sha256:")[:12],
-                         f"{_ago(image.created)} ago", _size(image.size)))
-    _table(rows)
-    return 0
-
-
-def import_(tarball: Path, ref: str) -> int:
-    """``carrier import``: prints the new image's id."""
-    image = Store(Root.open()).import_rootfs(tarball, ref)
-    print(image.id)
     return 0

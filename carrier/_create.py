@@ -14,6 +14,7 @@ from ._restart import RestartPolicy
 from ._root import Root
 from ._runtime import resolve
 from ._state import Containers, Record, Spec
+from ._storage import choose as choose_storage
 from ._store import Store
 
 
@@ -55,6 +56,7 @@ def build_spec(
     workdir: str | None = None,
     user: str | None = None,
     hostname: str | None = None,
+    storage_driver: str | None = None,
     **settings: Any,
 ) -> Spec:
     """Resolve *image* and build the container's spec, checking every option.
@@ -81,6 +83,7 @@ def build_spec(
         cwd=workdir or cfg.get("WorkingDir") or "/",
         user=user if user is not None else (cfg.get("User") or "0"),
         hostname=hostname or "",
+        storage_driver=choose_storage(root, storage_driver),
         **settings,
     )
     resolve(spec.runtime)

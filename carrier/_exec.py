@@ -25,7 +25,9 @@ from ._create import parse_env
 from ._errors import ConflictError
 from ._root import Root
 from ._runtime import resolve, start_failure
+from ._sandbox import enter_argv
 from ._state import Containers, Record, Status
+from ._storage import running_view
 from ._terminal import saved_terminal, session_env
 
 
@@ -71,7 +73,7 @@ async def exec_in(
     **Cancellation:** the runtime's exec is killed and reaped before it propagates.
     """
     cdir = Containers(root).dir(record.id)
-    rootfs = cdir / "rootfs"
+    rootfs = running_view(cdir, record.spec.storage_driver, record.container_pid)
     spec = record.spec
     base = container_env(spec)
     user = user if user is not None else spec.user
@@ -84,7 +86,10 @@ async def exec_in(
     binary = resolve(spec.runtime)
     with _scratch(cdir) as (process_file, log):
         write_json(process_file, proc)
-        cmd = [binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
+        prefix: list[str] = []
+        if record.spec.storage_driver == "fuse-overlayfs" and record.holder_pid is not None:
+            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host")
+        cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
         if terminal:
             code = await _exec_tty(cmd, record.id)

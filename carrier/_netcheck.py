@@ -16,6 +16,7 @@ from typing import Any
 
 from . import _netns, _process
 from ._state import Record
+from ._storage import running_view
 
 FILES = ("resolv.conf", "hosts")
 
@@ -52,7 +53,7 @@ def check_and_repair(record: Record, cdir: Path) -> list[str]:
         if not ipr.get_default_routes(family=socket.AF_INET):
             ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway"], oif=index)
             repaired.append(f"default route via {net['gateway']}")
-    etc = cdir / "rootfs" / "etc"
+    etc = running_view(cdir, record.spec.storage_driver, record.container_pid) / "etc"
     for name in FILES:
         kept = cdir / name
         target = etc / name

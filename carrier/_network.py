@@ -115,47 +115,47 @@ class ContainerNetwork:
                     path.unlink(missing_ok=True)
 
 
-def write_files(rootfs: Path, spec: Spec, name: str, *, forwarder: str | None,
+def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, forwarder: str | None,
                 state: _netns.NetState | None, host_address: str | None) -> dict[str, Any]:
-    """Write resolv.conf, hosts and hostname into the container's /etc; return the DNS info."""
+    """Write resolv.conf, hosts and hostname into the container's /etc (copies into *kept*, for
+    ``exec``'s repair); return the DNS info."""
     etc = _etc(rootfs)
     opts = DnsOptions(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
     host_text = read_host_resolv_conf(Path(spec.resolv_conf))
     # In the host's own network namespace, the host's loopback resolvers are reachable.
     resolv = container_resolv_conf(host_text, forwarder, opts, keep_loopback=spec.network == "host")
     write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644)
-    write_bytes(rootfs.parent / "resolv.conf", resolv.render().encode(), mode=0o644)
+    write_bytes(kept / "resolv.conf", resolv.render().encode(), mode=0o644)
     hosts = Hosts(
         hostname=spec.hostname, name=name,
         address=state.address if state else None, host_gateway=host_address,
         extra=tuple(parse_add_host(h) for h in spec.add_host),
     )
     write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644)
-    write_bytes(rootfs.parent / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
+    write_bytes(kept / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
     write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
     return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
             "options": list(resolv.options)}
 
 
-async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerNetwork:
-    """Connect *holder*'s namespace as *spec* asks and write the container's network files.
+async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path) -> ContainerNetwork:
+    """Connect *holder*'s namespace as *spec* asks and write the network files into *rootfs*.
 
     **Cancellation:** a started helper is stopped before the cancellation propagates.
     """
-    rootfs = cdir / "rootfs"
     helper = choose(spec.network)
     if holder.netns:
         await anyio.to_thread.run_sync(
             lambda: _netns.loopback_up(holder.pid, join_user=holder.userns)
         )
     if helper is None:
-        dns = write_files(rootfs, spec, name, forwarder=None, state=None, host_address=None)
+        dns = write_files(rootfs, cdir, spec, name, forwarder=None, state=None, host_address=None)
         mode = spec.network if spec.network in ("none", "host") else "none"
         return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
     ports = pick_free(parse_ports(spec.ports))
     tcp = [p for p in ports if p.proto == "tcp"]
     check_free(tcp)
-    write_files(rootfs, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
+    write_files(rootfs, cdir, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
     socket_path = run_dir() / f"{os.path.basename(cdir)[:16]}.slirp.sock"
     socket_path.unlink(missing_ok=True)
     relays: list[UdpRelay] = []
@@ -173,7 +173,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path) -> ContainerN
     net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
     ports = tcp + [relay.mapping for relay in relays]
     try:
-        dns = write_files(rootfs, spec, name, forwarder=helper.dns_forwarder,
+        dns = write_files(rootfs, cdir, spec, name, forwarder=helper.dns_forwarder,
                           state=running.state, host_address=running.host_address)
     except BaseException:
         await net.stop()

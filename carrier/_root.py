@@ -25,19 +25,25 @@ class Root:
     def open(cls, path: Path | str | None = None) -> Root:
         """Open (and create if needed) the Carrier root at *path* or the default one."""
         root = cls(Path(path).absolute() if path is not None else default_root().absolute())
-        for d in (root.path, root.blobs, root.layers, root.containers, root.names, root.runtime):
+        for d in (root.path, root.blobs, root.layers, root.containers, root.names, root.runtime,
+                  root.tmp):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         return root
 
     @property
     def blobs(self) -> Path:
-        """Content-addressed blobs: ``blobs/sha256/<hex>`` (layer tarballs, image configs)."""
+        """Content-addressed blobs: ``blobs/sha256/<hex>`` (image configs and manifests)."""
         return self.path / "blobs" / "sha256"
 
     @property
     def layers(self) -> Path:
-        """Unpacked layers, keyed by the digest of the uncompressed tar (the diff id)."""
+        """Unpacked layers, keyed by the digest of the uncompressed tar (the diff id); see ``_layers``."""
         return self.path / "layers" / "sha256"
+
+    @property
+    def tmp(self) -> Path:
+        """Partial downloads and staging files: never trusted, removed by the next pull or prune."""
+        return self.path / "tmp"
 
     @property
     def images_file(self) -> Path:

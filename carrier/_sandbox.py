@@ -72,18 +72,29 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
+def enter_argv(pid: int, *, userns: bool) -> list[str]:
+    """``nsenter`` into holder *pid*'s mount (and user) namespace, as the same user."""
+    argv = ["nsenter", "-t", str(pid), "-m"]
+    return [*argv, "-U", "--preserve-credentials"] if userns else argv
+
+
 @final
 class Holder:
     """A running holder process. Built only by :func:`start_holder`."""
 
-    def __init__(self, child: _process.Child, *, userns: bool, netns: bool,
+    def __init__(self, child: _process.Child, *, userns: bool, netns: bool, mountns: bool,
                  uid_map: list[IdRange], gid_map: list[IdRange]) -> None:
         self.child = child
         self.pid = child.pid
         self.userns = userns
         self.netns = netns
+        self.mountns = mountns
         self.uid_map = uid_map
         self.gid_map = gid_map
+
+    def enter_argv(self) -> list[str]:
+        """``nsenter`` into this holder's mount (and user) namespace."""
+        return enter_argv(self.pid, userns=self.userns)
 
     def ns_path(self, kind: str) -> str:
         """``/proc/<holder>/ns/<kind>``, the path the runtime joins."""
@@ -98,8 +109,9 @@ class Holder:
             await self.child.kill()
 
 
-async def start_holder(*, userns: bool, netns: bool) -> Holder:
-    """Create the user, network, UTS and IPC namespaces in a new holder.
+async def start_holder(*, userns: bool, netns: bool, mountns: bool = False) -> Holder:
+    """Create the user, network, UTS and IPC (and, for overlay storage, mount) namespaces in a
+    new holder.
 
     Returns once the namespaces exist and the id maps are written.
 
@@ -111,6 +123,8 @@ async def start_holder(*, userns: bool, netns: bool) -> Holder:
     argv = ["unshare", "--uts", "--ipc"]
     if netns:
         argv.append("--net")
+    if mountns:
+        argv.append("--mount")  # private propagation: nothing mounted in it reaches the host
     if userns:
         argv.append("--user")
         if not use_newuidmap and not as_root:
@@ -119,7 +133,8 @@ async def start_holder(*, userns: bool, netns: bool) -> Holder:
     argv += ["--", "/bin/sh", "-c", "echo ready && exec cat"]
     child = _process.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
-    holder = Holder(child, userns=userns, netns=netns, uid_map=uid_map, gid_map=gid_map)
+    holder = Holder(child, userns=userns, netns=netns, mountns=mountns, uid_map=uid_map,
+                    gid_map=gid_map)
     try:
         assert child.popen.stdout is not None
         assert child.popen.stderr is not None

@@ -57,6 +57,7 @@ class Spec:
     user: str
     hostname: str
     runtime: str = "runc"
+    storage_driver: str = "copy"
     network: str = "auto"
     ports: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, final
 
@@ -40,7 +40,8 @@ from ._root import Root
 from ._runtime import Runtime, resolve, start_failure
 from ._sandbox import Holder, start_holder
 from ._state import Containers, Record, Status, now
-from ._store import Store, copy_rootfs
+from ._storage import Rootfs
+from ._store import Store
 
 
 class Reason(enum.StrEnum):
@@ -52,6 +53,7 @@ class Reason(enum.StrEnum):
     STOP_REQUESTED = "stop-requested"
     RESTART_REQUESTED = "restart-requested"
     HOLDER_EXITED = "holder-exited"
+    STORAGE_EXITED = "storage-exited"
     HELPER_EXITED = "helper-exited"
     START_FAILED = "start-failed"
     RUNTIME_FAILED = "runtime-failed"
@@ -175,6 +177,7 @@ class _Group:
         self.runtime = Runtime(resolve(record.spec.runtime), root.runtime)
         self.bundle = self.containers.dir(record.id)
         self.holder: Holder | None = None
+        self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
@@ -264,6 +267,7 @@ class _Group:
     async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
+        self.rootfs = None
         try:
             await self._start()
             if task_status is not None:
@@ -271,6 +275,8 @@ class _Group:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_container, tg)
                 tg.start_soon(self._watch_holder, tg)
+                if self.rootfs is not None and self.rootfs.fuse is not None:
+                    tg.start_soon(self._watch_storage, tg, self.rootfs.fuse)
                 tg.start_soon(self._watch_stop, tg)
                 tg.start_soon(self._watch_restart, tg)
                 if self.network is not None and self.network.helper is not None:
@@ -297,16 +303,21 @@ class _Group:
         spec = self.record.spec
         if spec.network not in ("none", "host"):  # overlap pyroute2's import with set-up
             threading.Thread(target=_netns.preload, daemon=True).start()
-        rootfs = self.bundle / "rootfs"
-        if not rootfs.exists():
-            image = Store(self.root).get(spec.image_id)
-            await copy_rootfs(image.layers, rootfs)
+        image = Store(self.root).get(spec.image_id)
+        self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
-        self.holder = await start_holder(userns=not host_network, netns=not host_network)
-        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle)
+        self.holder = await start_holder(userns=not host_network, netns=not host_network,
+                                         mountns=rootfs.needs_mountns)
+        if rootfs.runtime_inside:
+            self.runtime = replace(self.runtime, prefix=tuple(self.holder.enter_argv()))
+        await rootfs.prepare(self.holder)
+        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
+                                           rootfs.view())
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
-        write_bundle(self.bundle, spec, self.holder)
+        write_bundle(self.bundle, spec, self.holder, rootfs.view(),
+                     runtime_inside=rootfs.runtime_inside)
+        await rootfs.activate()
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"
         pid_file.unlink(missing_ok=True)
@@ -357,6 +368,10 @@ class _Group:
         assert self.holder is not None
         await self.holder.child.wait()
         self.end(Outcome(125, Reason.HOLDER_EXITED, "the namespace holder exited"), tg)
+
+    async def _watch_storage(self, tg: TaskGroup, fuse: _process.Child) -> None:
+        await fuse.wait()
+        self.end(Outcome(125, Reason.STORAGE_EXITED, "fuse-overlayfs exited"), tg)
 
     async def _watch_helper(self, tg: TaskGroup) -> None:
         assert self.network is not None
@@ -428,8 +443,11 @@ class _Group:
         await self.runtime.delete(self.record.id)
         if self.network is not None:
             await self.network.stop()
+        if self.rootfs is not None:
+            await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
+        self.runtime = replace(self.runtime, prefix=())
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:

@@ -1,0 +1,221 @@
+"""The shared layer store: each layer unpacked once, by the digest of its uncompressed tar.
+
+``layers/sha256/<hex>/diff`` is the layer's tree in the form overlayfs reads as a lower
+directory: a deleted path (an OCI ``.wh.NAME`` entry) is a 0/0 character device, and an opaque
+directory (``.wh..wh..opq``) carries the ``user.overlay.opaque`` xattr. Every storage driver
+reads that one form (``_storage``). ``layers/sha256/<hex>/size`` records the tar's size.
+
+A layer is unpacked into a staging directory while its digest is computed in the same pass,
+and renamed into place only when the digest is the one expected: nothing unverified is used.
+
+Python's ``tarfile.tar_filter`` refuses names that escape the target (``..``, and paths that
+resolve through an unpacked symlink to outside it), strips leading slashes and clears set-id
+bits. A root filesystem legitimately holds absolute symlinks (``/bin/sh -> /bin/busybox``), so
+the stricter ``data`` filter is wrong for it. We add what ``tar_filter`` misses: hard links must
+resolve inside the layer, and device nodes are skipped (with a warning) when the unpacking user
+could not create them anyway. Every refusal names the layer and the entry.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import lzma
+import os
+import stat
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, cast
+
+from ._errors import CarrierError
+from ._extract import UnsafeArchiveError, remove_tree, tarfile
+from ._logging import log
+from ._root import Root
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+OPAQUE_XATTR = "user.overlay.opaque"
+
+
+class _Hashing:
+    """A read-only stream that hashes and counts every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+@contextlib.contextmanager
+def _decompressed(path: Path) -> Iterator[IO[bytes]]:
+    """Open *path* through the decompressor its magic bytes call for."""
+    with path.open("rb") as f:
+        head = f.read(6)
+        f.seek(0)
+        if head.startswith(b"\x1f\x8b"):
+            with gzip.GzipFile(fileobj=f) as g:
+                yield cast(IO[bytes], g)
+        elif head.startswith(b"BZh"):
+            with bz2.BZ2File(f) as b:
+                yield b
+        elif head.startswith(b"\xfd7zXZ\x00"):
+            with lzma.LZMAFile(f) as x:
+                yield x
+        elif head.startswith(b"\x28\xb5\x2f\xfd"):
+            raise CarrierError(f"{path.name}: zstd-compressed layers are not supported")
+        else:
+            yield f
+
+
+class Layers:
+    """Unpacked layers under one Carrier root."""
+
+    def __init__(self, root: Root) -> None:
+        self.dir = root.layers
+
+    def _dir(self, diff_id: str) -> Path:
+        algo, _, hexpart = diff_id.partition(":")
+        if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+            raise CarrierError(f"invalid layer digest {diff_id!r}")
+        return self.dir / hexpart
+
+    def path(self, diff_id: str) -> Path:
+        """The layer's tree (a lower directory for overlayfs)."""
+        return self._dir(diff_id) / "diff"
+
+    def has(self, diff_id: str) -> bool:
+        """Whether the layer is unpacked and complete."""
+        return (self._dir(diff_id) / "size").exists()
+
+    def size(self, diff_id: str) -> int:
+        """The size of the layer's uncompressed tar, in bytes (0 if unknown)."""
+        try:
+            return int((self._dir(diff_id) / "size").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def all(self) -> list[str]:
+        """The diff ids of every complete layer."""
+        return sorted(f"sha256:{p.name}" for p in self.dir.iterdir()
+                      if not p.name.startswith(".") and (p / "size").exists())
+
+    def remove(self, diff_id: str) -> int:
+        """Delete a layer; returns the bytes it recorded."""
+        size = self.size(diff_id)
+        d = self._dir(diff_id)
+        staging = self.dir / f".remove.{d.name}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(d, staging)  # atomic: never a half-removed layer under its real name
+            remove_tree(staging)
+        return size
+
+    def add(self, path: Path, *, label: str, expected: str | None = None) -> str:
+        """Unpack the layer tar at *path* (plain, gzip, bzip2 or xz), safely, and return its
+        diff id. With *expected*, a layer whose digest differs is refused and nothing stored."""
+        if expected is not None and self.has(expected):
+            return expected
+        staging = Path(tempfile.mkdtemp(prefix=".unpack.", dir=self.dir))
+        try:
+            try:
+                with _decompressed(path) as raw:
+                    stream = _Hashing(raw)
+                    _unpack(cast(IO[bytes], stream), staging / "diff", label)
+                    stream.drain()
+            except (OSError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
+                raise CarrierError(f"layer {label}: cannot read it: {e}") from None
+            diff_id = "sha256:" + stream.sha.hexdigest()
+            if expected is not None and diff_id != expected:
+                raise CarrierError(f"layer {label}: digest mismatch: expected {expected}, got {diff_id}")
+            (staging / "size").write_text(str(stream.size))
+            target = self._dir(diff_id)
+            if self.has(diff_id):
+                return diff_id
+            remove_tree(target)  # an incomplete leftover is never trusted
+            os.chmod(staging, 0o700)
+            os.rename(staging, target)
+            return diff_id
+        finally:
+            remove_tree(staging)
+
+
+def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
+    """Extract the tar *stream* into the new directory *dest*, converting OCI whiteouts."""
+    rootless = os.geteuid() != 0
+    whiteouts: list[str] = []
+    opaques: list[str] = []
+
+    def member_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        head, _, base = member.name.rstrip("/").rpartition("/")
+        if base.startswith(WHITEOUT_PREFIX):
+            _check_inside(path, member.name, label)
+            (opaques if base == OPAQUE_MARKER else whiteouts).append(
+                head if base == OPAQUE_MARKER else f"{head}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/"))
+            return None
+        if member.ischr() and member.devmajor == 0 and member.devminor == 0:
+            whiteouts.append(member.name)  # already in overlay form
+            return None
+        if rootless and (member.ischr() or member.isblk()):
+            log.warning("layer.device_skipped", layer=label, entry=member.name,
+                        why="a rootless user cannot create device nodes")
+            return None
+        if member.islnk():  # hard link names are relative to the archive's root
+            root = os.path.realpath(path)
+            target = os.path.realpath(os.path.join(root, member.linkname))
+            if os.path.isabs(member.linkname) or os.path.commonpath([target, root]) != root:
+                raise UnsafeArchiveError(f"layer {label}: refused entry {member.name!r}: "
+                                         f"hard link to {member.linkname!r} outside the layer")
+        try:
+            filtered = tarfile.tar_filter(member, path)
+        except tarfile.FilterError as e:
+            raise UnsafeArchiveError(f"layer {label}: refused entry {member.name!r}: {e}") from None
+        # tar_filter also drops group/other write and sticky bits; only set-id bits go.
+        if filtered.isreg():
+            return filtered.replace(mode=member.mode & 0o1777 & ~0o6000, deep=False)
+        return filtered.replace(mode=member.mode & 0o3777, deep=False) if filtered.isdir() else filtered
+
+    dest.mkdir(mode=0o755)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            tar.extractall(dest, filter=member_filter, numeric_owner=True)
+    except UnsafeArchiveError:
+        raise
+    except tarfile.ReadError as e:
+        raise CarrierError(f"layer {label}: not a tar archive ({e})") from None
+    except (tarfile.TarError, EOFError) as e:
+        raise CarrierError(f"layer {label}: cannot unpack: {e}") from None
+    for rel in opaques:
+        d = _inside(dest, rel, label)
+        d.mkdir(parents=True, exist_ok=True)
+        os.setxattr(d, OPAQUE_XATTR, b"y", follow_symlinks=False)
+    for rel in whiteouts:
+        p = _inside(dest, rel, label)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        remove_tree(p)
+        os.mknod(p, stat.S_IFCHR | 0o000, 0)
+
+
+def _check_inside(dest: str, name: str, label: str) -> None:
+    _inside(Path(dest), name, label)
+
+
+def _inside(dest: Path, rel: str, label: str) -> Path:
+    """*dest*/*rel*, refusing paths that leave *dest* (``..``, absolute, through symlinks)."""
+    root = os.path.realpath(dest)
+    parent = os.path.realpath(os.path.join(root, os.path.dirname(rel.lstrip("/"))))
+    if os.path.isabs(rel) or ".." in rel.split("/") or os.path.commonpath([parent, root]) != root:
+        raise UnsafeArchiveError(f"layer {label}: refused entry {rel!r}: outside the layer")
+    return Path(parent) / os.path.basename(rel.rstrip("/"))
