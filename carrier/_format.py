@@ -12,7 +12,8 @@ def ago(stamp: str | None) -> str:
         return ""
     then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     secs = int((dt.datetime.now(dt.UTC) - then).total_seconds())
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("years", 365 * 86400), ("months", 30 * 86400), ("weeks", 7 * 86400),
+                       ("days", 86400), ("hours", 3600), ("minutes", 60)):
         if secs >= size * 2:
             return f"{secs // size} {unit}"
     return f"{secs} seconds"

@@ -212,7 +212,10 @@ class TestBadInput:
     @pytest.mark.parametrize(
         ("args", "needle"),
         [
-            (["run", "--rm", "no-such-image", "true"], "no such image"),
+            (["run", "--rm", "--pull", "never", "no-such-image", "true"], "no such image"),
+            (["run", "--rm", "127.0.0.1:9/no-such-image", "true"], "127.0.0.1:9"),  # refused
+            (["run", "--rm", "--pull", "sometimes", "busybox", "true"], "--pull"),
+            (["run", "--rm", "--storage-driver", "zfs", "busybox", "true"], "storage driver"),
             (["run", "--rm", "-e", "=oops", "busybox", "true"], "invalid environment variable"),
             (["run", "--rm", "-w", "relative", "busybox", "true"], "working directory"),
             (["run", "--rm", "--runtime", "no-such-runtime", "busybox", "true"], "runtime"),
@@ -222,7 +225,7 @@ class TestBadInput:
             (["logs", "ghost"], "no such container"),
             (["import", "/nonexistent.tar", "x"], "cannot read"),
             (["import", "/etc/hostname", "x"], "not a tar archive"),
-            (["import", "/etc/hostname", "Bad:Name:"], "invalid image name"),
+            (["import", "/etc/hostname", "Bad:Name:"], "invalid reference format"),
             (["run", "--no-such-flag", "busybox"], "no-such-flag"),
         ],
     )
@@ -250,11 +253,14 @@ class TestBadInput:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    """Every state file under the root with its contents (rootfs trees excluded)."""
+    """Every state file under the root with its contents (trees and the storage-probe cache
+    excluded)."""
     snap = {}
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if "rootfs" in rel.parts or rel.parts[0] == "layers" or path.is_dir():
+        trees = ("rootfs", "upper", "work")
+        if any(t in rel.parts for t in trees) or rel.parts[0] == "layers" or path.is_dir() \
+                or rel.name == "storage.json":
             continue
         snap[str(rel)] = path.read_bytes() if path.is_file() else b"link:" + os.readlink(path).encode()
     return snap
