@@ -23,11 +23,11 @@ from . import _events
 from ._atomic import read_json
 from ._control import pidfd_of, reconcile, request_stop
 from ._create import create
+from ._ensure import ensure_image_sync
 from ._errors import CarrierError, ConflictError, only_leaf, unwrapped
 from ._exec import exec_in, running_record
 from ._format import ago as _ago
 from ._format import table as _table
-from ._imagecmds import ensure_image
 from ._netcheck import check_and_repair
 from ._root import Root
 from ._state import Containers, Record, Status
@@ -52,7 +52,7 @@ def run(image: str, command: list[str], *, detach: bool, interactive: bool,
         platform: str | None = None, **settings: Any) -> int:
     """``carrier run``: foreground (exit with the container's status) or detached."""
     root = _open_root()
-    ensure_image(root, image, pull, platform)
+    ensure_image_sync(root, image, pull, platform)
     record, lock = create(
         root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
         user=user, hostname=hostname, detach=detach, **settings,

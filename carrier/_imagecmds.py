@@ -14,28 +14,13 @@ import time
 from pathlib import Path
 
 from . import _storage
-from ._errors import CarrierError, ConflictError, NotFoundError
+from ._errors import CarrierError, ConflictError
 from ._extract import remove_tree
 from ._format import ago, size, table
 from ._reference import Reference
 from ._root import Root
 from ._state import Containers, Status
 from ._store import Image, Store, familiar
-
-
-def ensure_image(root: Root, ref: str, policy: str, platform: str | None = None) -> None:
-    """Make sure *ref* is stored before a run: pull it if ``missing`` (Docker's default), always
-    for ``always``, never for ``never``."""
-    if policy not in ("missing", "always", "never"):
-        raise CarrierError(f"invalid --pull {policy!r}: choose missing, always or never")
-    if policy != "always":
-        try:
-            Store(root).get(ref)
-            return
-        except NotFoundError:
-            if policy == "never":
-                raise NotFoundError(f"no such image: {ref} (and --pull never)") from None
-    _pull_to_stderr(root, ref, platform, None)
 
 
 def _pull_to_stderr(root: Root, ref: str, platform: str | None, tls_verify: bool | None) -> Image:

@@ -14,6 +14,7 @@ import anyio
 
 from ._control import reconcile
 from ._create import create
+from ._ensure import ensure_image
 from ._errors import unwrapped
 from ._ready import Condition
 from ._root import Root
@@ -37,6 +38,7 @@ async def run(
     wait_for: Condition | None = None,
     wait_timeout: float = 60.0,
     health: Condition | None = None,
+    pull: str = "missing",
     **settings: Any,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
@@ -49,6 +51,7 @@ async def run(
     ``host_loopback``, ``stop_timeout``, ``hostname``, ``entrypoint``, ``restart``,
     ``health_cmd`` and the other ``health_*`` and ``restart_*`` options.
 
+    *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *ports* maps ``"[HOST_IP:]HOST_PORT"`` to the container's port (``{"127.0.0.1:0": 80}``;
     port 0 picks a free one, see :meth:`Container.published`), or is a list of ``-p`` values.
     The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
@@ -61,6 +64,7 @@ async def run(
     """
     carrier_root = Root.open(root)
     await reconcile(carrier_root)
+    await ensure_image(carrier_root, image, pull)
     if isinstance(ports, Mapping):
         ports = [f"{host}:{ctr}" for host, ctr in ports.items()]
     record, lock = create(

@@ -24,6 +24,7 @@ from anyio.abc import TaskStatus
 from . import _process
 from ._atomic import write_json
 from ._create import build_spec, create
+from ._ensure import ensure_image
 from ._errors import CarrierError
 from ._ready import Condition, healthy, port
 from ._root import Root
@@ -86,6 +87,7 @@ class _Run:
     async def run(self, *, task_status: TaskStatus[dict[str, Container]]) -> str | None:
         for decl in self.tree.containers:  # nothing starts unless every container is valid
             try:
+                await ensure_image(self.root, decl.image, decl.pull)
                 build_spec(self.root, decl.image, decl.command, **self.options(decl.name, decl.options))
             except CarrierError as e:
                 raise CarrierError(f"{self.tree.path}: containers.{decl.name}: {e}") from None

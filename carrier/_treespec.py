@@ -41,6 +41,8 @@ _CONTAINER = {
         "restart_delay": {"type": "number", "minimum": 0},
         "restart_max_delay": {"type": "number", "minimum": 0},
         "stop_timeout": {"type": "number", "minimum": 0}, "health": _HEALTH,
+        "pull": {"enum": ["missing", "always", "never"]},
+        "storage_driver": {"enum": ["overlay", "fuse-overlayfs", "copy"]},
         "depends_on": {
             "type": "object",
             "additionalProperties": {"type": "string", "pattern": r"^(started|healthy|port:\d{1,5})$"},
@@ -78,6 +80,7 @@ class ContainerDecl:
     command: list[str]
     options: dict[str, Any]
     depends_on: dict[str, str]
+    pull: str = "missing"
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ def _where(path: Path, keys: Any) -> str:
 
 
 def _options(name: str, raw: dict[str, Any], path: Path) -> dict[str, Any]:
-    options = {k: v for k, v in raw.items() if k not in ("image", "command", "depends_on", "health")}
+    options = {k: v for k, v in raw.items()
+               if k not in ("image", "command", "depends_on", "health", "pull")}
     if (health := raw.get("health")) is not None:
         try:
             options.update(
@@ -142,7 +146,8 @@ def load(path: Path) -> Tree:
     declared = data["containers"]
     containers = {
         name: ContainerDecl(name, raw["image"], list(raw.get("command", [])),
-                            _options(name, raw, path), dict(raw.get("depends_on", {})))
+                            _options(name, raw, path), dict(raw.get("depends_on", {})),
+                            raw.get("pull", "missing"))
         for name, raw in declared.items()
     }
     for c in containers.values():

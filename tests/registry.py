@@ -22,6 +22,7 @@ from pathlib import Path
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 HOST = "127.0.0.1"
 _BLOB_GET = re.compile(r'"GET /v2/[^ ]*/blobs/(sha256:[0-9a-f]{64}) HTTP/1\.1" 200')
+_MANIFEST_GET = re.compile(r'"GET /v2/([^ ]*)/manifests/([^ ]*) HTTP/1\.1" 200')
 
 
 def free_port() -> int:
@@ -82,6 +83,10 @@ class Registry:
     def blob_gets(self) -> list[str]:
         """Digests of every blob served so far (from the registry's access log), in order."""
         return _BLOB_GET.findall(self.log.read_text(errors="replace"))
+
+    def manifest_gets(self) -> list[tuple[str, str]]:
+        """(repository, reference) of every manifest served so far, in order."""
+        return _MANIFEST_GET.findall(self.log.read_text(errors="replace"))
 
     def stop(self) -> None:
         """Stop the registry and prove it is gone (process reaped, port closed)."""

@@ -72,7 +72,7 @@ async def test_many_at_once(cli: Carrier, image: str, tmp_path: Path) -> None:
 async def test_bad_image_raises(cli: Carrier, image: str) -> None:
     """A missing image raises NotFoundError before anything starts."""
     with pytest.raises(carrier.NotFoundError):
-        async with carrier.run("nope", ["true"], root=cli.root):
+        async with carrier.run("nope", ["true"], root=cli.root, pull="never"):
             pass
 
 

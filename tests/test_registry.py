@@ -371,3 +371,34 @@ def test_cli_pull_wrong_password(cli_pull: Carrier, auth_registry: Registry, tmp
     assert lines[0].endswith(f"pull {auth_registry.host}/test/bb: authentication failed (401): "
                              f"check credentials (carrier login {auth_registry.host})")
     assert "test/bb" not in cli_pull("images").out
+
+
+def test_cli_login_then_pull(cli_pull: Carrier, auth_registry: Registry, tmp_path: Path) -> None:
+    """``carrier login`` checks and stores the credentials; the pull then uses them."""
+    cli_pull.env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
+    res = cli_pull("login", "-u", "alice", "--password-stdin", auth_registry.host,
+                   stdin=f"{USERS['alice']}\n")
+    assert res.code == 0, res.err
+    assert (tmp_path / "auth.json").stat().st_mode & 0o777 == 0o600
+    res = cli_pull("pull", f"{auth_registry.host}/test/bb")
+    assert res.code == 0, res.err
+
+
+def test_run_pulls_a_missing_image_and_pull_policies(cli_pull: Carrier, registry: Registry) -> None:
+    """run pulls what the store lacks (Docker's --pull missing); a stored image is not fetched
+    again; --pull always fetches the manifest again but no blob it already has; never refuses."""
+    ref = f"{registry.host}/test/bb"
+    res = cli_pull("run", "--rm", "--pull", "never", ref)
+    assert res.code == 125
+    assert "no such image" in res.err
+    blobs = len(registry.blob_gets())
+    res = cli_pull("run", "--rm", ref)
+    assert (res.code, res.out) == (0, HELLO), res.err
+    served = len(registry.blob_gets())
+    assert served - blobs == 3  # the config and two layers
+    manifests = registry.manifest_gets()
+    assert cli_pull("run", "--rm", ref, "true").code == 0
+    assert registry.manifest_gets() == manifests  # stored: the registry is not asked at all
+    assert cli_pull("run", "--rm", "--pull", "always", ref, "true").code == 0
+    assert len(registry.manifest_gets()) > len(manifests)
+    assert len(registry.blob_gets()) == served

@@ -88,7 +88,7 @@ class TestInvalid:
         ("[containers.a]\nimage = 'busybox'\ndepends_on = {b = 'started'}\n",
          "containers.a.depends_on.b: no container 'b'"),
         ("[containers.a]\nimage = 'busybox'\ndepends_on = {a = 'started'}\n", "depends_on loops"),
-        ("[containers.a]\nimage = 'nope'\n", "containers.a: no such image: nope"),
+        ("[containers.a]\nimage = 'nope'\npull = 'never'\n", "containers.a: no such image: nope"),
         ("[containers.a]\nimage = 'busybox'\n[groups.g]\nmembers = ['z']\n",
          "groups.g.members.0: no container 'z'"),
         ("containers = 3 = 4", "invalid TOML"),
