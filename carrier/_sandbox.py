@@ -11,65 +11,17 @@ signal, and no fork/prctl race.
 
 from __future__ import annotations
 
-import getpass
 import os
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 from typing import final
 
 import anyio
 
 from . import _process
 from ._errors import RuntimeFailure
+from ._idmap import IdRange, id_maps, subordinate_range
 
-
-@dataclass(frozen=True)
-class IdRange:
-    """One line of a uid or gid map: container id, host id, count."""
-
-    container: int
-    host: int
-    size: int
-
-
-def subordinate_range(path: Path, user: str, uid: int) -> tuple[int, int] | None:
-    """The first ``start, count`` entry for *user* (or its numeric id) in /etc/subuid-style *path*."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (user, str(uid)):
-            return int(parts[1]), int(parts[2])
-    return None
-
-
-def id_maps(uid: int, gid: int) -> tuple[list[IdRange], list[IdRange]]:
-    """Root inside maps to the invoking user; ids 1.. map to its subordinate ranges, if any.
-
-    For root itself the map is the identity, so files keep their owners, but the container's
-    root holds its capabilities only inside its own namespaces.
-    """
-    if uid == 0:
-        return [IdRange(0, 0, 4294967295)], [IdRange(0, 0, 4294967295)]
-    user = _user_name(uid)
-    maps = []
-    for own, path in ((uid, Path("/etc/subuid")), (gid, Path("/etc/subgid"))):
-        ranges = [IdRange(0, own, 1)]
-        sub = subordinate_range(path, user, uid)
-        if sub is not None:
-            ranges.append(IdRange(1, sub[0], sub[1]))
-        maps.append(ranges)
-    return maps[0], maps[1]
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return getpass.getuser() if os.getuid() == uid else str(uid)
-    except OSError:
-        return str(uid)
+__all__ = ["Holder", "IdRange", "enter_argv", "start_holder", "subordinate_range"]
 
 
 def enter_argv(pid: int, *, userns: bool) -> list[str]:

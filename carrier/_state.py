@@ -198,7 +198,12 @@ class Containers:
         """Delete the container's directory and release its name."""
         from ._extract import remove_tree
 
-        remove_tree(self.dir(record.id))
+        try:
+            remove_tree(self.dir(record.id))
+        except PermissionError:  # what the container's other users own (subordinate ids)
+            from ._idmap import remove_as_owner
+
+            remove_as_owner(self.dir(record.id))
         with contextlib.suppress(FileNotFoundError):
             if os.readlink(self.root.names / record.name) == record.id:
                 os.unlink(self.root.names / record.name)

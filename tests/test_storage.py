@@ -223,3 +223,17 @@ def test_hostile_entries_are_neutralised(carrier: Carrier, tmp_path: Path) -> No
     assert (layer / "diff" / "carrier-abs-test").read_text() == "owned\n"
     assert (layer / "diff" / "bin" / "su").stat().st_mode & 0o7777 == 0o755
     assert not (layer / "diff" / "dev" / "sda").exists()
+
+
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
+def test_rm_removes_files_the_container_gave_to_other_users(carrier: Carrier, image: str, driver: str) -> None:
+    """Files a container chowned to its uid 1000 (a subordinate id on the host, which the user
+    cannot delete directly) are removed by ``rm``, from inside a user namespace."""
+    res = carrier("run", "--name", "owner", "--storage-driver", driver, image, "sh", "-c",
+                  "mkdir /d && touch /d/f && chown -R 1000:1000 /d && chmod 700 /d")
+    assert res.code == 0, res.err
+    cdir = Path(str(carrier.record("owner")["Dir"]))
+    assert (cdir / ("upper" if driver == "overlay" else "rootfs") / "d").stat().st_uid != os.getuid()
+    res = carrier("rm", "owner")
+    assert res.code == 0, res.err
+    assert not cdir.exists()
