@@ -18,19 +18,15 @@ could not create them anyway. Every refusal names the layer and the entry.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import hashlib
-import lzma
 import os
 import stat
 import tempfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, cast
 
+from ._compression import DECOMPRESS_ERRORS, open_decompressed
 from ._errors import CarrierError
 from ._extract import UnsafeArchiveError, remove_tree, tarfile
 from ._logging import log
@@ -58,27 +54,6 @@ class _Hashing:
     def drain(self) -> None:
         while self.read(1 << 20):
             pass
-
-
-@contextlib.contextmanager
-def _decompressed(path: Path) -> Iterator[IO[bytes]]:
-    """Open *path* through the decompressor its magic bytes call for."""
-    with path.open("rb") as f:
-        head = f.read(6)
-        f.seek(0)
-        if head.startswith(b"\x1f\x8b"):
-            with gzip.GzipFile(fileobj=f) as g:
-                yield cast(IO[bytes], g)
-        elif head.startswith(b"BZh"):
-            with bz2.BZ2File(f) as b:
-                yield b
-        elif head.startswith(b"\xfd7zXZ\x00"):
-            with lzma.LZMAFile(f) as x:
-                yield x
-        elif head.startswith(b"\x28\xb5\x2f\xfd"):
-            raise CarrierError(f"{path.name}: zstd-compressed layers are not supported")
-        else:
-            yield f
 
 
 class Layers:
@@ -131,11 +106,11 @@ class Layers:
         staging = Path(tempfile.mkdtemp(prefix=".unpack.", dir=self.dir))
         try:
             try:
-                with _decompressed(path) as raw:
+                with path.open("rb") as f, open_decompressed(f, path.name) as raw:
                     stream = _Hashing(raw)
                     _unpack(cast(IO[bytes], stream), staging / "diff", label)
                     stream.drain()
-            except (OSError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
+            except DECOMPRESS_ERRORS as e:
                 raise CarrierError(f"layer {label}: cannot read it: {e}") from None
             diff_id = "sha256:" + stream.sha.hexdigest()
             if expected is not None and diff_id != expected:

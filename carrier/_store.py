@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import platform
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,16 +26,9 @@ from typing import Any
 from ._atomic import locked, read_json, write_bytes, write_json
 from ._errors import CarrierError, NotFoundError
 from ._layers import Layers
+from ._platform import Platform
 from ._reference import Reference
 from ._root import Root
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
-
-
-def host_platform() -> str:
-    """The host's platform in OCI terms, e.g. ``linux/amd64``."""
-    return "linux/" + _ARCH.get(platform.machine(), platform.machine())
-
 
 def familiar(name: str) -> str:
     """How Docker shows a stored (fully qualified) name: ``busybox:latest``."""
@@ -195,7 +187,7 @@ class Store:
         diff_id = self.layers.add(archive, label=archive.name)
         config = {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "architecture": host_platform().split("/")[1],
+            "architecture": Platform.host().architecture,
             "os": "linux",
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
