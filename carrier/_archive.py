@@ -7,12 +7,9 @@ whole archive loaded.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import hashlib
 import json
-import lzma
 import os
 import posixpath
 import re
@@ -23,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._compression import DECOMPRESS_ERRORS, open_decompressed
 from ._errors import CarrierError
 from ._extract import tarfile
+from ._platform import Platform
 from ._reference import Reference
-from ._store import Image, Store, host_platform
+from ._store import Image, Store
 
 __all__ = ["Loaded", "load"]
 
@@ -67,7 +66,7 @@ def load(store: Store, path: Path, *, platform: str | None = None) -> list[Loade
     """
     with _open_source(store, path) as source:
         images = _docker_images(source) if source.has("manifest.json") else _oci_images(
-            source, _parse_platform(platform or host_platform(), source)
+            source, _want(platform, source)
         )
         if not images:
             raise source.fail("the archive holds no images")
@@ -224,11 +223,9 @@ def _open_source(store: Store, path: Path) -> Iterator[_Source]:
         raise CarrierError(f"cannot load {label}: {e.strerror}") from None
     with contextlib.ExitStack() as stack:
         stack.enter_context(f)
-        head = f.read(6)
-        f.seek(0)
-        opener = _DECOMPRESS.get(head[:2]) or _DECOMPRESS.get(head[:3]) or _DECOMPRESS.get(head)
-        if opener is not None:  # random access into a compressed stream is slow: unpack it once
-            f = stack.enter_context(_decompressed_copy(store, label, opener(f)))
+        stream = stack.enter_context(open_decompressed(f, f"cannot load {label}"))
+        if stream is not f:  # random access into a compressed stream is slow: unpack it once
+            f = stack.enter_context(_decompressed_copy(store, label, stream))
         try:
             tar = stack.enter_context(tarfile.open(fileobj=f, mode="r:"))
             source = _TarSource(label, tar)
@@ -237,20 +234,12 @@ def _open_source(store: Store, path: Path) -> Iterator[_Source]:
         yield source
 
 
-_DECOMPRESS: dict[bytes, Any] = {
-    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
-    b"BZh": bz2.BZ2File,
-    b"\xfd7zXZ\x00": lzma.LZMAFile,
-}
-
-
 @contextlib.contextmanager
 def _decompressed_copy(store: Store, label: str, stream: IO[bytes]) -> Iterator[IO[bytes]]:
     with tempfile.TemporaryFile(dir=store.root.tmp, prefix=".load.") as out:
         try:
-            with stream:
-                shutil.copyfileobj(stream, out, 1 << 20)
-        except (OSError, EOFError, lzma.LZMAError) as e:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        except DECOMPRESS_ERRORS as e:
             raise CarrierError(f"cannot load {label}: cannot decompress it ({e})") from None
         out.seek(0)
         yield out
@@ -316,32 +305,12 @@ def _docker_images(source: _Source) -> list[_Pending]:
     return images
 
 
-def _parse_platform(text: str, source: _Source) -> tuple[str, str, str | None]:
-    parts = text.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise source.fail(f"invalid platform {text!r}: expected os/arch[/variant]")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
-def _platform_of(desc: dict[str, Any]) -> str | None:
-    p = desc.get("platform")
-    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
-        return None
-    if p["os"] == "unknown" or p["architecture"] == "unknown":
-        return None  # build attestations, not images
-    return "/".join(str(x) for x in (p["os"], p["architecture"], p.get("variant")) if x)
-
-
-def _matches(desc: dict[str, Any], want: tuple[str, str, str | None]) -> bool:
-    text = _platform_of(desc)
-    if text is None:
-        return False
-    os_, arch, variant = [*text.split("/"), ""][:3]
-    if (os_, arch) != want[:2]:
-        return False
-    if want[2] is None:
-        return True
-    return variant == want[2] or (not variant and arch == "arm64" and want[2] == "v8")
+def _want(text: str | None, source: _Source) -> Platform:
+    """The platform asked for (default: the host's), or a one-line error naming the archive."""
+    try:
+        return Platform.parse(text) if text else Platform.host()
+    except CarrierError as e:
+        raise source.fail(str(e)) from None
 
 
 def _descriptor(source: _Source, desc: Any, what: str) -> tuple[str, str]:
@@ -358,7 +327,7 @@ def _descriptor(source: _Source, desc: Any, what: str) -> tuple[str, str]:
     return digest, member
 
 
-def _oci_images(source: _Source, want: tuple[str, str, str | None]) -> list[_Pending]:
+def _oci_images(source: _Source, want: Platform) -> list[_Pending]:
     """An OCI layout's index.json: image manifests, or nested indexes to pick *want* from."""
     if source.has("oci-layout"):
         layout = source.json("oci-layout", "layout file")
@@ -375,8 +344,8 @@ def _oci_images(source: _Source, want: tuple[str, str, str | None]) -> list[_Pen
     for i, desc in enumerate(entries):
         what = f"index.json entry {i}"
         if isinstance(desc, dict) and desc.get("mediaType") in _MANIFEST_TYPES \
-                and "platform" in desc and not _matches(desc, want):
-            skipped.extend(p for p in [_platform_of(desc)] if p)
+                and "platform" in desc and not want.matches(Platform.of(desc)):
+            skipped.extend(str(p) for p in [Platform.of(desc)] if p)
             continue
         digest, pending = _resolve(source, desc, what, want, depth=0)
         pending = by_digest.setdefault(digest, pending)
@@ -387,12 +356,12 @@ def _oci_images(source: _Source, want: tuple[str, str, str | None]) -> list[_Pen
             if ref not in pending.refs:
                 pending.refs.append(ref)
     if not by_digest and skipped:
-        raise source.fail(f"no image for {'/'.join(p for p in want if p)}; "
+        raise source.fail(f"no image for {want}; "
                           f"available: {', '.join(sorted(set(skipped)))}")
     return list(by_digest.values())
 
 
-def _resolve(source: _Source, desc: Any, what: str, want: tuple[str, str, str | None],
+def _resolve(source: _Source, desc: Any, what: str, want: Platform,
              depth: int) -> tuple[str, _Pending]:
     """Follow *desc* through nested indexes to one image manifest; read its config and layers."""
     digest, member = _descriptor(source, desc, what)
@@ -404,12 +373,12 @@ def _resolve(source: _Source, desc: Any, what: str, want: tuple[str, str, str | 
         entries = doc.get("manifests")
         if depth > 3 or not isinstance(entries, list):
             raise source.fail(f"{what} index {digest} has no usable manifests")
-        chosen = [d for d in entries if isinstance(d, dict) and _matches(d, want)]
+        chosen = [d for d in entries if want.matches(Platform.of(d))]
         if not chosen:
-            available = sorted({p for d in entries if isinstance(d, dict) and (p := _platform_of(d))})
-            raise source.fail(f"{what} has no image for {'/'.join(p for p in want if p)}; "
+            available = sorted({str(p) for d in entries if (p := Platform.of(d))})
+            raise source.fail(f"{what} has no image for {want}; "
                               f"available: {', '.join(available) or 'none'}")
-        exact = [d for d in chosen if _platform_of(d) == "/".join(p for p in want if p)]
+        exact = [d for d in chosen if Platform.of(d) == want]
         return _resolve(source, (exact or chosen)[0], what, want, depth + 1)
     if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("layers"), list):
         raise source.fail(f"{what} manifest {digest} has no config or layers")

@@ -19,8 +19,8 @@ import anyio
 from ._atomic import try_lock
 from ._errors import CarrierError
 from ._extract import remove_tree
-from ._reference import Reference
 from ._platform import Platform
+from ._reference import Reference
 from ._registry import LAYER_TYPES, Manifest, Registry, sha256_of
 from ._root import Root
 from ._store import Image, Store

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import os
-import platform as _platform
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import httpx
 
 from ._auth import credentials
 from ._errors import CarrierError
+from ._platform import Platform
 from ._reference import Reference
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -38,45 +38,8 @@ LAYER_TYPES = frozenset({
 MANIFEST_MAX = 4 << 20
 CONFIG_MAX = 16 << 20
 _CHUNK = 1 << 16
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHALLENGE_RE = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An image platform ``os/architecture[/variant]``."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant]`` (``x86_64`` and ``aarch64`` are accepted as aliases)."""
-        parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise CarrierError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64")
-        return cls(parts[0], _ARCH.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else None)
-
-    @classmethod
-    def host(cls) -> Platform:
-        """This machine's platform (``linux/amd64`` on x86_64, ``linux/arm64`` on aarch64)."""
-        machine = _platform.machine()
-        return cls("linux", _ARCH.get(machine, machine))
-
-    def matches(self, entry: dict[str, Any]) -> bool:
-        """Whether an index entry's ``platform`` object is this platform (arm64 without variant is v8)."""
-        if entry.get("os") != self.os or entry.get("architecture") != self.architecture:
-            return False
-        if self.variant is None:
-            return True
-        variant = entry.get("variant") or ("v8" if self.architecture == "arm64" else None)
-        return variant == self.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
 @dataclass(frozen=True)
@@ -305,12 +268,9 @@ class Registry:
         if media in INDEX_TYPES:
             want = platform or Platform.host()
             entries = [_descriptor(m, "manifest list entry") for m in json.loads(raw).get("manifests") or []]
-            chosen = [m for m in entries if want.matches(m.get("platform") or {})]
+            chosen = [m for m in entries if want.matches(Platform.of(m))]
             if not chosen:
-                available = sorted({str(Platform.parse(f"{p.get('os')}/{p.get('architecture')}"
-                                                       + (f"/{p['variant']}" if p.get("variant") else "")))
-                                    for m in entries if (p := m.get("platform") or {}).get("os")
-                                    and p.get("os") != "unknown"})
+                available = sorted({str(p) for m in entries if (p := Platform.of(m))})
                 raise self._fail(f"no image for platform {want} in {self.ref.familiar}; "
                                  f"available: {', '.join(available) or 'none'} (choose with --platform)")
             reference = chosen[0]["digest"]

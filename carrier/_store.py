@@ -30,6 +30,7 @@ from ._platform import Platform
 from ._reference import Reference
 from ._root import Root
 
+
 def familiar(name: str) -> str:
     """How Docker shows a stored (fully qualified) name: ``busybox:latest``."""
     try:

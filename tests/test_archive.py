@@ -21,10 +21,11 @@ from oci import HELLO, build_layout
 
 from carrier._archive import Loaded, load
 from carrier._errors import CarrierError
+from carrier._platform import Platform
 from carrier._root import Root
-from carrier._store import Store, host_platform
+from carrier._store import Store
 
-HOST = host_platform()
+HOST = str(Platform.host())
 OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
 
 
@@ -373,4 +374,4 @@ def test_host_platform_names_the_machine() -> None:
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine())
     if arch is None:
         pytest.skip(f"untested machine {platform.machine()}")
-    assert host_platform() == f"linux/{arch}"
+    assert str(Platform.host()) == f"linux/{arch}"

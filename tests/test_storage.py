@@ -226,7 +226,8 @@ def test_hostile_entries_are_neutralised(carrier: Carrier, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("driver", ["overlay", "copy"])
-def test_rm_removes_files_the_container_gave_to_other_users(carrier: Carrier, image: str, driver: str) -> None:
+def test_rm_removes_files_the_container_gave_to_other_users(carrier: Carrier, image: str,
+                                                            driver: str) -> None:
     """Files a container chowned to its uid 1000 (a subordinate id on the host, which the user
     cannot delete directly) are removed by ``rm``, from inside a user namespace."""
     res = carrier("run", "--name", "owner", "--storage-driver", driver, image, "sh", "-c",
