@@ -7,7 +7,10 @@ import base64
 import json
 import os
 import platform
+import select
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -402,3 +405,34 @@ def test_run_pulls_a_missing_image_and_pull_policies(cli_pull: Carrier, registry
     assert cli_pull("run", "--rm", "--pull", "always", ref, "true").code == 0
     assert len(registry.manifest_gets()) > len(manifests)
     assert len(registry.blob_gets()) == served
+
+
+def test_cli_pull_on_a_terminal_draws_progress_bars(cli_pull: Carrier, registry: Registry) -> None:
+    """On a real terminal (a pty), pull draws rich bars per layer; piped, it prints lines."""
+    ref = f"{registry.host}/test/bb"
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(cli_pull.argv("pull", ref), env={**cli_pull.env, "COLUMNS": "100"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        screen = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            try:
+                chunk = os.read(master, 65536) if ready else b""
+            except OSError:  # EIO: the terminal's last writer has gone
+                chunk = b""
+            if not chunk:
+                break
+            screen += chunk
+        assert proc.wait(timeout=10) == 0, screen
+    finally:
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert "\x1b[" in text  # drawn, not printed
+    assert "━" in text  # rich's bar
+    assert "downloading" not in text  # the piped form's lines
+    piped = cli_pull("pull", ref)  # a second pull, piped: stored layers are reported as such
+    assert piped.code == 0, piped.err
+    assert "already exists" in piped.err
