@@ -1,0 +1,64 @@
+"""Podman as the peer, rootless with storage private to one benchmark run (its own --root,
+--runroot, HOME and XDG dirs under the run's temp dir), removed again by ``close``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from bench._common import one_line
+
+
+class Podman:
+    """``podman --runtime runc`` against a throwaway store; ``unavailable`` says why not."""
+
+    def __init__(self, work: Path) -> None:
+        self.dir = work / "podman"
+        self.unavailable: str | None = None
+        self.env = {**os.environ, "HOME": str(self.dir / "home"),
+                    "XDG_RUNTIME_DIR": str(self.dir / "run"),
+                    "XDG_CONFIG_HOME": str(self.dir / "config"), "XDG_DATA_HOME": str(self.dir / "data")}
+        if not shutil.which("podman"):
+            self.unavailable = "unavailable: podman is not installed"
+            return
+        for d in ("home", "run", "config", "data"):
+            (self.dir / d).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def argv(self, *args: str) -> list[str]:
+        """A podman command line bound to the private store."""
+        return ["podman", "--root", str(self.dir / "storage"), "--runroot", str(self.dir / "runroot"),
+                "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc", *args]
+
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run podman with *args*."""
+        return subprocess.run(self.argv(*args), env=self.env, text=True, capture_output=True,
+                              timeout=timeout, check=check)
+
+    def import_image(self, tarball: Path, name: str) -> None:
+        """``podman import`` the rootfs tarball, then prove it runs; else record why not."""
+        if self.unavailable:
+            return
+        try:
+            self.run("import", str(tarball), f"localhost/{name}")
+            self.run("run", "--rm", "--network", "slirp4netns", f"localhost/{name}", "true")
+        except (OSError, subprocess.SubprocessError) as e:
+            self.unavailable = f"unavailable: {one_line(e)}"
+
+    def close(self) -> None:
+        """Remove the store and end Podman's pause process (``system reset``)."""
+        if not self.dir.exists():
+            return
+        if shutil.which("podman"):
+            try:
+                pause = int((self.dir / "run" / "libpod" / "tmp" / "pause.pid").read_text())
+            except (OSError, ValueError):
+                pause = 0
+            with contextlib.suppress(subprocess.SubprocessError):
+                self.run("system", "reset", "--force", timeout=120, check=False)
+            if pause > 0:
+                with contextlib.suppress(OSError):
+                    os.kill(pause, 15)  # our own pause process, if reset left it
+        shutil.rmtree(self.dir, ignore_errors=True)
