@@ -76,6 +76,7 @@ def run(
     no_network: bool = False,
     elevated: bool = False,
     host_loopback: bool = False,
+    mtu: int | None = None,
     dns: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     dns_search: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     dns_option: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
@@ -138,6 +139,8 @@ def run(
         Share the host's network namespace (needs root; the same as --network host).
     host_loopback: bool
         Let the container reach the host's loopback as host.containers.internal.
+    mtu: int | None
+        MTU of the container's interface (1280 to 65520; default: the helper's, 65520).
     dns: list[str] | None
         Nameserver for the container's resolv.conf (repeatable; replaces the host's).
     dns_search: list[str] | None
@@ -178,7 +181,7 @@ def run(
         entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
-        host_loopback=host_loopback, dns=dns or [], dns_search=dns_search or [],
+        host_loopback=host_loopback, mtu=mtu, dns=dns or [], dns_search=dns_search or [],
         dns_option=dns_option or [], add_host=add_host or [], restart=restart,
         restart_delay=restart_delay, restart_max_delay=restart_max_delay,
         restart_intensity=restart_intensity, restart_period=restart_period,

@@ -31,6 +31,7 @@ class HelperConfig:
 
     ports: list[PortMapping] = field(default_factory=list)
     host_loopback: bool = False
+    mtu: int | None = None  # None: the helper's default (65520 for both)
     log: Path | None = None
     socket_path: Path | None = None
     pid_file: Path | None = None

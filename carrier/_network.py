@@ -45,6 +45,9 @@ def parse_add_host(item: str) -> tuple[str, str]:
     return name, ip.strip("[]")
 
 
+MTU_MIN, MTU_MAX = 1280, 65520  # IPv6's minimum; the helpers' maximum (and default)
+
+
 def validate(spec: Spec) -> list[PortMapping]:
     """Check the network options of *spec* before anything starts; return the port mappings."""
     if spec.network not in MODES:
@@ -56,6 +59,11 @@ def validate(spec: Spec) -> list[PortMapping]:
     ports = parse_ports(spec.ports)
     if ports and spec.network in ("none", "host"):
         raise CarrierError(f"-p publishes through a network helper: not with --network {spec.network}")
+    if spec.mtu is not None:
+        if spec.network in ("none", "host"):
+            raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
+        if not MTU_MIN <= spec.mtu <= MTU_MAX:
+            raise CarrierError(f"invalid --mtu {spec.mtu}: expected {MTU_MIN} to {MTU_MAX}")
     for item in spec.add_host:
         parse_add_host(item)
     for server in spec.dns:
@@ -161,7 +169,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
     relays: list[UdpRelay] = []
     try:
         relays += [UdpRelay(p) for p in ports if p.proto == "udp"]
-        config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback,
+        config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback, mtu=spec.mtu,
                               log=cdir / "network.log", socket_path=socket_path,
                               pid_file=cdir / "network.pid")
         running = await helper.start(holder, config)

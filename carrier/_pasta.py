@@ -53,6 +53,8 @@ class Pasta(Helper):
             argv += ["--runas", "0"]  # as root pasta would drop to nobody and lose the namespace
         if not config.host_loopback:
             argv.append("--no-map-gw")
+        if config.mtu is not None:
+            argv += ["--mtu", str(config.mtu)]
         return [*argv, *_port_args(config.ports), "-T", "none", "-U", "none", str(holder.pid)]
 
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:

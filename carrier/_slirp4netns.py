@@ -32,7 +32,7 @@ class Slirp4netns(Helper):
 
     def argv(self, holder: Holder, config: HelperConfig, exit_fd: int) -> list[str]:
         """The full command line."""
-        argv = ["slirp4netns", "--configure", "--mtu=65520", f"--exit-fd={exit_fd}"]
+        argv = ["slirp4netns", "--configure", f"--mtu={config.mtu or 65520}", f"--exit-fd={exit_fd}"]
         if not config.host_loopback:
             argv.append("--disable-host-loopback")
         if config.socket_path is not None:

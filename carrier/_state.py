@@ -65,6 +65,7 @@ class Spec:
     dns_option: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
     host_loopback: bool = False
+    mtu: int | None = None
     resolv_conf: str = "/etc/resolv.conf"
     stop_timeout: float = 10.0
     remove: bool = False

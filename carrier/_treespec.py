@@ -36,7 +36,7 @@ _CONTAINER = {
         "env": _STRINGS, "workdir": {"type": "string"}, "user": {"type": "string"},
         "hostname": {"type": "string"}, "ports": _STRINGS,
         "network": {"enum": ["auto", "pasta", "slirp4netns", "none", "host"]},
-        "host_loopback": {"type": "boolean"}, "dns": _STRINGS, "dns_search": _STRINGS,
+        "host_loopback": {"type": "boolean"}, "mtu": {"type": "integer"}, "dns": _STRINGS, "dns_search": _STRINGS,
         "dns_option": _STRINGS, "add_host": _STRINGS, "restart": {"type": "string"},
         "restart_delay": {"type": "number", "minimum": 0},
         "restart_max_delay": {"type": "number", "minimum": 0},

@@ -86,6 +86,21 @@ class TestReadiness:
         assert carrier("rm", "-f", "n").code == 0
 
 
+    @pytest.mark.parametrize("mtu", [1500, None])
+    def test_mtu(self, carrier: Carrier, image: str, helper: str, mtu: int | None) -> None:
+        """--mtu sets the interface's MTU (the helpers' default is 65520)."""
+        flags = ["--mtu", str(mtu)] if mtu else []
+        res = carrier("run", "--rm", "--network", helper, *flags, image, "sh", "-c",
+                      "for i in /sys/class/net/*; do [ $i = /sys/class/net/lo ] || cat $i/mtu; done")
+        assert (res.code, res.out) == (0, f"{mtu or 65520}\n"), res.err
+
+    def test_mtu_out_of_range(self, carrier: Carrier, image: str, helper: str) -> None:
+        """An MTU the helpers cannot use is refused before anything starts."""
+        res = carrier("run", "--rm", "--network", helper, "--mtu", "100", image, "true")
+        assert res.code == 125
+        assert "invalid --mtu 100" in res.err
+
+
 class TestHostLoopback:
     def test_reached_with_flag(self, carrier: Carrier, image: str, helper: str, http_server: int) -> None:
         """With --host-loopback, host.containers.internal reaches a server on host 127.0.0.1."""
