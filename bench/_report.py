@@ -93,7 +93,8 @@ def _throughput(r: dict[str, Any]) -> list[str]:
                      f"{'' if frac is None else f'{frac:.0%}'} |")
     lines += ["", "| ratio of medians | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items() if "ceiling" not in k]
-    lines += ["", r.get("mtu_note", "")]
+    if r.get("mtu_note"):
+        lines += ["", r["mtu_note"]]
     return lines
 
 

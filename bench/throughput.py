@@ -121,21 +121,21 @@ def run(ctx: Context) -> dict[str, Any]:
     variants["host loopback (ceiling)"] = lambda: to_host(
         ["iperf3", "-J", "-c", "127.0.0.1", "-p", str(p := port()), "-t", str(secs)], env, p, secs)
     for helper in ("pasta", "slirp4netns"):
-        net = ["--network", helper]
-
-        def c2h(net: list[str] = net) -> float:
-            p = port()
-            return to_host([*cli, "run", "--rm", *net, "--host-loopback", image, "sh", "-c",
-                            _to_gateway(p, secs)], env, p, secs)
-
-        def h2c(net: list[str] = net) -> float:
-            p = port()
-            return from_host([*cli, "run", "--rm", *net, "-p", f"127.0.0.1:{p}:{p}", image, *server(p)],
-                             env, p, secs)
-
-        variants[f"carrier {helper} c->h"] = c2h
-        variants[f"carrier {helper} h->c"] = h2c
         for mtu in (65520, 1500):
+            net = ["--network", helper, "--mtu", str(mtu)]
+
+            def c2h(net: list[str] = net) -> float:
+                p = port()
+                return to_host([*cli, "run", "--rm", *net, "--host-loopback", image, "sh", "-c",
+                                _to_gateway(p, secs)], env, p, secs)
+
+            def h2c(net: list[str] = net) -> float:
+                p = port()
+                return from_host([*cli, "run", "--rm", *net, "-p", f"127.0.0.1:{p}:{p}", image,
+                                  *server(p)], env, p, secs)
+
+            variants[f"carrier {helper} mtu {mtu} c->h"] = c2h
+            variants[f"carrier {helper} mtu {mtu} h->c"] = h2c
             variants[f"hand {helper} mtu {mtu} c->h"] = _hand(ctx, helper, mtu, "c2h", secs)
             variants[f"hand {helper} mtu {mtu} h->c"] = _hand(ctx, helper, mtu, "h2c", secs)
     if podman.unavailable is None:
@@ -160,8 +160,7 @@ def run(ctx: Context) -> dict[str, Any]:
     if podman.unavailable is not None:
         got["podman slirp4netns c->h"] = got["podman slirp4netns h->c"] = podman.unavailable
     rates = {k: (v if isinstance(v, str) else v["wall"]) for k, v in got.items()}
-    return {"iperf_seconds": secs, "rounds": rounds, "gbit_s": rates, "ratios": ratios(rates),
-            "mtu_note": "carrier run has no --mtu option: MTU 1500 is measured by hand only"}
+    return {"iperf_seconds": secs, "rounds": rounds, "gbit_s": rates, "ratios": ratios(rates)}
 
 
 def _hand(ctx: Context, helper: str, mtu: int, direction: str, secs: int) -> Any:
@@ -202,13 +201,15 @@ def ratios(rates: dict[str, Any]) -> dict[str, float]:
         if ceiling and m is not None and k != "host loopback (ceiling)":
             out[f"{k} / ceiling"] = m / ceiling
     for helper in ("pasta", "slirp4netns"):
-        for d in ("c->h", "h->c"):
-            a = _median(rates.get(f"carrier {helper} {d}"))
-            b = _median(rates.get(f"hand {helper} mtu 65520 {d}"))
-            if a is not None and b:
-                out[f"carrier {helper} {d} / hand"] = a / b
+        for mtu in (65520, 1500):
+            for d in ("c->h", "h->c"):
+                a = _median(rates.get(f"carrier {helper} mtu {mtu} {d}"))
+                b = _median(rates.get(f"hand {helper} mtu {mtu} {d}"))
+                if a is not None and b:
+                    out[f"carrier {helper} mtu {mtu} {d} / hand"] = a / b
     for d in ("c->h", "h->c"):
-        a, b = _median(rates.get(f"carrier pasta {d}")), _median(rates.get(f"podman slirp4netns {d}"))
+        a = _median(rates.get(f"carrier pasta mtu 65520 {d}"))
+        b = _median(rates.get(f"podman slirp4netns {d}"))
         if a is not None and b:
             out[f"carrier pasta {d} / podman slirp4netns"] = a / b
     return out

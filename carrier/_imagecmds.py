@@ -208,7 +208,8 @@ def system_info(fmt: str) -> int:
     root = Root.open()
     drivers = _storage.probe_all(root)
     try:
-        helper: str = choose_helper("auto").name  # type: ignore[union-attr]
+        chosen = choose_helper("auto")
+        helper = chosen.name if chosen is not None else "none"
     except CarrierError as e:
         helper = f"none ({e})"
     data = {
