@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from cyclopts import App, CycloptsError, Parameter
 
-from . import _commands as cc
-from . import _imagecmds as ic
+from . import _commands as cc  # _imagecmds is imported by each image command: run needs none
 from ._errors import CarrierError
 from ._health import parse_duration
 from ._logging import configure
@@ -332,6 +331,8 @@ def info(container: str | None = None, format: Literal["text", "json"] = "text")
     """Show everything Carrier knows about a container (JSON), or, with no container, about this
     machine: storage driver, runtime, network helper."""
     if container is None:
+        from . import _imagecmds as ic
+
         return ic.system_info(format)
     return cc.info(container)
 
@@ -348,12 +349,16 @@ def events(
 @app.command
 def images(format: Literal["table", "json"] = "table") -> int:
     """List images: repository, tag, id, created and size."""
+    from . import _imagecmds as ic
+
     return ic.images(format)
 
 
 @app.command(name="import")
 def import_(tarball: Path, reference: str) -> int:
     """Import a root filesystem tarball as image REFERENCE (NAME[:TAG])."""
+    from . import _imagecmds as ic
+
     return ic.import_(tarball, reference)
 
 
@@ -375,6 +380,8 @@ def pull(
         Require HTTPS with a verified certificate (default: yes, except for registries on
         loopback). --tls-verify=false allows plain HTTP or unverified TLS for this registry.
     """
+    from . import _imagecmds as ic
+
     return ic.pull(reference, platform, tls_verify)
 
 
@@ -392,6 +399,8 @@ def load(
     platform: str | None
         os/arch[/variant] to pick from a multi-platform archive (default: the host's).
     """
+    from . import _imagecmds as ic
+
     return ic.load(input, platform)
 
 
@@ -400,6 +409,8 @@ def rmi(*images: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] 
     """Remove images; one a container uses is refused unless -f (which only untags it)."""
     if not images:
         raise CarrierError("rmi needs at least one image")
+    from . import _imagecmds as ic
+
     return ic.rmi(list(images), force)
 
 
@@ -423,12 +434,16 @@ def login(
     tls_verify: bool | None
         As for pull.
     """
+    from . import _imagecmds as ic
+
     return ic.login(registry, username, password_stdin, tls_verify)
 
 
 @app.command
 def logout(registry: str) -> int:
     """Forget the stored credentials for a registry."""
+    from . import _imagecmds as ic
+
     return ic.logout(registry)
 
 
@@ -439,12 +454,16 @@ app.command(system_app)
 @system_app.command(name="info")
 def system_info(format: Literal["text", "json"] = "text") -> int:
     """Storage driver, runtime and network helper on this machine."""
+    from . import _imagecmds as ic
+
     return ic.system_info(format)
 
 
 @system_app.command
 def prune(force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
     """Remove stopped containers, dangling images and unused layers; report the space freed."""
+    from . import _imagecmds as ic
+
     return ic.prune(force)
 
 

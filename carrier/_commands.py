@@ -25,10 +25,8 @@ from ._control import pidfd_of, reconcile, request_stop
 from ._create import create
 from ._ensure import ensure_image_sync
 from ._errors import CarrierError, ConflictError, only_leaf, unwrapped
-from ._exec import exec_in, running_record
 from ._format import ago as _ago
 from ._format import table as _table
-from ._netcheck import check_and_repair
 from ._root import Root
 from ._state import Containers, Record, Status
 from ._supervisor import Container, Outcome, Reason, Stdio, supervise
@@ -182,6 +180,9 @@ def _one_line(exc: BaseException) -> str:
 def enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env: list[str],
           workdir: str | None, user: str | None, session: bool = False) -> int:
     """``carrier exec``, ``shell`` and ``terminal``: check the network, then run *argv*."""
+    from ._exec import exec_in
+    from ._netcheck import check_and_repair
+
     root = _open_root()
     record = _wait_started(root, ref)
     cdir = Containers(root).dir(record.id)
@@ -199,6 +200,8 @@ def enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env: 
 
 def _wait_started(root: Root, ref: str, bound: float = 30) -> Record:
     """The running container *ref*; one still starting is waited for, up to *bound* seconds."""
+    from ._exec import running_record
+
     containers = Containers(root)
     deadline = time.monotonic() + bound
     record = containers.find(ref)

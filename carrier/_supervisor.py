@@ -28,7 +28,6 @@ from . import _events, _netns, _process
 from ._bundle import write_bundle
 from ._control import serve_control
 from ._errors import CarrierError
-from ._exec import exec_in
 from ._health import HealthConfig, describe, watch
 from ._inotify import wait_for_file
 from ._logging import bound, log
@@ -129,6 +128,8 @@ class Container:
         **Cancellation:** the runtime's exec is killed and reaped.
         """
         with tempfile.TemporaryFile() as out:
+            from ._exec import exec_in  # the exec machinery loads only when used
+
             code = await exec_in(self._group.root, self._group.record, argv, output=out)
             out.seek(0)
             return code, out.read()
@@ -395,6 +396,8 @@ class _Group:
                 ok = await config.probe(Container(self))
                 out.write(b"ok\n" if ok else f"{config.probe.description}: failed\n".encode())
                 return 0 if ok else 1
+            from ._exec import exec_in
+
             code = await exec_in(self.root, self.record, argv, output=out)
             if code != 0 and not await self.runtime.running(self.record.id):
                 # The check died with the container: the container's own end is the cause,
