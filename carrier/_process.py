@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import tempfile
@@ -97,6 +98,16 @@ def spawn(
         pass_fds=tuple(pass_fds),
     )
     return Child(popen)
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft open-files limit to the hard one, as Podman does: a supervised container
+    holds about ten descriptors (pidfds, pipes, locks, logs, sockets), so the usual soft limit
+    of 1024 would cap one process near 100 containers. The containers inherit it (Docker gives
+    them far more)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def exit_status(returncode: int) -> int:

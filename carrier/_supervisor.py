@@ -497,4 +497,5 @@ async def supervise(
     **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
     everything it held is released before the cancellation propagates.
     """
+    _process.raise_fd_limit()
     await _Group(root, record, lock_fd, stdio, health_probe).run(task_status=task_status)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -281,3 +283,15 @@ class TestRestartTracker:
         assert RestartTracker(RestartPolicy("no")).decide(1, stopped=False, now=0, ran_for=0) is None
         on_failure = RestartTracker(RestartPolicy("on-failure"))
         assert on_failure.decide(0, stopped=False, now=0, ran_for=0) is None
+
+
+class TestFdLimit:
+    def test_soft_limit_raised_to_hard(self) -> None:
+        """A supervisor lifts its open-files soft limit to the hard one (about ten descriptors
+        per container: 1024 would cap one process near 100 containers)."""
+        code = ("import resource; from carrier._process import raise_fd_limit; "
+                "h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                "resource.setrlimit(resource.RLIMIT_NOFILE, (256, h)); raise_fd_limit(); "
+                "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (h, h), h > 256)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.split() == ["True", "True"], out.stderr
