@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._atomic import locked
 from ._compression import DECOMPRESS_ERRORS, open_decompressed
 from ._errors import CarrierError
 from ._extract import tarfile
@@ -64,7 +65,7 @@ def load(store: Store, path: Path, *, platform: str | None = None) -> list[Loade
     OCI names come from ``io.containerd.image.name``, else from ``org.opencontainers.image.ref.name``
     when that is a reference; a bare tag there (``latest``) names no repository: the image is untagged.
     """
-    with _open_source(store, path) as source:
+    with locked(store.root.gc_lock, shared=True), _open_source(store, path) as source:
         images = _docker_images(source) if source.has("manifest.json") else _oci_images(
             source, _want(platform, source)
         )

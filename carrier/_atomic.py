@@ -40,14 +40,24 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on *path* (created if missing) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or *shared*) ``flock`` on *path* (created if missing) for the block."""
+    fd = lock_fd(path, shared=shared)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def lock_fd(path: Path, *, shared: bool = False) -> int:
+    """Wait for an exclusive (or *shared*) ``flock`` on *path*; return the fd that holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def try_lock(path: Path) -> int | None:

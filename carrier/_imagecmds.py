@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import _storage
+from ._atomic import locked
 from ._errors import CarrierError, ConflictError
 from ._extract import remove_tree
 from ._format import ago, size, table
@@ -136,8 +137,9 @@ def rmi(refs: list[str], force: bool) -> int:
         if image.id in users:
             store.untag(image.names)
         else:
-            store.remove_image(image)
-            _prune_layers(store)
+            with locked(root.gc_lock):
+                store.remove_image(image)
+                _prune_layers(store)
             print(f"Deleted: {image.id}")
     return 0
 
@@ -192,11 +194,12 @@ def prune(force: bool) -> int:
             containers.remove(record)
             print(f"Deleted container: {record.name}")
     users = _users(root)
-    for image in store.images():
-        if not image.names and image.id not in users:
-            store.remove_image(image)
-            print(f"Deleted image: {image.id}")
-    freed += _prune_layers(store)
+    with locked(root.gc_lock):  # waits for running pulls and loads
+        for image in store.images():
+            if not image.names and image.id not in users:
+                store.remove_image(image)
+                print(f"Deleted image: {image.id}")
+        freed += _prune_layers(store)
     print(f"Total reclaimed space: {size(freed)}")
     return 0
 

@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol
 
 import anyio
 
-from ._atomic import try_lock
+from ._atomic import lock_fd, try_lock
 from ._errors import CarrierError
 from ._extract import remove_tree
 from ._platform import Platform
@@ -213,6 +213,15 @@ async def pull(root: Root, ref: str, *, platform: str | None = None, tls_verify:
     want = Platform.parse(platform) if platform else None
     store = Store(root)
     events: Progress = progress or _Silent()
+    gc = await anyio.to_thread.run_sync(lambda: lock_fd(root.gc_lock, shared=True))  # no prune meanwhile
+    try:
+        return await _pull(root, store, reference, want, ref, tls_verify, events)
+    finally:
+        os.close(gc)
+
+
+async def _pull(root: Root, store: Store, reference: Reference, want: Platform | None, ref: str,
+                tls_verify: bool | None, events: Progress) -> Image:
     with _workdir(root) as work:
         async with Registry(reference, tls_verify=tls_verify, label=ref) as reg:
             manifest = await reg.image_manifest(want)

@@ -56,6 +56,12 @@ class Root:
         return self.path / "images.lock"
 
     @property
+    def gc_lock(self) -> Path:
+        """Held shared by whatever adds layers and images, exclusively by what deletes them, so
+        that a prune never removes a layer a pull has unpacked but not yet tagged."""
+        return self.path / "gc.lock"
+
+    @property
     def containers(self) -> Path:
         """One directory per container, named by its full id."""
         return self.path / "containers"

@@ -185,13 +185,14 @@ class Store:
         reference = Reference.parse(ref)
         if not archive.is_file():
             raise CarrierError(f"cannot read {archive}: no such file")
-        diff_id = self.layers.add(archive, label=archive.name)
-        config = {
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "architecture": Platform.host().architecture,
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created_by": f"carrier import {archive.name}"}],
-        }
-        return self.add_image(json.dumps(config, sort_keys=True).encode(), [reference])
+        with locked(self.root.gc_lock, shared=True):  # no prune in between
+            diff_id = self.layers.add(archive, label=archive.name)
+            config = {
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "architecture": Platform.host().architecture,
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                "history": [{"created_by": f"carrier import {archive.name}"}],
+            }
+            return self.add_image(json.dumps(config, sort_keys=True).encode(), [reference])

@@ -3,17 +3,23 @@ container's writes its own, the shared layers untouched; image removal and pruni
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import signal
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Carrier
 from helpers import alive, wait_event
 from oci import HELLO, build_layout
+
+from carrier._layers import Layers
+from carrier._root import Root
 
 DRIVERS = ["overlay", "fuse-overlayfs", "copy"]
 
@@ -238,3 +244,29 @@ def test_rm_removes_files_the_container_gave_to_other_users(carrier: Carrier, im
     res = carrier("rm", "owner")
     assert res.code == 0, res.err
     assert not cdir.exists()
+
+
+def test_prune_waits_for_a_pull_in_progress(carrier: Carrier, rootfs_tar: Path) -> None:
+    """A layer a pull has unpacked but not yet tagged is not pruned: prune waits for the pull's
+    shared lock (seen blocked in /proc/locks), then removes what is still unused."""
+    root = Root.open(carrier.root)
+    gc = os.open(root.gc_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(gc, fcntl.LOCK_SH)  # what a pull holds from start to tag
+    try:
+        diff_id = Layers(root).add(rootfs_tar, label="in-flight")
+        prune = subprocess.Popen(carrier.argv("system", "prune", "-f"), env=carrier.env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        inode = os.stat(root.gc_lock).st_ino
+        deadline = time.monotonic() + 30
+        while not any("->" in line and f":{inode} " in line
+                      for line in Path("/proc/locks").read_text().splitlines()):
+            assert prune.poll() is None, prune.communicate()
+            assert time.monotonic() < deadline, "prune never waited on the lock"
+            time.sleep(0.01)  # bounded poll: the kernel offers no event for a blocked flock
+        assert Layers(root).has(diff_id)
+    finally:
+        os.close(gc)
+    out, err = prune.communicate(timeout=30)
+    assert prune.returncode == 0, err
+    assert "Total reclaimed space" in out
+    assert not Layers(root).has(diff_id)  # still untagged after the "pull": now it goes
