@@ -136,7 +136,7 @@ def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
     def member_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
         head, _, base = member.name.rstrip("/").rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
-            _check_inside(path, member.name, label)
+            _resolve(Path(path), head, label, member.name)
             (opaques if base == OPAQUE_MARKER else whiteouts).append(
                 head if base == OPAQUE_MARKER else f"{head}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/"))
             return None
@@ -148,15 +148,18 @@ def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
                         why="a rootless user cannot create device nodes")
             return None
         if member.islnk():  # hard link names are relative to the archive's root
-            root = os.path.realpath(path)
-            target = os.path.realpath(os.path.join(root, member.linkname))
-            if os.path.isabs(member.linkname) or os.path.commonpath([target, root]) != root:
+            if os.path.isabs(member.linkname):
                 raise UnsafeArchiveError(f"layer {label}: refused entry {member.name!r}: "
                                          f"hard link to {member.linkname!r} outside the layer")
+            target = _resolve(Path(path), member.linkname, label, member.name)
+            if not target.is_file() or target.is_symlink():  # os.link would follow a symlink
+                raise UnsafeArchiveError(f"layer {label}: refused entry {member.name!r}: hard link "
+                                         f"to {member.linkname!r}, which is not a file of the layer")
         try:
             filtered = tarfile.tar_filter(member, path)
         except tarfile.FilterError as e:
             raise UnsafeArchiveError(f"layer {label}: refused entry {member.name!r}: {e}") from None
+        _resolve(Path(path), filtered.name, label, member.name)
         # tar_filter also drops group/other write and sticky bits; only set-id bits go.
         if filtered.isreg():
             return filtered.replace(mode=member.mode & 0o1777 & ~0o6000, deep=False)
@@ -173,24 +176,38 @@ def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
     except (tarfile.TarError, EOFError) as e:
         raise CarrierError(f"layer {label}: cannot unpack: {e}") from None
     for rel in opaques:
-        d = _inside(dest, rel, label)
+        d = _resolve(dest, rel, label, f"{rel}/{OPAQUE_MARKER}")
         d.mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(d).st_mode):
+            raise UnsafeArchiveError(f"layer {label}: opaque marker in {rel!r}, not a directory")
         os.setxattr(d, OPAQUE_XATTR, b"y", follow_symlinks=False)
     for rel in whiteouts:
-        p = _inside(dest, rel, label)
+        p = _resolve(dest, rel, label, rel)
+        if p == dest:
+            raise UnsafeArchiveError(f"layer {label}: refused whiteout of the layer's root")
         p.parent.mkdir(parents=True, exist_ok=True)
-        remove_tree(p)
+        if os.path.lexists(p):  # a whiteout beside the entry it deletes: the whiteout wins
+            remove_tree(p) if stat.S_ISDIR(os.lstat(p).st_mode) else p.unlink()
         os.mknod(p, stat.S_IFCHR | 0o000, 0)
 
 
-def _check_inside(dest: str, name: str, label: str) -> None:
-    _inside(Path(dest), name, label)
-
-
-def _inside(dest: Path, rel: str, label: str) -> Path:
-    """*dest*/*rel*, refusing paths that leave *dest* (``..``, absolute, through symlinks)."""
-    root = os.path.realpath(dest)
-    parent = os.path.realpath(os.path.join(root, os.path.dirname(rel.lstrip("/"))))
-    if os.path.isabs(rel) or ".." in rel.split("/") or os.path.commonpath([parent, root]) != root:
-        raise UnsafeArchiveError(f"layer {label}: refused entry {rel!r}: outside the layer")
-    return Path(parent) / os.path.basename(rel.rstrip("/"))
+def _resolve(dest: Path, rel: str, label: str, entry: str) -> Path:
+    """*dest*/*rel*, checked component by component with ``lstat``: no component may be a symlink,
+    and none but the last a non-directory. A layer never legitimately writes through its own
+    symlinks, and this does not depend on ``realpath`` (which gives up past PATH_MAX, where the
+    kernel would go on following links: CVE-2025-4517)."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if rel.startswith("/") or ".." in parts:
+        raise UnsafeArchiveError(f"layer {label}: refused entry {entry!r}: outside the layer")
+    path = dest
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(st.st_mode) or (i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode)):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise UnsafeArchiveError(f"layer {label}: refused entry {entry!r}: "
+                                     f"{'/'.join(parts[:i + 1])!r} is {kind}")
+    return dest.joinpath(*parts)

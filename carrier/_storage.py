@@ -244,8 +244,8 @@ async def copy_layers(layers: tuple[Path, ...], dest: Path) -> None:
 
     ``cp -a`` (reflinks where the filesystem has them) is an order of magnitude faster than
     ``shutil.copytree`` on many small files. Each later layer first removes what it deletes
-    (whiteouts), empties its opaque directories, and clears any path whose type it changes, so
-    that ``cp`` never writes through a symlink a lower layer left in the way.
+    (whiteouts), empties its opaque directories, and clears every path it replaces (all but
+    directories it merges into), so that ``cp`` never writes through a lower layer's symlink.
     """
     staging = dest.with_name(f".{dest.name}.copy")
     remove_tree(staging)
@@ -284,7 +284,9 @@ def _clear_for(layer: Path, tree: Path) -> None:
                 continue
             src_is_dir = os.path.isdir(src) and not os.path.islink(src)
             dst_is_dir = dst.is_dir() and not dst.is_symlink()
-            if _is_whiteout(os.lstat(src)) or src_is_dir != dst_is_dir:
+            # Only two real directories merge; anything else is replaced, so that cp never
+            # writes through a lower layer's symlink (etc/passwd -> /home/user/file).
+            if _is_whiteout(os.lstat(src)) or not (src_is_dir and dst_is_dir):
                 remove_tree(dst) if dst_is_dir else dst.unlink()
 
 

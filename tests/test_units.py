@@ -154,6 +154,37 @@ class TestUnpack:
             unpack(archive, tmp_path / "out")
         assert not (outside / "passwd").exists()
 
+    def test_symlink_chain_past_path_max_is_refused(self, tmp_path: Path) -> None:
+        """CVE-2025-4517's shape: a chain of symlinks whose resolved path exceeds PATH_MAX, where
+        ``realpath`` stops checking and the kernel goes on following links. No write through
+        any symlink is allowed, so nothing lands outside."""
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        comp, steps, entries = "d" * 247, "abcdefghijklmnop", []
+        step_path = ""
+        for step in steps:
+            entries.append((_entry(os.path.join(step_path, comp), tarfile.DIRTYPE, mode=0o755), None))
+            entries.append((_entry(os.path.join(step_path, step), tarfile.SYMTYPE, comp), None))
+            step_path = os.path.join(step_path, step)
+        deep = os.path.join(step_path, "l" * 254)  # resolved, this is longer than PATH_MAX
+        entries.append((_entry(deep, tarfile.DIRTYPE, mode=0o755), None))
+        entries.append((_entry(os.path.join(deep, "x"), tarfile.SYMTYPE, str(outside)), None))
+        entries.append((_entry(os.path.join(deep, "x", "evil")), b"owned"))
+        archive = _tar(tmp_path, *entries)
+        with pytest.raises(UnsafeArchiveError, match="is a symlink"):
+            unpack(archive, tmp_path / "out")
+        assert list(outside.iterdir()) == []
+
+    def test_hardlink_to_a_symlink_is_refused(self, tmp_path: Path) -> None:
+        """A hard link to one of the layer's symlinks would link what the symlink points at."""
+        secret = tmp_path / "secret"
+        secret.write_text("s")
+        archive = _tar(tmp_path, (_entry("s", tarfile.SYMTYPE, str(secret)), None),
+                       (_entry("link", tarfile.LNKTYPE, "s"), None))
+        with pytest.raises(UnsafeArchiveError):
+            unpack(archive, tmp_path / "out")
+        assert secret.stat().st_nlink == 1
+
     def test_hardlink_outside_is_refused(self, tmp_path: Path) -> None:
         """A hard link to a file outside the tree is refused."""
         target = tmp_path / "secret"
@@ -295,3 +326,25 @@ class TestFdLimit:
                 "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (h, h), h > 256)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+class TestCopyDriver:
+    def test_upper_file_never_writes_through_a_lower_symlink(self, tmp_path: Path) -> None:
+        """A lower layer's ``etc/passwd -> /host/file`` and an upper layer's regular
+        ``etc/passwd``: the copy replaces the symlink, the host file is untouched."""
+        import anyio
+
+        from carrier._storage import copy_layers
+
+        victim = tmp_path / "victim"
+        victim.write_text("host\n")
+        lower, upper = tmp_path / "lower", tmp_path / "upper"
+        (lower / "etc").mkdir(parents=True)
+        (lower / "etc" / "passwd").symlink_to(victim)
+        (upper / "etc").mkdir(parents=True)
+        (upper / "etc" / "passwd").write_text("image\n")
+        anyio.run(copy_layers, (lower, upper), tmp_path / "rootfs")
+        assert victim.read_text() == "host\n"
+        copied = tmp_path / "rootfs" / "etc" / "passwd"
+        assert not copied.is_symlink()
+        assert copied.read_text() == "image\n"
