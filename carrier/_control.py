@@ -145,6 +145,7 @@ async def _clean_stale(root: Root, containers: Containers, record: Record) -> No
     with contextlib.suppress(CarrierError):
         await Runtime(resolve(record.spec.runtime), root.runtime).delete(record.id)
     reap_stale_helper(containers.dir(record.id))
+    _process.kill_recorded(containers.dir(record.id) / "storage.pid")  # fuse-overlayfs
     for scratch in containers.dir(record.id).glob("exec-*"):  # a dead supervisor's health checks
         scratch.unlink(missing_ok=True)
     record.transition(Status.EXITED)

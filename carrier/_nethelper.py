@@ -17,7 +17,6 @@ from typing import ClassVar
 import anyio
 
 from . import _netns, _process
-from ._atomic import write_bytes
 from ._errors import CarrierError
 from ._ports import PortMapping
 from ._sandbox import Holder
@@ -40,8 +39,7 @@ class HelperConfig:
         """Record the helper's PID and start time at once, before anything can go wrong, so
         that the next carrier command finds it even if this supervisor dies during set-up."""
         if self.pid_file is not None:
-            start = _process.start_time(child.pid)
-            write_bytes(self.pid_file, f"{child.pid} {start}\n".encode())
+            _process.write_pid_file(self.pid_file, child.pid)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,15 +198,6 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
 
 def reap_stale_helper(cdir: Path) -> None:
     """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
-    pid_file = cdir / "network.pid"
-    if (recorded := _process.read_pid_file(pid_file)) is not None:
-        with contextlib.suppress(ProcessLookupError):
-            fd = os.pidfd_open(recorded[0])
-            try:
-                if _process.same_process(*recorded):  # checked after the pidfd pins the PID
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
-            finally:
-                os.close(fd)
-    pid_file.unlink(missing_ok=True)
+    _process.kill_recorded(cdir / "network.pid")
     with contextlib.suppress(OSError):
         (run_dir() / f"{cdir.name[:16]}.slirp.sock").unlink(missing_ok=True)

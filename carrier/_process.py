@@ -19,6 +19,8 @@ from typing import IO, Any, final
 
 import anyio
 
+from ._atomic import write_bytes
+
 
 def start_time(pid: int) -> int | None:
     """The kernel's start time of *pid* (``/proc/PID/stat`` field 22), to detect PID reuse."""
@@ -42,6 +44,26 @@ def read_pid_file(path: Path) -> tuple[int, int] | None:
         return int(pid), int(start)
     except (OSError, ValueError):
         return None
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """Record *pid* with its start time (``PID START_TIME``), atomically, so that a later
+    command can end exactly this process even if its supervisor died."""
+    write_bytes(path, f"{pid} {start_time(pid)}\n".encode())
+
+
+def kill_recorded(path: Path) -> None:
+    """SIGKILL the process a :func:`write_pid_file` file names, if it is still that process;
+    remove the file."""
+    if (recorded := read_pid_file(path)) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            fd = os.pidfd_open(recorded[0])
+            try:
+                if same_process(*recorded):  # checked after the pidfd pins the PID
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                os.close(fd)
+    path.unlink(missing_ok=True)
 
 
 @final

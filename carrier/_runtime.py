@@ -32,16 +32,18 @@ class Runtime:
 
     binary: str
     state_dir: Path
-    prefix: tuple[str, ...] = ()  # e.g. nsenter into the holder (``Rootfs.runtime_inside``)
+    prefix: tuple[str, ...] = ()  # for ``run``: nsenter into the holder (``Rootfs.runtime_inside``)
 
     def _argv(self, *args: str) -> list[str]:
-        return [*self.prefix, self.binary, "--root", str(self.state_dir), *args]
+        # kill, delete and state work from outside (they must, once the holder is gone)
+        return [self.binary, "--root", str(self.state_dir), *args]
 
     def run(self, cid: str, bundle: Path, *, stdin: int | IO[Any] | None,
             stdout: int | IO[Any] | None, stderr: int | IO[Any] | None) -> _process.Child:
         """Start ``runtime run`` for the bundle in its own session (signals come from us)."""
-        argv = self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json", "run",
-                          "--bundle", str(bundle), "--pid-file", str(bundle / "container.pid"), cid)
+        argv = [*self.prefix, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
+                                          "run", "--bundle", str(bundle), "--pid-file",
+                                          str(bundle / "container.pid"), cid)]
         return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
 
     async def kill(self, cid: str, signal: str) -> None:

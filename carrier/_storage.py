@@ -124,6 +124,7 @@ class Rootfs:
         self.fuse: _process.Child | None = None
         self._holder: Holder | None = None
         self._fuse_argv: list[str] = []
+        self.pid_file = cdir / "storage.pid"
 
     @property
     def needs_mountns(self) -> bool:
@@ -170,7 +171,10 @@ class Rootfs:
             except RuntimeError as e:
                 raise RuntimeFailure(f"cannot mount the container's overlay: {e}") from None
             return
-        self._fuse_argv = [*enter, "fuse-overlayfs", "-f", "-o", opts, str(self.mountpoint)]
+        # The parent-death signal ends it with a SIGKILLed supervisor at once; storage.pid lets
+        # the next carrier command reap it even so.
+        self._fuse_argv = ["setpriv", "--pdeathsig", "KILL", "--", *enter, "fuse-overlayfs", "-f",
+                           "-o", opts, str(self.mountpoint)]
         for rel in _READ_BEFORE_START:  # what Carrier reads through view(), copied up
             _copy_up(self.layers, self.cdir / "upper", rel)
 
@@ -182,6 +186,7 @@ class Rootfs:
         if self.driver != "fuse-overlayfs" or self._holder is None:
             return
         self.fuse = _process.spawn(self._fuse_argv, stderr=subprocess.DEVNULL)
+        _process.write_pid_file(self.pid_file, self.fuse.pid)  # reaped by reconcile, after a crash
         try:
             await self._wait_mounted(self._holder)
         except BaseException:
@@ -216,6 +221,7 @@ class Rootfs:
         **Cancellation:** shielded."""
         if self.fuse is not None:
             await self.fuse.kill()
+            self.pid_file.unlink(missing_ok=True)
         self._holder = None
 
 

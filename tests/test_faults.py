@@ -62,3 +62,34 @@ def test_kill_each_member(carrier: Carrier, image: str, helper: str, member: str
         if os.environ.get("XDG_RUNTIME_DIR") else Path(f"/tmp/carrier-run-{os.getuid()}")
     assert not list(run_dir.glob(f"{str(rec['id'])[:16]}*"))
     assert carrier("rm", "f").code == 0
+
+
+@pytest.mark.parametrize("driver", ["overlay", "fuse-overlayfs", "copy"])
+@pytest.mark.parametrize("member", ["container", "holder", "supervisor"])
+def test_kill_each_member_with_each_storage_driver(carrier: Carrier, image: str, driver: str,
+                                                   member: str) -> None:
+    """The same with each storage driver: fuse-overlayfs and the container end with the group
+    (also when the holder or the supervisor dies), and nothing is left (the fixture checks
+    every process of this user; no mount can exist outside the holder's namespace)."""
+    res = carrier("run", "-d", "--name", "s", "--storage-driver", driver, "--stop-timeout", "0.5",
+                  image, "sleep", "1000")
+    assert res.code == 0, res.err
+    rec = carrier.record("s")
+    cdir = Path(str(rec["Dir"]))
+    supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
+    assert (cdir / "storage.pid").exists() == (driver == "fuse-overlayfs")
+    target = {
+        "container": lambda: container_pid(carrier, "s"),
+        "holder": lambda: int(rec["holder_pid"]),  # type: ignore[arg-type]
+        "supervisor": lambda: supervisor,
+    }[member]()
+    os.kill(target, signal.SIGKILL)
+    wait_pidfd(supervisor)
+    carrier("ps", "-a")  # reconciles what a killed supervisor left
+    rec = carrier.record("s")
+    assert (rec["status"], rec["exit_code"], str(rec["reason"]).split(":")[0]) == (
+        "exited", *CASES[member]
+    )
+    assert not (cdir / "storage.pid").exists()
+    assert not any((carrier.root / "runtime").iterdir())
+    assert carrier("rm", "s").code == 0
