@@ -19,6 +19,7 @@ could not create them anyway. Every refusal names the layer and the entry.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -116,15 +117,32 @@ class Layers:
             if expected is not None and diff_id != expected:
                 raise CarrierError(f"layer {label}: digest mismatch: expected {expected}, got {diff_id}")
             (staging / "size").write_text(str(stream.size))
-            target = self._dir(diff_id)
-            if self.has(diff_id):
-                return diff_id
-            remove_tree(target)  # an incomplete leftover is never trusted
             os.chmod(staging, 0o700)
-            os.rename(staging, target)
+            self._place(staging, diff_id)
             return diff_id
         finally:
             remove_tree(staging)
+
+
+    def _place(self, staging: Path, diff_id: str) -> None:
+        """Rename a complete staging directory into place. Two processes adding the same layer
+        may race: the loser finds the winner's complete layer and keeps it."""
+        target = self._dir(diff_id)
+        for _ in range(2):
+            try:
+                os.rename(staging, target)
+                return
+            except OSError as e:
+                if self.has(diff_id):  # another process placed it first
+                    return
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            # a directory without ``size`` is never complete: move it aside, never trusted
+            aside = Path(tempfile.mkdtemp(prefix=f".remove.{target.name}.", dir=self.dir))
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(target, aside / "layer")
+            remove_tree(aside)
+        raise CarrierError(f"cannot store layer {diff_id}: {target} keeps reappearing")
 
 
 def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:

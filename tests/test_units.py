@@ -348,3 +348,37 @@ class TestCopyDriver:
         copied = tmp_path / "rootfs" / "etc" / "passwd"
         assert not copied.is_symlink()
         assert copied.read_text() == "image\n"
+
+
+class TestLayerRace:
+    def test_two_adders_of_one_layer_both_succeed(self, tmp_path: Path) -> None:
+        """Two processes unpacking the same layer at once: both get its diff id, the layer is
+        complete, and no staging is left."""
+        archive = _tar(tmp_path, (_entry("f"), b"x" * 100_000))
+        root = tmp_path / "root"
+        Root.open(root)
+        code = ("import sys; from pathlib import Path; from carrier._layers import Layers; "
+                "from carrier._root import Root; "
+                "print(Layers(Root.open(sys.argv[1])).add(Path(sys.argv[2]), label='race'))")
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(archive)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), results
+        assert len({out.strip() for out, _ in results}) == 1
+        layers = Layers(Root.open(root))
+        (diff_id,) = layers.all()
+        assert (layers.path(diff_id) / "f").stat().st_size == 100_000
+        assert [p.name for p in layers.dir.iterdir()] == [diff_id.removeprefix("sha256:")]
+
+    def test_incomplete_leftover_is_replaced(self, tmp_path: Path) -> None:
+        """A layer directory without its size file (never complete) is not trusted: the next
+        add replaces it."""
+        archive = _tar(tmp_path, (_entry("f"), b"fresh"))
+        layers = Layers(Root.open(tmp_path / "root"))
+        diff_id = layers.add(archive, label="first")
+        (layers.path(diff_id) / "f").write_text("stale")
+        (layers.path(diff_id).parent / "size").unlink()
+        assert not layers.has(diff_id)
+        assert layers.add(archive, label="again") == diff_id
+        assert (layers.path(diff_id) / "f").read_text() == "fresh"
