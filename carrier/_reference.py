@@ -22,6 +22,16 @@ _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _NAME_MAX = 255
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* (a name, an address, or ``[v6]``) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _invalid(text: str, why: str) -> CarrierError:
     return CarrierError(f"invalid reference format: {text!r}: {why}")
 
@@ -111,13 +121,7 @@ class Reference:
     @property
     def is_loopback(self) -> bool:
         """Whether the registry is on this machine's loopback (localhost, 127.0.0.0/8, ::1)."""
-        host = self.host
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     @property
     def registry_url(self) -> str:

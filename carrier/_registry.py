@@ -19,7 +19,7 @@ import httpx
 from ._auth import credentials
 from ._errors import CarrierError
 from ._platform import Platform
-from ._reference import Reference
+from ._reference import Reference, is_loopback_host
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -127,8 +127,20 @@ class Registry:
         self._auth_header: str | None = None
         self._client = httpx.AsyncClient(
             verify=not self.insecure, follow_redirects=True, timeout=httpx.Timeout(60.0, connect=15.0),
-            headers={"User-Agent": "carrier"},
+            headers={"User-Agent": "carrier"}, event_hooks={"request": [self._only_trusted_hosts]},
         )
+
+    def _trusted_insecure(self, url: httpx.URL) -> bool:
+        """Whether *url* may be used without TLS verification: the registry the user named as
+        insecure (or a loopback one) itself, or any loopback address."""
+        return url.host == self.ref.host or is_loopback_host(url.host)
+
+    async def _only_trusted_hosts(self, request: httpx.Request) -> None:
+        """The insecure session never talks to another host (a redirect, a token realm) without
+        verification: that host was not the one the user allowed."""
+        if self.insecure and not self._trusted_insecure(request.url):
+            raise self._fail(f"refusing an unverified connection to {request.url.host} (only "
+                             f"{self.ref.domain} was allowed without TLS verification)")
 
     async def __aenter__(self) -> Registry:
         try:
@@ -196,7 +208,18 @@ class Registry:
                 query["service"] = params["service"]
             auth = httpx.BasicAuth(*self.creds) if self.creds else None
             try:
-                tok = await self._client.get(params["realm"], params=query, auth=auth)
+                realm = httpx.URL(params["realm"])
+            except httpx.InvalidURL:
+                raise self._fail(f"invalid token server address {params['realm']!r}") from None
+            if realm.scheme != "https" and not (self.insecure and self._trusted_insecure(realm)):
+                raise self._fail(f"refusing to ask a plain-http token server ({realm.host}) "
+                                 "for a token")
+            try:
+                if self.insecure and not self._trusted_insecure(realm):
+                    async with httpx.AsyncClient(timeout=self._client.timeout) as verified:
+                        tok = await verified.get(realm, params=query, auth=auth)
+                else:
+                    tok = await self._client.get(realm, params=query, auth=auth)
             except httpx.HTTPError as e:
                 raise self._fail(f"cannot reach the token server {params['realm']}: {e}") from None
             if tok.status_code in (401, 403):

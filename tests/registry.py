@@ -168,6 +168,7 @@ class Proxy:
     requests: list[str] = field(default_factory=list)
     bearer: tuple[str, str] | None = None
     token: str = "test-token-0123"
+    realm: str | None = None  # the token server the challenge names (default: this proxy's)
 
     @property
     def host(self) -> str:
@@ -205,7 +206,7 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                                 {"Content-Type": "application/json"})
                 return True
             if self.headers.get("Authorization") != f"Bearer {proxy.token}":
-                realm = f'Bearer realm="http://{proxy.host}/token",service="test-registry"'
+                realm = f'Bearer realm="{proxy.realm or f"http://{proxy.host}/token"}",service="test-registry"'
                 self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}',
                             {"Content-Type": "application/json", "WWW-Authenticate": realm})
                 return True

@@ -232,6 +232,22 @@ def test_token_auth(proxy: Proxy, layouts: dict[str, Any], root: Root, auth_file
     assert any(r.startswith("GET /token?") for r in proxy.requests)
 
 
+@pytest.mark.parametrize("realm", ["http://192.0.2.1/token", "http://[::1:not-a-host/token"])
+def test_token_realm_elsewhere_over_plain_http_is_refused(proxy: Proxy, root: Root, auth_file: Path,
+                                                          realm: str) -> None:
+    """Credentials go to a token server over plain HTTP only on the (insecure-allowed) registry's
+    own host or loopback; a realm elsewhere is refused before any connection is made, and a
+    malformed one is a one-line error."""
+    proxy.bearer = ("bob", "tok-pass")
+    proxy.realm = realm
+    login(proxy.host, "bob", "tok-pass")
+    with pytest.raises(CarrierError, match=r"plain-http token server|invalid token server") as e:
+        do_pull(root, f"{proxy.host}/test/bb")
+    assert "\n" not in str(e.value)
+    assert not any(r.startswith("GET /token") for r in proxy.requests)
+    assert_nothing_stored(root)
+
+
 def test_credentials_files(tmp_path: Path, auth_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docker = tmp_path / "home" / ".docker" / "config.json"
     docker.parent.mkdir(parents=True)
