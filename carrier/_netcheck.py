@@ -9,7 +9,7 @@ helper is not this module's business: the supervision tree already ends the grou
 
 from __future__ import annotations
 
-import shutil
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -54,14 +54,37 @@ def check_and_repair(record: Record, cdir: Path) -> list[str]:
             ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway"], oif=index)
             repaired.append(f"default route via {net['gateway']}")
     etc = running_view(cdir, record.spec.storage_driver, record.container_pid) / "etc"
-    for name in FILES:
-        kept = cdir / name
-        target = etc / name
-        # Only a missing or emptied file is restored: an edit made inside is the user's.
-        if kept.exists() and not etc.is_symlink() and (
-            not target.exists() or target.stat().st_size == 0
-        ):
-            target.unlink(missing_ok=True)
-            shutil.copyfile(kept, target)
-            repaired.append(f"/etc/{name}")
+    repaired += [f"/etc/{name}" for name in _restore_files(etc, cdir)]
     return repaired
+
+
+def _restore_files(etc: Path, kept: Path) -> list[str]:
+    """Put back a missing or emptied resolv.conf or hosts (an edit made inside is the user's).
+
+    The running container could swap its /etc for a symlink to a host directory at any moment,
+    so everything happens relative to one descriptor of the real directory, opened without
+    following a symlink: no later swap can redirect the write.
+    """
+    try:
+        fd = os.open(etc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # no /etc, or a symlink: not ours to touch
+        return []
+    restored = []
+    try:
+        for name in FILES:
+            if not (kept / name).exists():
+                continue
+            try:
+                if os.stat(name, dir_fd=fd, follow_symlinks=False).st_size > 0:
+                    continue
+            except FileNotFoundError:
+                pass
+            tmp = f".{name}.carrier"
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+            with os.fdopen(out, "wb") as f:
+                f.write((kept / name).read_bytes())
+            os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            restored.append(name)
+    finally:
+        os.close(fd)
+    return restored

@@ -10,6 +10,7 @@ import subprocess
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from conftest import Carrier
@@ -180,6 +181,20 @@ class TestNetworkRepair:
         second = carrier("exec", "net", "true")
         assert second.err == "", "nothing to repair the second time"
         assert carrier("rm", "-f", "net").code == 0
+
+    def test_repair_never_writes_through_a_symlinked_etc(self, carrier: Carrier, image: str,
+                                                          tmp_path: Path) -> None:
+        """A container that turns its /etc into a symlink naming a host directory: the repair
+        (done from the host, through /proc/PID/root) writes nothing there."""
+        host_dir = tmp_path / "host-etc"
+        host_dir.mkdir()
+        assert carrier("run", "-d", "--name", "sly", image, "sleep", "1000").code == 0
+        res = carrier("exec", "sly", "sh", "-c", f"rm -rf /etc && ln -s {host_dir} /etc")
+        assert res.code == 0, res.err
+        res = carrier("exec", "sly", "true")
+        assert res.code == 0, res.err
+        assert list(host_dir.iterdir()) == []
+        assert carrier("rm", "-f", "sly").code == 0
 
     def test_no_network_left_alone(self, carrier: Carrier, running: str) -> None:
         """A --no-network container is not checked or repaired."""
