@@ -350,7 +350,7 @@ def _oci_images(source: _Source, want: Platform) -> list[_Pending]:
             continue
         digest, pending = _resolve(source, desc, what, want, depth=0)
         pending = by_digest.setdefault(digest, pending)
-        annotations = desc.get("annotations") or {}
+        annotations = desc.get("annotations") if isinstance(desc.get("annotations"), dict) else {}
         name = annotations.get(_NAME) or annotations.get(_REF_NAME)
         if isinstance(name, str) and (_NAME in annotations or any(c in name for c in "/:@")):
             ref = _ref(source, name, what)  # a bare ref.name is only a tag: it names no repository

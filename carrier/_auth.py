@@ -66,6 +66,8 @@ def credentials(domain: str) -> tuple[str, str] | None:
     wanted = _keys_for(domain)
     for path in auth_files():
         auths = _read(path).get("auths") or {}
+        if not isinstance(auths, dict):
+            raise CarrierError(f"cannot read the credentials file {path}: 'auths' is not an object")
         for key, entry in auths.items():
             if _host_of(key) not in wanted or not isinstance(entry, dict) or not entry.get("auth"):
                 continue

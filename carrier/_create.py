@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _events
+from ._atomic import locked
 from ._errors import CarrierError
 from ._health import HealthConfig
 from ._network import validate as validate_network
@@ -40,8 +41,9 @@ def create(root: Root, image: str, command: Sequence[str] = (), *, name: str | N
            **options: Any) -> tuple[Record, int]:
     """Build and check the spec (see :func:`build_spec`), then reserve a new container: its
     record and the fd of its supervisor lock. Nothing is stored unless every check passed."""
-    spec = build_spec(root, image, command, **options)
-    record, lock = Containers(root).create(spec, name)
+    with locked(root.gc_lock, shared=True):  # no rmi or prune between the lookup and the record
+        spec = build_spec(root, image, command, **options)
+        record, lock = Containers(root).create(spec, name)
     _events.emit(root.path, record.id, record.name, "created", image=image)
     return record, lock
 

@@ -85,6 +85,10 @@ def remove_as_owner(path: Path) -> None:
             if mapped.returncode != 0:
                 proc.kill()
                 raise CarrierError(f"cannot remove {path}: {tool}: {mapped.stderr.strip()}")
-        _, err = proc.communicate(b"go\n", timeout=120)
+        try:
+            _, err = proc.communicate(b"go\n", timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise CarrierError(f"cannot remove {path}: rm took longer than 5 minutes") from None
         if proc.returncode != 0:
             raise CarrierError(f"cannot remove {path}: {err.decode().strip()}")

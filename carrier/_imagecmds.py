@@ -120,27 +120,27 @@ def rmi(refs: list[str], force: bool) -> int:
     untags it: the container keeps its layers)."""
     root = Root.open()
     store = Store(root)
-    users = _users(root)
-    found = [store.get(ref) for ref in refs]  # every name is checked before anything changes
-    for ref, image in zip(refs, found, strict=True):
-        if image.id in users and not force:
-            raise ConflictError(f"cannot remove image {ref}: container {users[image.id][0]} uses it "
-                                f"(remove the container first, or use -f)")
-    for ref, image in zip(refs, found, strict=True):
-        named = _named(ref, image)
-        if len(image.names) > 1 and named is not None:  # one of several names: untag that one
-            store.untag([named])
-            print(f"Untagged: {familiar(named)}")
-            continue
-        for name in image.names:
-            print(f"Untagged: {familiar(name)}")
-        if image.id in users:
-            store.untag(image.names)
-        else:
-            with locked(root.gc_lock):
+    with locked(root.gc_lock):  # no container is created from these images meanwhile
+        users = _users(root)
+        found = [store.get(ref) for ref in refs]  # every name is checked before anything changes
+        for ref, image in zip(refs, found, strict=True):
+            if image.id in users and not force:
+                raise ConflictError(f"cannot remove image {ref}: container {users[image.id][0]} "
+                                    f"uses it (remove the container first, or use -f)")
+        for ref, image in zip(refs, found, strict=True):
+            named = _named(ref, image)
+            if len(image.names) > 1 and named is not None:  # one of several names: untag it
+                store.untag([named])
+                print(f"Untagged: {familiar(named)}")
+                continue
+            for name in image.names:
+                print(f"Untagged: {familiar(name)}")
+            if image.id in users:
+                store.untag(image.names)
+            else:
                 store.remove_image(image)
                 _prune_layers(store)
-            print(f"Deleted: {image.id}")
+                print(f"Deleted: {image.id}")
     return 0
 
 
@@ -193,8 +193,8 @@ def prune(force: bool) -> int:
             freed += _du(containers.dir(record.id))
             containers.remove(record)
             print(f"Deleted container: {record.name}")
-    users = _users(root)
-    with locked(root.gc_lock):  # waits for running pulls and loads
+    with locked(root.gc_lock):  # waits for running pulls, loads and container creations
+        users = _users(root)
         for image in store.images():
             if not image.names and image.id not in users:
                 store.remove_image(image)

@@ -178,8 +178,11 @@ def _diff_ids(config: bytes, manifest: Manifest, label: str) -> list[str]:
 def _check_platform(config: bytes, want: Platform | None, label: str) -> None:
     if want is None:
         return
-    doc = json.loads(config)
-    got = Platform(str(doc.get("os")), str(doc.get("architecture")), doc.get("variant"))
+    try:
+        doc = json.loads(config)
+        got = Platform(str(doc["os"]), str(doc["architecture"]), doc.get("variant"))
+    except (ValueError, KeyError, TypeError):
+        raise CarrierError(f"pull {label}: the image config names no os and architecture") from None
     if (got.os, got.architecture) != (want.os, want.architecture):
         raise CarrierError(f"pull {label}: the image is for {got}, not the requested {want}")
 

@@ -52,6 +52,14 @@ class Manifest:
     layers: tuple[dict[str, Any], ...]
 
 
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    """``doc[key]`` as a list (absent: empty); anything else is a malformed manifest."""
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise CarrierError(f"malformed manifest: {key!r} is not a list")
+    return value
+
+
 def sha256_of(data: bytes) -> str:
     """``sha256:<hex>`` of *data*."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -290,7 +298,7 @@ class Registry:
         raw, media = await self.manifest(reference)
         if media in INDEX_TYPES:
             want = platform or Platform.host()
-            entries = [_descriptor(m, "manifest list entry") for m in json.loads(raw).get("manifests") or []]
+            entries = [_descriptor(m, "manifest list entry") for m in _list(json.loads(raw), "manifests")]
             chosen = [m for m in entries if want.matches(Platform.of(m))]
             if not chosen:
                 available = sorted({str(p) for m in entries if (p := Platform.of(m))})
@@ -302,7 +310,7 @@ class Registry:
                 raise self._fail(f"nested image index {reference} is not supported")
         doc = json.loads(raw)
         config = _descriptor(doc.get("config"), "config descriptor")
-        layers = tuple(_descriptor(layer, "layer descriptor") for layer in doc.get("layers") or [])
+        layers = tuple(_descriptor(layer, "layer descriptor") for layer in _list(doc, "layers"))
         digest = reference if reference.startswith("sha256:") else sha256_of(raw)
         return Manifest(digest, raw, config, layers)
 

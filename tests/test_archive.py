@@ -186,6 +186,18 @@ def test_oci_layout_directory(store: Store, built: tuple[Path, dict[str, Any]]) 
     assert only(load(store, built[0])).image.id == built[1]["config"]
 
 
+def test_annotations_that_are_not_an_object_are_ignored(store: Store, tmp_path: Path) -> None:
+    """Malformed annotations in index.json give no traceback: the image loads, unnamed."""
+    layout = tmp_path / "odd"
+    info = build_layout(layout)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["annotations"] = ["not", "an", "object"]
+    (layout / "index.json").write_text(json.dumps(index))
+    loaded = only(load(store, layout))
+    assert loaded.image.id == info["config"]
+    assert loaded.names == ()
+
+
 def test_docker_25_archive_prefers_manifest_json(store: Store, built: tuple[Path, dict[str, Any]],
                                                  tmp_path: Path) -> None:
     """Docker 25+ writes an OCI layout plus manifest.json with blobs/sha256 paths."""

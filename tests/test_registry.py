@@ -353,6 +353,22 @@ def test_zstd_layers_are_refused(proxy: Proxy, root: Root) -> None:
     assert_nothing_stored(root)
 
 
+def test_malformed_manifest_is_one_line(proxy: Proxy, root: Root) -> None:
+    """A manifest whose layers are not a list (served by the test's proxy, unverified since the
+    reference is a tag) is a one-line error, not a traceback."""
+    def malformed(path: str, body: bytes) -> bytes:
+        if "/manifests/" not in path:
+            return body
+        doc = json.loads(body)
+        doc["layers"] = 5
+        return json.dumps(doc).encode()
+
+    proxy.transform = malformed
+    with pytest.raises(CarrierError, match="malformed manifest: 'layers' is not a list"):
+        do_pull(root, f"{proxy.host}/test/bb")
+    assert_nothing_stored(root)
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
