@@ -51,6 +51,8 @@ def _probe(root: Root, driver: str) -> str | None:
     else why not."""
     if driver == "copy":
         return None
+    if any(c in str(root.path) for c in ",:"):  # the separators of overlay's mount options
+        return f"the Carrier root {root.path} contains ',' or ':'"
     if driver == "fuse-overlayfs":
         if shutil.which("fuse-overlayfs") is None:
             return "fuse-overlayfs is not installed (apt install fuse-overlayfs)"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Carrier
+from conftest import Carrier, user_processes
 from helpers import alive, wait_event
 from oci import HELLO, build_layout
 
@@ -270,3 +270,18 @@ def test_prune_waits_for_a_pull_in_progress(carrier: Carrier, rootfs_tar: Path) 
     assert prune.returncode == 0, err
     assert "Total reclaimed space" in out
     assert not Layers(root).has(diff_id)  # still untagged after the "pull": now it goes
+
+
+def test_a_root_path_with_overlay_separators_falls_back_to_copy(tmp_path: Path, rootfs_tar: Path) -> None:
+    """overlay's mount options are separated by ',' and ':': a Carrier root whose path holds
+    one uses the copy driver, and says why."""
+    before = set(user_processes())
+    cli = Carrier(tmp_path / "odd,root")
+    assert cli("import", str(rootfs_tar), "busybox").code == 0
+    res = cli("info")
+    assert "StorageDriver: copy" in res.out
+    assert "contains ',' or ':'" in res.out
+    res = cli("run", "--rm", "busybox", "echo", "ok")
+    assert (res.code, res.out) == (0, "ok\n"), res.err
+    assert set(user_processes()) <= before
+    assert not any((cli.root / "runtime").iterdir())
