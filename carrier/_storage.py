@@ -177,6 +177,9 @@ class Rootfs:
         # the next carrier command reap it even so.
         self._fuse_argv = ["setpriv", "--pdeathsig", "KILL", "--", *enter, "fuse-overlayfs", "-f",
                            "-o", opts, str(self.mountpoint)]
+        etc = _top_entry(self.layers, "etc")
+        if etc is not None and etc.is_symlink():  # as the other drivers refuse it (_network._etc)
+            raise CarrierError("the image's /etc is a symlink: refusing to write through it")
         for rel in _READ_BEFORE_START:  # what Carrier reads through view(), copied up
             _copy_up(self.layers, self.cdir / "upper", rel)
 
@@ -230,21 +233,37 @@ class Rootfs:
 _READ_BEFORE_START = ("etc/passwd", "etc/group")
 
 
+def _top_entry(layers: tuple[Path, ...], rel: str) -> Path | None:
+    """The path *rel* as the merged tree shows it: the top-most layer's entry, or None where
+    it is absent, deleted (a whiteout) or hidden by an opaque directory or a non-directory
+    higher up. A path through a symlink counts as absent (the merged tree would follow it)."""
+    parts = rel.split("/")
+    for layer in reversed(layers):
+        path, hidden = layer, False
+        for i, part in enumerate(parts):
+            path = path / part
+            if not os.path.lexists(path):
+                break
+            st = os.lstat(path)
+            if i == len(parts) - 1:
+                return None if _is_whiteout(st) else path
+            if not stat.S_ISDIR(st.st_mode):  # a whiteout, file or symlink hides what is below
+                return None
+            hidden = hidden or _opaque(str(path))
+        if hidden:
+            return None
+    return None
+
+
 def _copy_up(layers: tuple[Path, ...], upper: Path, rel: str) -> None:
-    """Copy the top-most regular file *rel* of *layers* into *upper*, as overlay would on write."""
+    """Copy the regular file *rel* of the merged tree into *upper*, as overlay would on write."""
     target = upper / rel
     if os.path.lexists(target) or any(p.is_symlink() for p in target.parents if upper in p.parents):
         return
-    for layer in reversed(layers):
-        source = layer / rel
-        if not os.path.lexists(source):
-            continue
-        st = os.lstat(source)
-        if stat.S_ISREG(st.st_mode) and not any(q.is_symlink() for q in source.parents
-                                                 if layer in q.parents):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-        return
+    source = _top_entry(layers, rel)
+    if source is not None and stat.S_ISREG(os.lstat(source).st_mode):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
 
 
 async def copy_layers(layers: tuple[Path, ...], dest: Path) -> None:

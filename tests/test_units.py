@@ -349,6 +349,21 @@ class TestCopyDriver:
         assert not copied.is_symlink()
         assert copied.read_text() == "image\n"
 
+    def test_merged_lookup_honours_whiteouts_and_opaque_directories(self, tmp_path: Path) -> None:
+        """What fuse-overlayfs copies up before the start is what the merged tree shows."""
+        from carrier._storage import _top_entry
+
+        lower, upper = tmp_path / "l1", tmp_path / "l2"
+        (lower / "etc").mkdir(parents=True)
+        (lower / "etc" / "passwd").write_text("root\n")
+        (upper / "etc").mkdir(parents=True)
+        assert _top_entry((lower, upper), "etc/passwd") == lower / "etc" / "passwd"
+        os.setxattr(upper / "etc", "user.overlay.opaque", b"y")
+        assert _top_entry((lower, upper), "etc/passwd") is None
+        os.removexattr(upper / "etc", "user.overlay.opaque")
+        os.mknod(upper / "etc" / "passwd", 0o020000, 0)  # a whiteout
+        assert _top_entry((lower, upper), "etc/passwd") is None
+
 
 class TestLayerRace:
     def test_two_adders_of_one_layer_both_succeed(self, tmp_path: Path) -> None:
