@@ -170,8 +170,10 @@ def _prune_layers(store: Store) -> int:
             freed += _du(store.layers.path(diff_id))
             store.layers.remove(diff_id)
     stale = time.time() - 3600
-    for entry in store.layers.dir.iterdir():  # staging left by a crashed unpack
-        if entry.name.startswith((".unpack.", ".remove.")) and entry.stat().st_mtime < stale:
+    for entry in store.layers.dir.iterdir():
+        crashed = entry.name.startswith((".unpack.", ".remove.")) and entry.stat().st_mtime < stale
+        incomplete = not entry.name.startswith(".") and not (entry / "size").exists()
+        if crashed or incomplete:  # staging of a crashed unpack; a layer never completed
             freed += _du(entry)
             remove_tree(entry)
     return freed

@@ -155,6 +155,9 @@ def test_rmi_refuses_an_image_in_use_and_prune_frees_it(carrier: Carrier, layere
     assert "MB" in reclaimed
     assert [p for p in layers.iterdir() if not p.name.startswith(".")] == []
     assert "<none>" not in carrier("images").out
+    (layers / ("0" * 64)).mkdir()  # a layer directory never completed (no size file)
+    assert carrier("system", "prune", "-f").code == 0
+    assert not (layers / ("0" * 64)).exists()
 
 
 def test_rmi_then_run_again(carrier: Carrier, image: str) -> None:
