@@ -11,7 +11,7 @@ import sys
 
 from ._errors import CarrierError, NotFoundError
 from ._root import Root
-from ._store import Store
+from ._store import Image, Store
 
 POLICIES = ("missing", "always", "never")
 
@@ -30,16 +30,25 @@ def _needs_pull(root: Root, ref: str, policy: str) -> bool:
         return True
 
 
+async def pull_showing_progress(root: Root, ref: str, platform: str | None = None,
+                                tls_verify: bool | None = None) -> Image:
+    """Pull *ref*, with progress on stderr (bars on a terminal, lines otherwise).
+
+    **Cancellation:** an interrupted pull stores nothing (``_pull``).
+    """
+    from ._pull import console_progress, pull
+
+    with console_progress(sys.stderr) as progress:
+        return await pull(root, ref, platform=platform, tls_verify=tls_verify, progress=progress)
+
+
 async def ensure_image(root: Root, ref: str, policy: str = "missing", platform: str | None = None) -> None:
     """Pull *ref* as *policy* says, with progress on stderr.
 
     **Cancellation:** an interrupted pull stores nothing (``_pull``).
     """
     if _needs_pull(root, ref, policy):
-        from ._pull import console_progress, pull
-
-        with console_progress(sys.stderr) as progress:
-            await pull(root, ref, platform=platform, progress=progress)
+        await pull_showing_progress(root, ref, platform)
 
 
 def ensure_image_sync(root: Root, ref: str, policy: str = "missing", platform: str | None = None) -> None:
@@ -47,4 +56,4 @@ def ensure_image_sync(root: Root, ref: str, policy: str = "missing", platform: s
     if _needs_pull(root, ref, policy):
         import anyio
 
-        anyio.run(lambda: ensure_image(root, ref, "always", platform))
+        anyio.run(lambda: pull_showing_progress(root, ref, platform))

@@ -24,16 +24,13 @@ from ._state import Containers, Status
 from ._store import Image, Store, familiar
 
 
-def _pull_to_stderr(root: Root, ref: str, platform: str | None, tls_verify: bool | None) -> Image:
-    from ._pull import console_progress, pull_sync  # httpx is imported only when pulling
-
-    with console_progress(sys.stderr) as progress:
-        return pull_sync(root, ref, platform=platform, tls_verify=tls_verify, progress=progress)
-
-
 def pull(ref: str, platform: str | None, tls_verify: bool | None) -> int:
     """``carrier pull``: prints the image id, as ``podman pull`` does."""
-    image = _pull_to_stderr(Root.open(), ref, platform, tls_verify)
+    import anyio
+
+    from ._ensure import pull_showing_progress
+
+    image = anyio.run(lambda: pull_showing_progress(Root.open(), ref, platform, tls_verify))
     print(image.id)
     return 0
 

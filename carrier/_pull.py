@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -216,30 +216,32 @@ async def pull(root: Root, ref: str, *, platform: str | None = None, tls_verify:
     want = Platform.parse(platform) if platform else None
     store = Store(root)
     events: Progress = progress or _Silent()
-    gc = await anyio.to_thread.run_sync(lambda: lock_fd(root.gc_lock, shared=True))  # no prune meanwhile
+    async with _no_prune(root):
+        with _workdir(root) as work:
+            async with Registry(reference, tls_verify=tls_verify, label=ref) as reg:
+                manifest = await reg.image_manifest(want)
+                _check_media_types(manifest, ref)
+                config = await _config(reg, store, manifest)
+                _check_platform(config, want, ref)
+                diff_ids = _diff_ids(config, manifest, ref)
+                todo: dict[str, dict[str, Any]] = {}
+                for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+                    if store.layers.has(diff_id):
+                        events.finish(str(desc["digest"]), "already exists")
+                    else:
+                        todo.setdefault(diff_id, desc)
+                await _fetch_layers(reg, store, work, todo, events)
+            return store.add_image(config, [reference])
+
+
+@contextlib.asynccontextmanager
+async def _no_prune(root: Root) -> AsyncIterator[None]:
+    """Hold ``gc.lock`` shared (waiting in a worker thread: a prune may hold it a while)."""
+    fd = await anyio.to_thread.run_sync(lambda: lock_fd(root.gc_lock, shared=True))
     try:
-        return await _pull(root, store, reference, want, ref, tls_verify, events)
+        yield
     finally:
-        os.close(gc)
-
-
-async def _pull(root: Root, store: Store, reference: Reference, want: Platform | None, ref: str,
-                tls_verify: bool | None, events: Progress) -> Image:
-    with _workdir(root) as work:
-        async with Registry(reference, tls_verify=tls_verify, label=ref) as reg:
-            manifest = await reg.image_manifest(want)
-            _check_media_types(manifest, ref)
-            config = await _config(reg, store, manifest)
-            _check_platform(config, want, ref)
-            diff_ids = _diff_ids(config, manifest, ref)
-            todo: dict[str, dict[str, Any]] = {}
-            for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-                if store.layers.has(diff_id):
-                    events.finish(str(desc["digest"]), "already exists")
-                else:
-                    todo.setdefault(diff_id, desc)
-            await _fetch_layers(reg, store, work, todo, events)
-        return store.add_image(config, [reference])
+        os.close(fd)
 
 
 async def _fetch_layers(reg: Registry, store: Store, work: Path, todo: dict[str, dict[str, Any]],
@@ -282,9 +284,3 @@ async def _fetch_layers(reg: Registry, store: Store, work: Path, todo: dict[str,
         finally:
             blob.unlink(missing_ok=True)
         events.finish(digest, f"done {human(size)}")
-
-
-def pull_sync(root: Root, ref: str, *, platform: str | None = None, tls_verify: bool | None = None,
-              progress: Progress | None = None) -> Image:
-    """:func:`pull` from synchronous code (runs its own event loop)."""
-    return anyio.run(lambda: pull(root, ref, platform=platform, tls_verify=tls_verify, progress=progress))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,18 +33,22 @@ class Runtime:
 
     binary: str
     state_dir: Path
-    prefix: tuple[str, ...] = ()  # for ``run``: nsenter into the holder (``Rootfs.runtime_inside``)
 
     def _argv(self, *args: str) -> list[str]:
-        # kill, delete and state work from outside (they must, once the holder is gone)
         return [self.binary, "--root", str(self.state_dir), *args]
 
     def run(self, cid: str, bundle: Path, *, stdin: int | IO[Any] | None,
-            stdout: int | IO[Any] | None, stderr: int | IO[Any] | None) -> _process.Child:
-        """Start ``runtime run`` for the bundle in its own session (signals come from us)."""
-        argv = [*self.prefix, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
-                                          "run", "--bundle", str(bundle), "--pid-file",
-                                          str(bundle / "container.pid"), cid)]
+            stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
+            inside: Sequence[str] = ()) -> _process.Child:
+        """Start ``runtime run`` for the bundle in its own session (signals come from us).
+
+        *inside* is a command to run it through (``nsenter`` into the holder, for
+        fuse-overlayfs); kill, delete and state always run from outside, so they work once the
+        holder is gone.
+        """
+        argv = [*inside, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
+                                     "run", "--bundle", str(bundle), "--pid-file",
+                                     str(bundle / "container.pid"), cid)]
         return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
 
     async def kill(self, cid: str, signal: str) -> None:

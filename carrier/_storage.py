@@ -199,26 +199,21 @@ class Rootfs:
             raise
 
     async def _wait_mounted(self, holder: Holder) -> None:
-        """Wait for the mount to appear in the holder's mount table (an event on mountinfo)."""
+        """Wait for the mount to appear in the holder's mount table: one poll on mountinfo (which
+        signals every mount-table change) and on fuse-overlayfs's pidfd (which signals its exit)."""
         assert self.fuse is not None
-        fuse = self.fuse
-        target = f" {self.mountpoint} "
+        target = f" {self.mountpoint} ".encode()
         with open(f"/proc/{holder.pid}/mountinfo", "rb") as f:  # noqa: ASYNC230 - procfs
             poller = select.poll()
             poller.register(f, select.POLLPRI | select.POLLERR)
+            poller.register(self.fuse.pidfd, select.POLLIN)
             with anyio.fail_after(10):
                 while True:
                     f.seek(0)
-                    if target.encode() in f.read():
+                    if target in f.read():
                         return
-                    async with anyio.create_task_group() as tg:
-                        async def exited() -> None:
-                            await fuse.wait()
-                            tg.cancel_scope.cancel()
-                        tg.start_soon(exited)
-                        await anyio.to_thread.run_sync(poller.poll, 200, abandon_on_cancel=True)
-                        tg.cancel_scope.cancel()
-                    if fuse.returncode is not None:
+                    ready = await anyio.to_thread.run_sync(poller.poll, abandon_on_cancel=True)
+                    if any(fd == self.fuse.pidfd for fd, _ in ready):
                         raise RuntimeFailure("fuse-overlayfs exited before mounting the root filesystem")
 
     async def release(self) -> None:

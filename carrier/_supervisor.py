@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, final
 
@@ -309,8 +309,6 @@ class _Group:
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
         self.holder = await start_holder(userns=not host_network, netns=not host_network,
                                          mountns=rootfs.needs_mountns)
-        if rootfs.runtime_inside:
-            self.runtime = replace(self.runtime, prefix=tuple(self.holder.enter_argv()))
         await rootfs.prepare(self.holder)
         self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
                                            rootfs.view())
@@ -326,6 +324,7 @@ class _Group:
         self.child = self.runtime.run(
             self.record.id, self.bundle,
             stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
+            inside=self.holder.enter_argv() if rootfs.runtime_inside else (),
         )
         if await self._command_running(pid_file):
             self.record.container_pid = int(pid_file.read_text())
@@ -450,7 +449,6 @@ class _Group:
             await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
-        self.runtime = replace(self.runtime, prefix=())
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:
