@@ -43,6 +43,13 @@ class Context:
                               capture_output=True, check=check, timeout=timeout, **kw)
 
 
+def baseline_python() -> str | None:
+    """``$CARRIER_BENCH_BASELINE``: the interpreter of another Carrier install (an earlier
+    build), measured side by side with this one in the same run; run it with ``cwd="/"`` so
+    that ``-m carrier`` cannot pick up this checkout."""
+    return os.environ.get("CARRIER_BENCH_BASELINE") or None
+
+
 def stats(values: list[float]) -> dict[str, float]:
     """Median, p95 (nearest rank), min, max and count of *values*."""
     if not values:

@@ -8,14 +8,14 @@ import sys
 import time
 from typing import Any
 
-from bench._common import Context, interleave, ms_since
+from bench._common import Context, baseline_python, interleave, ms_since
 
 HEAVY = ["anyio", "trio", "structlog", "rich", "cyclopts", "pyroute2", "httpx", "jsonschema"]
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> float:
+def _timed(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, env=env, capture_output=True, check=True, timeout=60)
+    subprocess.run(argv, env=env, capture_output=True, check=True, timeout=60, cwd=cwd)
     return ms_since(t0)
 
 
@@ -50,9 +50,12 @@ def run(ctx: Context) -> dict[str, Any]:
     env = ctx.env
     variants = {
         "python -c pass": lambda: _timed([*py, "-c", "pass"], env),
-        "carrier --help": lambda: _timed([*py, "-m", "carrier", "--help"], env),
-        "carrier ps": lambda: _timed([*py, "-m", "carrier", "ps"], env),
+        "carrier --help": lambda: _timed([*py, "-m", "carrier", "--help"], env, "/"),
+        "carrier ps": lambda: _timed([*py, "-m", "carrier", "ps"], env, "/"),
     }
+    if (base := baseline_python()) is not None:  # an earlier build, in the same run
+        variants["baseline carrier --help"] = lambda: _timed([base, "-m", "carrier", "--help"], env, "/")
+        variants["baseline carrier ps"] = lambda: _timed([base, "-m", "carrier", "ps"], env, "/")
     return {
         "variants": interleave(variants, ctx.runs),
         "importtime": {

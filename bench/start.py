@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Context, interleave, ms_since
+from bench._common import Context, baseline_python, interleave, ms_since
 from bench._podman import Podman
 
 FLOOR = Path(__file__).resolve().parent / "floor.sh"
 
 
-def carrier_cli() -> list[str]:
-    """How users run Carrier: the console script next to this interpreter, else ``-m``."""
-    script = Path(sys.executable).parent / "carrier"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "carrier"]
+def carrier_cli(python: str = sys.executable) -> list[str]:
+    """How users run Carrier: the console script next to *python*, else ``-m``."""
+    script = Path(python).parent / "carrier"
+    return [str(script)] if script.exists() else [python, "-m", "carrier"]
 
 
 def _id_maps() -> tuple[list[dict[str, int]], list[dict[str, int]]]:
@@ -71,10 +71,12 @@ def floor_template(work: Path, tarball: Path, args: list[str]) -> Path:
     return path
 
 
-def stamped(argv: list[str], env: dict[str, str], timeout: float = 60) -> dict[str, float]:
+def stamped(argv: list[str], env: dict[str, str], timeout: float = 60,
+            cwd: str | None = None) -> dict[str, float]:
     """Run *argv* whose command prints the monotonic clock; to-command and wall times in ms."""
     t0 = time.perf_counter()
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=True)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=True,
+                         cwd=cwd)
     wall = ms_since(t0)
     stamps = [ln for ln in out.stdout.split() if ln.isdigit()]
     if not stamps:
@@ -105,6 +107,10 @@ def run(ctx: Context) -> dict[str, Any]:
         "carrier --no-network": carrier("--no-network"),
         "floor none": floor("none"),
     }
+    if (base := baseline_python()) is not None:  # an earlier build, in the same run
+        base_cli = carrier_cli(base)
+        variants["baseline carrier pasta"] = lambda: stamped(
+            [*base_cli, "run", "--rm", "--network", "pasta", image, "stamp"], env, cwd="/")
     if podman.unavailable is None:
         variants["podman slirp4netns"] = lambda: stamped(podman.argv(
             "run", "--rm", "--network", "slirp4netns", "localhost/bench", "/bin/stamp"), podman.env)
@@ -127,7 +133,8 @@ def ratios(variants: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     pairs = [("carrier pasta", "floor pasta"), ("carrier slirp4netns", "floor slirp4netns"),
              ("carrier --no-network", "floor none"), ("carrier pasta", "podman slirp4netns"),
-             ("carrier slirp4netns", "podman slirp4netns")]
+             ("carrier slirp4netns", "podman slirp4netns"),
+             ("carrier pasta", "baseline carrier pasta")]
     for a, b in pairs:
         for metric in ("to_command", "wall"):
             x, y = _median(variants.get(a), metric), _median(variants.get(b), metric)
