@@ -10,32 +10,35 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._errors import CarrierError as CarrierError
-    from ._errors import ConflictError as ConflictError
-    from ._errors import NotFoundError as NotFoundError
-    from ._events import events as events
-    from ._ready import Condition as Condition
-    from ._ready import all_of as all_of
-    from ._ready import healthy as healthy
-    from ._ready import http as http
-    from ._ready import log_line as log_line
-    from ._ready import port as port
-    from ._ready import predicate as predicate
-    from ._ready import tcp as tcp
-    from ._run import run as run
-    from ._supervisor import Container as Container
-    from ._supervisor import Outcome as Outcome
-    from ._supervisor import Reason as Reason
-    from ._supervisor import Stdio as Stdio
+    from ._library._run import run as run
+    from ._supervision._events import events as events
+    from ._supervision._group import Container as Container
+    from ._supervision._group import Outcome as Outcome
+    from ._supervision._group import Reason as Reason
+    from ._supervision._group import Stdio as Stdio
+    from ._supervision._ready import Condition as Condition
+    from ._supervision._ready import all_of as all_of
+    from ._supervision._ready import healthy as healthy
+    from ._supervision._ready import http as http
+    from ._supervision._ready import log_line as log_line
+    from ._supervision._ready import port as port
+    from ._supervision._ready import predicate as predicate
+    from ._supervision._ready import tcp as tcp
+    from ._util._errors import CarrierError as CarrierError
+    from ._util._errors import ConflictError as ConflictError
+    from ._util._errors import NotFoundError as NotFoundError
 
 _HOME = {
-    "CarrierError": "_errors", "ConflictError": "_errors", "NotFoundError": "_errors",
-    "events": "_events",
-    "Condition": "_ready", "all_of": "_ready", "healthy": "_ready", "http": "_ready",
-    "log_line": "_ready", "port": "_ready", "predicate": "_ready", "tcp": "_ready",
-    "run": "_run",
-    "Container": "_supervisor", "Outcome": "_supervisor", "Reason": "_supervisor",
-    "Stdio": "_supervisor",
+    "CarrierError": "_util._errors", "ConflictError": "_util._errors",
+    "NotFoundError": "_util._errors",
+    "events": "_supervision._events",
+    "Condition": "_supervision._ready", "all_of": "_supervision._ready",
+    "healthy": "_supervision._ready", "http": "_supervision._ready",
+    "log_line": "_supervision._ready", "port": "_supervision._ready",
+    "predicate": "_supervision._ready", "tcp": "_supervision._ready",
+    "run": "_library._run",
+    "Container": "_supervision._group", "Outcome": "_supervision._group",
+    "Reason": "_supervision._group", "Stdio": "_supervision._group",
 }
 
 __all__ = [

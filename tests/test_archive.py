@@ -19,11 +19,11 @@ import pytest
 from conftest import Carrier
 from oci import HELLO, build_layout
 
-from carrier._archive import Loaded, load
-from carrier._errors import CarrierError
-from carrier._platform import Platform
-from carrier._root import Root
-from carrier._store import Store
+from carrier._images._archive import Loaded, load
+from carrier._images._platform import Platform
+from carrier._images._store import Store
+from carrier._util._errors import CarrierError
+from carrier._util._root import Root
 
 HOST = str(Platform.host())
 OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"

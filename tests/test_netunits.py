@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from carrier import _nethelper
-from carrier._dns import DnsOptions, Hosts, container_resolv_conf, parse_resolv_conf
-from carrier._errors import CarrierError
-from carrier._network import parse_add_host
-from carrier._ports import PortMapping, parse_port, parse_ports
+from carrier._network import _choice
+from carrier._network._dns import DnsOptions, Hosts, container_resolv_conf, parse_resolv_conf
+from carrier._network._ports import PortMapping, parse_port, parse_ports
+from carrier._network._setup import parse_add_host
+from carrier._util._errors import CarrierError
 
 
 class TestPorts:
@@ -102,28 +103,28 @@ class TestHelperChoice:
         """The install command comes from /etc/os-release."""
         f = tmp_path / "os-release"
         f.write_text(os_release)
-        assert _nethelper.install_hint(f) == command
+        assert _choice.install_hint(f) == command
 
     def test_auto_prefers_pasta_then_slirp(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """auto takes pasta when present, else slirp4netns."""
-        monkeypatch.setattr(_nethelper.shutil, "which", lambda name: f"/usr/bin/{name}")
-        assert _nethelper.choose("auto").name == "pasta"  # type: ignore[union-attr]
-        monkeypatch.setattr(_nethelper.shutil, "which",
+        monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+        assert _choice.choose("auto").name == "pasta"  # type: ignore[union-attr]
+        monkeypatch.setattr(shutil, "which",
                             lambda name: None if name == "pasta" else f"/usr/bin/{name}")
-        assert _nethelper.choose("auto").name == "slirp4netns"  # type: ignore[union-attr]
+        assert _choice.choose("auto").name == "slirp4netns"  # type: ignore[union-attr]
 
     def test_none_installed_names_the_install_command(self, monkeypatch: pytest.MonkeyPatch,
                                                       tmp_path: Path) -> None:
         """With neither helper, the error says how to install them on this distribution."""
-        monkeypatch.setattr(_nethelper.shutil, "which", lambda name: None)
+        monkeypatch.setattr(shutil, "which", lambda name: None)
         f = tmp_path / "os-release"
         f.write_text("ID=fedora\n")
         with pytest.raises(CarrierError, match="dnf install passt slirp4netns"):
-            _nethelper.choose("auto", os_release=f)
+            _choice.choose("auto", os_release=f)
         with pytest.raises(CarrierError, match="pasta is not installed"):
-            _nethelper.choose("pasta", os_release=f)
+            _choice.choose("pasta", os_release=f)
 
     def test_modes_without_helper(self) -> None:
         """none and host need no helper."""
-        assert _nethelper.choose("none") is None
-        assert _nethelper.choose("host") is None
+        assert _choice.choose("none") is None
+        assert _choice.choose("host") is None

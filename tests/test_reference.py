@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from carrier._errors import CarrierError
-from carrier._reference import Reference
+from carrier._images._reference import Reference
+from carrier._util._errors import CarrierError
 
 DIGEST = "sha256:" + "ab" * 32
 

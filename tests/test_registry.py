@@ -21,12 +21,12 @@ from conftest import Carrier
 from oci import HELLO, build_layout
 from registry import Proxy, Registry, blob_path, free_port, push, run_proxy, run_registry
 
-from carrier._auth import credentials, login, logout
-from carrier._errors import CarrierError
-from carrier._pull import LineProgress, pull
-from carrier._registry import check_login
-from carrier._root import Root
-from carrier._store import Store
+from carrier._images._auth import credentials, login, logout
+from carrier._images._pull import LineProgress, pull
+from carrier._images._registry import check_login
+from carrier._images._store import Store
+from carrier._util._errors import CarrierError
+from carrier._util._root import Root
 
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 OTHER_ARCH = "arm64" if HOST_ARCH == "amd64" else "amd64"

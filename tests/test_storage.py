@@ -18,8 +18,8 @@ from conftest import Carrier, user_processes
 from helpers import alive, wait_event
 from oci import HELLO, build_layout
 
-from carrier._layers import Layers
-from carrier._root import Root
+from carrier._images._layers import Layers
+from carrier._util._root import Root
 
 DRIVERS = ["overlay", "fuse-overlayfs", "copy"]
 

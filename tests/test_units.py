@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import carrier
-from carrier import _cli
-from carrier._create import parse_env
-from carrier._errors import CarrierError, ConflictError
-from carrier._extract import UnsafeArchiveError
-from carrier._layers import Layers
-from carrier._root import Root
-from carrier._sandbox import subordinate_range
-from carrier._state import Record, Spec, Status
+from carrier._cli import _app as _cli
+from carrier._images._extract import UnsafeArchiveError
+from carrier._images._layers import Layers
+from carrier._runtime._bundle import parse_env
+from carrier._sandbox._idmap import subordinate_range
+from carrier._state._records import Record, Spec, Status
+from carrier._util._errors import CarrierError, ConflictError
+from carrier._util._root import Root
 
 
 class TestExports:
@@ -28,6 +28,19 @@ class TestExports:
         public = {n for n in dir(carrier) if not n.startswith("_")}
         assert sorted(carrier.__all__) == carrier.__all__
         assert set(carrier.__all__) == public
+
+    def test_every_public_name_loads_from_its_layer(self) -> None:
+        """Each public name is found where ``carrier/__init__.py`` says, and the names that
+        type checkers see (its ``TYPE_CHECKING`` imports) are exactly ``__all__``."""
+        import ast
+
+        for name in carrier.__all__:
+            obj = getattr(carrier, name)
+            assert obj.__module__ == f"carrier.{carrier._HOME[name]}", name
+        tree = ast.parse(Path(carrier.__file__).read_text())
+        typed = {alias.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names if alias.asname}
+        assert typed == set(carrier.__all__) == set(carrier._HOME)
 
 
 class TestRunArgv:
@@ -47,9 +60,9 @@ class TestRunArgv:
 
     def test_flags_follow_the_signature(self) -> None:
         """The value-less options are exactly run's bool parameters (with their aliases)."""
-        assert {"-d", "--detach", "--rm", "-i", "--interactive"} <= _cli._RUN_FLAGS
-        assert "-e" not in _cli._RUN_FLAGS
-        assert "--name" not in _cli._RUN_FLAGS
+        assert {"-d", "--detach", "--rm", "-i", "--interactive"} <= _cli._FLAGS["run"]
+        assert "-e" not in _cli._FLAGS["run"]
+        assert "--name" not in _cli._FLAGS["run"]
 
 
 class TestEnv:
@@ -221,8 +234,8 @@ class TestNameRace:
         """Two creators racing for one name: exactly one gets it, the other a clear error."""
         import threading
 
-        from carrier._root import Root
-        from carrier._state import Containers
+        from carrier._state._records import Containers
+        from carrier._util._root import Root
 
         containers = Containers(Root.open(tmp_path / "root"))
         barrier = threading.Barrier(8)
@@ -265,13 +278,13 @@ class TestTerminalEnv:
     ])
     def test_term_mapping(self, tmp_path: Path, known: list[str], ours: str, expected: str) -> None:
         """TERM is ours if the container knows it, else xterm, else vt100."""
-        from carrier._terminal import container_term
+        from carrier._runtime._terminal import container_term
 
         assert container_term(self._rootfs(tmp_path, known), ours) == expected
 
     def test_session_env_from_passwd(self, tmp_path: Path) -> None:
         """HOME, USER/LOGNAME and SHELL come from the container's passwd entry."""
-        from carrier._terminal import session_env
+        from carrier._runtime._terminal import session_env
 
         env = session_env(self._rootfs(tmp_path, []), 1000, "PATH=/bin", "xterm", None)
         assert env == ["TERM=vt100", "HOME=/home/app", "PATH=/bin", "USER=app", "LOGNAME=app",
@@ -281,7 +294,7 @@ class TestTerminalEnv:
 class TestRestartTracker:
     def test_backoff_doubles_to_the_cap(self) -> None:
         """Delays double from the first one up to the maximum."""
-        from carrier._restart import RestartPolicy, RestartTracker
+        from carrier._supervision._restart import RestartPolicy, RestartTracker
 
         t = RestartTracker(RestartPolicy("always", delay=1, max_delay=4, intensity=100, period=1))
         delays = [t.decide(1, stopped=False, now=float(i * 10), ran_for=0.1) for i in range(5)]
@@ -289,7 +302,7 @@ class TestRestartTracker:
 
     def test_long_run_resets_the_backoff(self) -> None:
         """A run that lasted longer than the maximum delay starts the backoff over."""
-        from carrier._restart import RestartPolicy, RestartTracker
+        from carrier._supervision._restart import RestartPolicy, RestartTracker
 
         t = RestartTracker(RestartPolicy("always", delay=1, max_delay=4, intensity=100, period=1))
         assert t.decide(1, stopped=False, now=0, ran_for=0) == 1.0
@@ -298,7 +311,7 @@ class TestRestartTracker:
 
     def test_intensity_is_a_sliding_window(self) -> None:
         """More than N restarts within T seconds gives up; older ones fall out of the window."""
-        from carrier._restart import RestartPolicy, RestartTracker
+        from carrier._supervision._restart import RestartPolicy, RestartTracker
 
         t = RestartTracker(RestartPolicy("always", delay=0, max_delay=0, intensity=2, period=10))
         assert t.decide(1, stopped=False, now=0, ran_for=0) == 0.0
@@ -308,7 +321,7 @@ class TestRestartTracker:
 
     def test_stop_and_no_and_success(self) -> None:
         """A stop, policy no, and on-failure after success all end without a restart."""
-        from carrier._restart import RestartPolicy, RestartTracker
+        from carrier._supervision._restart import RestartPolicy, RestartTracker
 
         assert RestartTracker(RestartPolicy("always")).decide(1, stopped=True, now=0, ran_for=0) is None
         assert RestartTracker(RestartPolicy("no")).decide(1, stopped=False, now=0, ran_for=0) is None
@@ -320,7 +333,7 @@ class TestFdLimit:
     def test_soft_limit_raised_to_hard(self) -> None:
         """A supervisor lifts its open-files soft limit to the hard one (about ten descriptors
         per container: 1024 would cap one process near 100 containers)."""
-        code = ("import resource; from carrier._process import raise_fd_limit; "
+        code = ("import resource; from carrier._util._process import raise_fd_limit; "
                 "h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 "resource.setrlimit(resource.RLIMIT_NOFILE, (256, h)); raise_fd_limit(); "
                 "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (h, h), h > 256)")
@@ -334,7 +347,7 @@ class TestCopyDriver:
         ``etc/passwd``: the copy replaces the symlink, the host file is untouched."""
         import anyio
 
-        from carrier._storage import copy_layers
+        from carrier._storage._copy import copy_layers
 
         victim = tmp_path / "victim"
         victim.write_text("host\n")
@@ -351,18 +364,18 @@ class TestCopyDriver:
 
     def test_merged_lookup_honours_whiteouts_and_opaque_directories(self, tmp_path: Path) -> None:
         """What fuse-overlayfs copies up before the start is what the merged tree shows."""
-        from carrier._storage import _top_entry
+        from carrier._storage._copy import top_entry
 
         lower, upper = tmp_path / "l1", tmp_path / "l2"
         (lower / "etc").mkdir(parents=True)
         (lower / "etc" / "passwd").write_text("root\n")
         (upper / "etc").mkdir(parents=True)
-        assert _top_entry((lower, upper), "etc/passwd") == lower / "etc" / "passwd"
+        assert top_entry((lower, upper), "etc/passwd") == lower / "etc" / "passwd"
         os.setxattr(upper / "etc", "user.overlay.opaque", b"y")
-        assert _top_entry((lower, upper), "etc/passwd") is None
+        assert top_entry((lower, upper), "etc/passwd") is None
         os.removexattr(upper / "etc", "user.overlay.opaque")
         os.mknod(upper / "etc" / "passwd", 0o020000, 0)  # a whiteout
-        assert _top_entry((lower, upper), "etc/passwd") is None
+        assert top_entry((lower, upper), "etc/passwd") is None
 
 
 class TestLayerRace:
@@ -372,8 +385,8 @@ class TestLayerRace:
         archive = _tar(tmp_path, (_entry("f"), b"x" * 100_000))
         root = tmp_path / "root"
         Root.open(root)
-        code = ("import sys; from pathlib import Path; from carrier._layers import Layers; "
-                "from carrier._root import Root; "
+        code = ("import sys; from pathlib import Path; from carrier._images._layers import Layers; "
+                "from carrier._util._root import Root; "
                 "print(Layers(Root.open(sys.argv[1])).add(Path(sys.argv[2]), label='race'))")
         procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(archive)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

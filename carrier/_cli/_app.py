@@ -1,0 +1,157 @@
+"""The ``carrier`` command line, spelled as Docker and Podman spell it: the app, its global
+options, which family module defines each command, and the entry point.
+
+Every failure of Carrier or of its input is one line on stderr and exit code 125.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin, get_type_hints
+
+from cyclopts import App, CycloptsError, Parameter
+
+from .._util._errors import CarrierError
+from .._util._logging import configure
+from . import _containers, _enter, _images, _network, _run, _trees
+
+app = App(
+    name="carrier",
+    help="Rootless Linux containers, run and supervised from Python.",
+    exit_on_error=False,
+    print_error=False,
+    help_on_error=False,
+    result_action="return_value",
+    help_flags=["--help"],
+)
+
+
+@app.meta.default
+def _meta(
+    *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
+    root: Annotated[
+        Path | None, Parameter(help="Carrier root (default: $CARRIER_ROOT or ~/.local/share/carrier).")
+    ] = None,
+    log_level: Literal["debug", "info", "warning", "error"] = "warning",
+    log_format: Literal["auto", "console", "json"] = "auto",
+) -> Any:
+    configure(log_level, log_format)
+    if root is not None:
+        os.environ["CARRIER_ROOT"] = str(root.absolute())
+    return app(_split_run(list(tokens)))
+
+
+# Containers
+app.command(_run.run)
+app.command(_containers.ps)
+app.command(_containers.stop)
+app.command(_containers.rm)
+app.command(_enter.exec_, name="exec")
+app.command(_enter.shell, name=["shell", "sh"])
+app.command(_enter.terminal, name=["terminal", "t", "term"])
+app.command(_containers.logs)
+app.command(_containers.info)
+app.command(_containers.events)
+# Trees
+app.command(_trees.up)
+app.command(_trees.down)
+# Images
+app.command(_images.images)
+app.command(_images.import_, name="import")
+app.command(_images.pull)
+app.command(_images.load)
+app.command(_images.rmi)
+app.command(_images.login)
+app.command(_images.logout)
+# Groups
+network_app = App(name="network", help="Container networking.")
+network_app.command(_network.check)
+app.command(network_app)
+system_app = App(name="system", help="Machine-wide commands: info and prune.")
+system_app.command(_images.system_info, name="info")
+system_app.command(_images.prune)
+app.command(system_app)
+
+
+def _flag_names(func: Any) -> set[str]:
+    """The option names of *func* that take no value (its ``bool`` parameters)."""
+    names: set[str] = set()
+    hints = get_type_hints(func, include_extras=True)
+    for pname in inspect.signature(func).parameters:
+        hint = hints.get(pname)
+        base, meta = (get_args(hint)[0], get_args(hint)[1:]) if get_origin(hint) is Annotated else (hint, ())
+        if base is not bool:
+            continue
+        spelled = [n for m in meta if isinstance(m, Parameter) for n in (m.name or ())]
+        long = "--" + pname.replace("_", "-")
+        names.update(spelled or [long])
+        names.update({long, "--no-" + long[2:]})
+    return names
+
+
+_FLAGS = {"run": _flag_names(_run.run), "exec": _flag_names(_enter.exec_)}
+for _name in ("shell", "sh", "terminal", "t", "term"):
+    _FLAGS[_name] = _flag_names(_enter.terminal)
+
+
+def _split_run(tokens: list[str]) -> list[str]:
+    """Put ``--`` after the image of ``run`` (the container of ``exec``, ``shell``,
+    ``terminal``), so that the command's own options stay its own, as Docker does."""
+    if not tokens or tokens[0] not in _FLAGS or "--" in tokens:
+        return tokens
+    flags = _FLAGS[tokens[0]]
+    i = 1
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "--help" and i == 1:
+            return tokens
+        if not tok.startswith("-") or tok == "-":
+            return [*tokens[: i + 1], "--", *tokens[i + 1 :]]
+        if tok.startswith("-") and not tok.startswith("--") and len(tok) > 2 and all(
+            f"-{c}" in flags for c in tok[1:]
+        ):
+            tokens = [*tokens[:i], *(f"-{c}" for c in tok[1:]), *tokens[i + 1 :]]  # -it
+            continue
+        if tok not in flags and "=" not in tok:
+            i += 1  # the option's value
+        i += 1
+    return tokens
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``carrier`` console script."""
+    try:
+        code = app.meta(list(sys.argv[1:] if argv is None else argv))
+    except CarrierError as e:
+        print(f"carrier: {e}", file=sys.stderr)
+        return e.exit_code
+    except CycloptsError as e:
+        print(f"carrier: {str(e).strip().splitlines()[0] if str(e).strip() else 'invalid usage'}",
+              file=sys.stderr)
+        return 125
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `carrier ps | head`: the reader went away, as it may
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a tool or file Carrier needs, missing or refused
+        print(f"carrier: {e.strerror or e}{f': {e.filename}' if e.filename else ''}",
+              file=sys.stderr)
+        return 125
+    return code if isinstance(code, int) else 0
+
+
+def console() -> NoReturn:
+    """The ``carrier`` console script: :func:`main`, then exit without the interpreter's
+    teardown (30-60 ms of freeing modules on every command); the output is flushed first."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

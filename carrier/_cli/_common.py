@@ -1,0 +1,64 @@
+"""What the command families share: the Carrier root after reconcile, forking a supervisor into
+the background, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from .._util._errors import CarrierError, only_leaf
+from .._util._root import Root
+
+
+def open_root() -> Root:
+    """The Carrier root, with the leftovers of dead supervisors reconciled first."""
+    import anyio
+
+    from .._supervision._control import reconcile
+
+    root = Root.open()
+    anyio.run(reconcile, root)
+    return root
+
+
+def in_background(log: Path, work: Callable[[int], object]) -> str:
+    """Fork a supervisor into its own session to run *work(status_fd)*; return the status it
+    wrote ("started", or why it could not start) once it has closed that fd."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the detached supervisor
+        os.close(read_end)
+        code = 0
+        try:
+            os.setsid()
+            _redirect_std(log)
+            work(write_end)
+        except BaseException:
+            traceback.print_exc()  # into the supervisor's log: its only trace
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as status:
+        return status.read().decode(errors="replace").strip()
+
+
+def _redirect_std(log: Path) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - replaces the process's stdout
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - likewise stderr
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a person reads."""
+    exc = only_leaf(exc) or exc
+    return str(exc) if isinstance(exc, CarrierError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,157 @@
+"""The container commands: ``ps``, ``stop``, ``rm``, ``logs``, ``info`` and ``events``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from cyclopts import Parameter
+
+from .._util._errors import CarrierError, ConflictError
+from ._common import open_root
+from ._format import ago, table
+
+if TYPE_CHECKING:
+    from .._state._records import Record
+
+
+def ps(
+    all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,
+    format: Literal["table", "json"] = "table",
+) -> int:
+    """List containers (running ones, or all with -a)."""
+    from .._state._records import Containers, Status
+
+    records = [r for r in Containers(open_root()).all() if all or r.status is Status.RUNNING]
+    if format == "json":
+        print(json.dumps([_summary(r) for r in records], indent=2))
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for r in records:
+        cmd = " ".join(r.spec.args)
+        cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
+        rows.append((r.id[:12], r.spec.image, f'"{cmd}"', f"{ago(r.created)} ago",
+                     _status_text(r), r.name))
+    table(rows)
+    return 0
+
+
+def _status_text(r: Record) -> str:
+    from .._state._records import Status
+
+    if r.status is Status.RUNNING:
+        return f"Up {ago(r.started)}"
+    if r.status is Status.EXITED:
+        return f"Exited ({r.exit_code}) {ago(r.finished)} ago"
+    return "Created"
+
+
+def _summary(r: Record) -> dict[str, Any]:
+    return {
+        "Id": r.id, "Names": [r.name], "Image": r.spec.image, "ImageID": r.spec.image_id,
+        "Command": r.spec.args, "Created": r.created, "State": str(r.status),
+        "Status": _status_text(r), "ExitCode": r.exit_code, "Reason": r.reason,
+        "StartedAt": r.started, "FinishedAt": r.finished,
+    }
+
+
+def stop(
+    *containers: str,
+    time: Annotated[float | None, Parameter(name=["-t", "--time"])] = None,
+) -> int:
+    """Stop containers: SIGTERM, then SIGKILL after the timeout (-t seconds).
+
+    Each container is looked up before any is stopped.
+    """
+    from .._state._records import Containers
+    from .._supervision._control import request_stop
+
+    root = open_root()
+    found = Containers(root)
+    records = [found.find(ref) for ref in containers]
+    for ref, record in zip(containers, records, strict=True):
+        if found.supervisor_alive(record.id):  # running, starting or between restarts
+            request_stop(root, record, time)
+        print(ref)
+    return 0
+
+
+def rm(
+    *containers: str,
+    force: Annotated[bool, Parameter(name=["-f", "--force"])] = False,
+) -> int:
+    """Remove containers (-f also kills running ones)."""
+    from .._state._records import Containers
+    from .._supervision._control import request_stop
+
+    root = open_root()
+    found = Containers(root)
+    records = [found.find(ref) for ref in containers]
+    for record in records:
+        if found.supervisor_alive(record.id) and not force:
+            raise ConflictError(
+                f"cannot remove container {record.name}: it is running (stop it first or use -f)"
+            )
+    for ref, record in zip(containers, records, strict=True):
+        if found.supervisor_alive(record.id):
+            request_stop(root, record, 0)
+        if found.dir(record.id).exists():
+            found.remove(found.load(record.id))
+        print(ref)
+    return 0
+
+
+def logs(container: str) -> int:
+    """Print the output of a detached container."""
+    from .._state._records import Containers
+
+    root = open_root()
+    record = Containers(root).find(container)
+    path = Containers(root).dir(record.id) / "container.log"
+    if not path.exists():
+        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground")
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return 0
+
+
+def info(container: str | None = None, format: Literal["text", "json"] = "text") -> int:
+    """Show everything Carrier knows about a container (JSON), or, with no container, about this
+    machine: storage driver, runtime, network helper."""
+    from .._state._records import Containers
+
+    if container is None:
+        from ._images import system_info
+
+        return system_info(format)
+    root = open_root()
+    record = Containers(root).find(container)
+    data = record.to_json()
+    data["Dir"] = str(Containers(root).dir(record.id))
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
+
+
+def events(
+    format: Literal["table", "json"] = "table",
+    follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
+) -> int:
+    """Show lifecycle events from every supervisor of this Carrier root (-f: keep following)."""
+    from .._supervision import _events
+    from .._util._root import Root
+
+    root = Root.open()
+    for event in _events.stream(root.path, follow=follow):
+        if format == "json":
+            print(json.dumps(event, sort_keys=True), flush=True)
+        else:
+            stamp = dt.datetime.fromtimestamp(event["time"], dt.UTC).isoformat(timespec="milliseconds")
+            attrs = " ".join(f"{k}={v}" for k, v in sorted(event.items())
+                             if k not in ("time", "id", "name", "type"))
+            print(f"{stamp} {event['type']:<13} {event['name']} ({event['id'][:12]}) {attrs}",
+                  flush=True)
+    return 0

@@ -1,0 +1,313 @@
+"""The image commands: ``images``, ``pull``, ``load``, ``import``, ``rmi``, ``login``, ``logout``
+and ``system info|prune``, on top of the store, the registry client and the archive reader."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from cyclopts import Parameter
+
+from .._util._errors import CarrierError, ConflictError
+from .._util._root import Root
+from ._format import ago, size, table
+
+if TYPE_CHECKING:
+    from .._images._store import Image, Store
+
+TlsVerify = Annotated[bool | None, Parameter(negative="--no-tls-verify")]
+ForceOption = Annotated[bool, Parameter(name=["-f", "--force"])]
+
+
+def pull(reference: str, platform: str | None = None, tls_verify: TlsVerify = None) -> int:
+    """Pull an image from a registry (``alpine`` is docker.io/library/alpine:latest).
+
+    Prints the image id, as ``podman pull`` does.
+
+    Parameters
+    ----------
+    reference: str
+        [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST].
+    platform: str | None
+        os/arch[/variant] to pick from a multi-platform image (default: the host's).
+    tls_verify: bool | None
+        Require HTTPS with a verified certificate (default: yes, except for registries on
+        loopback). --tls-verify=false allows plain HTTP or unverified TLS for this registry.
+    """
+    import anyio
+
+    from .._images._ensure import pull_showing_progress
+
+    image = anyio.run(lambda: pull_showing_progress(Root.open(), reference, platform, tls_verify))
+    print(image.id)
+    return 0
+
+
+def login(
+    registry: str,
+    username: Annotated[str | None, Parameter(name=["-u", "--username"])] = None,
+    password_stdin: bool = False,
+    tls_verify: TlsVerify = None,
+) -> int:
+    """Log in to a registry: checks the credentials, then stores them (auth.json).
+
+    Parameters
+    ----------
+    registry: str
+        HOST[:PORT].
+    username: str | None
+        The user name (asked for when missing).
+    password_stdin: bool
+        Read the password from standard input.
+    tls_verify: bool | None
+        As for pull.
+    """
+    import anyio
+
+    from .._images import _auth
+    from .._images._reference import Reference
+    from .._images._registry import check_login
+
+    domain = Reference.parse(f"{registry}/x").domain
+    user = username or input("Username: ")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
+    anyio.run(lambda: check_login(domain, user, password, tls_verify=tls_verify))
+    path = _auth.login(domain, user, password)
+    print(f"Login Succeeded (credentials in {path})")
+    return 0
+
+
+def logout(registry: str) -> int:
+    """Forget the stored credentials for a registry."""
+    from .._images import _auth
+    from .._images._reference import Reference
+
+    domain = Reference.parse(f"{registry}/x").domain
+    if not _auth.logout(domain):
+        raise CarrierError(f"not logged in to {domain}")
+    print(f"Removed login credentials for {domain}")
+    return 0
+
+
+def load(
+    input: Annotated[Path, Parameter(name=["-i", "--input"])],
+    platform: str | None = None,
+) -> int:
+    """Load images from a `docker save` archive or an OCI image-layout archive.
+
+    Prints Docker's ``Loaded image: NAME`` lines.
+
+    Parameters
+    ----------
+    input: Path
+        The archive (tar, optionally compressed) or an OCI layout directory.
+    platform: str | None
+        os/arch[/variant] to pick from a multi-platform archive (default: the host's).
+    """
+    from .._images._archive import load as load_archive
+    from .._images._store import Store
+
+    for loaded in load_archive(Store(Root.open()), input, platform=platform):
+        for line in loaded.messages:
+            print(line)
+    return 0
+
+
+def import_(tarball: Path, reference: str) -> int:
+    """Import a root filesystem tarball as image REFERENCE (NAME[:TAG]); prints its id."""
+    from .._images._store import Store
+
+    image = Store(Root.open()).import_rootfs(tarball, reference)
+    print(image.id)
+    return 0
+
+
+def images(format: Literal["table", "json"] = "table") -> int:
+    """List images: repository, tag, id, created and size."""
+    from .._images._store import Store, familiar
+
+    found = Store(Root.open()).images()
+    if format == "json":
+        print(json.dumps([{"Id": i.id, "Names": [familiar(n) for n in i.names],
+                           "Created": i.created, "Size": i.size} for i in found], indent=2))
+        return 0
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    for image in found:
+        for repo, tag in _repo_tags(image):
+            rows.append((repo, tag, image.id.removeprefix("sha256:")[:12],
+                         f"{ago(image.created)} ago", size(image.size)))
+    table(rows)
+    return 0
+
+
+def _repo_tags(image: Image) -> list[tuple[str, str]]:
+    """(repository, tag) in Docker's short form for each name; ``<none>`` where absent."""
+    from .._images._reference import Reference
+
+    pairs = []
+    for name in image.names:
+        ref = Reference.parse(name)
+        pairs.append((Reference(ref.domain, ref.path, None, None).familiar, ref.tag or "<none>"))
+    return pairs or [("<none>", "<none>")]
+
+
+def _users(root: Root) -> dict[str, list[str]]:
+    """Image id -> the names of the containers created from it."""
+    from .._state._records import Containers
+
+    users: dict[str, list[str]] = {}
+    for record in Containers(root).all():
+        users.setdefault(record.spec.image_id, []).append(record.name)
+    return users
+
+
+def rmi(*images: str, force: ForceOption = False) -> int:
+    """Remove images; one a container uses is refused unless -f (which only untags it: the
+    container keeps its layers)."""
+    from .._images._store import Store, familiar
+    from .._util._atomic import locked
+
+    if not images:
+        raise CarrierError("rmi needs at least one image")
+    refs = list(images)
+
+    root = Root.open()
+    store = Store(root)
+    with locked(root.gc_lock):  # no container is created from these images meanwhile
+        users = _users(root)
+        found = [store.get(ref) for ref in refs]  # every name is checked before anything changes
+        for ref, image in zip(refs, found, strict=True):
+            if image.id in users and not force:
+                raise ConflictError(f"cannot remove image {ref}: container {users[image.id][0]} "
+                                    f"uses it (remove the container first, or use -f)")
+        for ref, image in zip(refs, found, strict=True):
+            named = _named(ref, image)
+            if len(image.names) > 1 and named is not None:  # one of several names: untag it
+                store.untag([named])
+                print(f"Untagged: {familiar(named)}")
+                continue
+            for name in image.names:
+                print(f"Untagged: {familiar(name)}")
+            if image.id in users:
+                store.untag(image.names)
+            else:
+                store.remove_image(image)
+                _prune_layers(store)
+                print(f"Deleted: {image.id}")
+    return 0
+
+
+def _named(ref: str, image: Image) -> str | None:
+    from .._images._reference import Reference
+
+    try:
+        full = str(Reference.parse(ref))
+    except CarrierError:
+        return None
+    return full if full in image.names else None
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def _prune_layers(store: Store) -> int:
+    """Delete the layers no stored image names; return the bytes freed on disk."""
+    from .._util._fs import remove_tree
+
+    used = {d for image in store.images() for d in image.diff_ids}
+    freed = 0
+    for diff_id in store.layers.all():
+        if diff_id not in used:
+            freed += _du(store.layers.path(diff_id))
+            store.layers.remove(diff_id)
+    stale = time.time() - 3600
+    for entry in store.layers.dir.iterdir():
+        crashed = entry.name.startswith((".unpack.", ".remove.")) and entry.stat().st_mtime < stale
+        incomplete = not entry.name.startswith(".") and not (entry / "size").exists()
+        if crashed or incomplete:  # staging of a crashed unpack; a layer never completed
+            freed += _du(entry)
+            remove_tree(entry)
+    return freed
+
+
+def prune(force: ForceOption = False) -> int:
+    """Remove stopped containers, dangling images and unused layers; report the space freed."""
+    from .._images._store import Store
+    from .._state._records import Containers, Status
+    from .._util._atomic import locked
+
+    if not force and sys.stdin.isatty():
+        answer = input("This removes all stopped containers, dangling images and unused layers. "
+                       "Continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    root = Root.open()
+    containers = Containers(root)
+    store = Store(root)
+    freed = 0
+    for record in list(containers.all()):
+        if record.status is not Status.RUNNING and not containers.supervisor_alive(record.id):
+            freed += _du(containers.dir(record.id))
+            containers.remove(record)
+            print(f"Deleted container: {record.name}")
+    with locked(root.gc_lock):  # waits for running pulls, loads and container creations
+        users = _users(root)
+        for image in store.images():
+            if not image.names and image.id not in users:
+                store.remove_image(image)
+                print(f"Deleted image: {image.id}")
+        freed += _prune_layers(store)
+    print(f"Total reclaimed space: {size(freed)}")
+    return 0
+
+
+def system_info(format: Literal["text", "json"] = "text") -> int:
+    """Storage driver, runtime and network helper on this machine."""
+    from .._images._store import Store
+    from .._network._choice import choose as choose_helper
+    from .._state._records import Containers
+    from .._storage import _choice as storage_choice
+
+
+    root = Root.open()
+    drivers = storage_choice.probe_all(root)
+    try:
+        chosen = choose_helper("auto")
+        helper = chosen.name if chosen is not None else "none"
+    except CarrierError as e:
+        helper = f"none ({e})"
+    data = {
+        "Root": str(root.path),
+        "Rootless": os.geteuid() != 0,
+        "StorageDriver": storage_choice.choose(root, None),
+        "StorageDrivers": {d: "usable" if why is None else f"unusable: {why}"
+                           for d, why in drivers.items()},
+        "Runtime": shutil.which("runc") or "runc (not found)",
+        "NetworkHelper": helper,
+        "Images": len(Store(root).images()),
+        "Containers": sum(1 for _ in Containers(root).all()),
+    }
+    if format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            if isinstance(value, dict):
+                print(f"{key}:")
+                for k, v in value.items():
+                    print(f"  {k}: {v}")
+            else:
+                print(f"{key}: {value}")
+    return 0

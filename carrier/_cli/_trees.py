@@ -1,0 +1,121 @@
+"""``carrier up`` and ``down``: declared supervision trees (docs/supervisors.md)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from cyclopts import Parameter
+
+from .._util._errors import CarrierError
+from ._common import in_background, one_line, open_root
+
+if TYPE_CHECKING:
+    from .._supervision._treespec import Tree
+    from .._util._root import Root
+
+
+def up(
+    file: Path,
+    detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
+) -> int:
+    """Start a supervision tree declared in a TOML file (see supervisors/); Ctrl-C stops it.
+
+    Parameters
+    ----------
+    file: Path
+        The tree's TOML file.
+    detach: bool
+        Run the tree in the background; stop it with carrier down FILE.
+    """
+    import anyio
+
+    from .._supervision._treespec import load
+
+    root = open_root()
+    tree = load(file)
+    if detach:
+        log = root.path / "trees" / f"{tree.name}.log"
+        log.parent.mkdir(mode=0o700, exist_ok=True)
+        message = in_background(log, lambda fd: anyio.run(_tree_main, root, tree, fd))
+        if message != "started":
+            raise CarrierError(message or f"tree {tree.name} failed to start")
+        print(tree.name)
+        return 0
+    gave_up = anyio.run(_tree_main, root, tree, None)
+    if gave_up:
+        print(f"carrier: {gave_up}", file=sys.stderr)
+        return 125
+    return 0
+
+
+async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | None:
+    """Run the tree until SIGINT/SIGTERM (or every container ended); report start on the fd."""
+    import anyio
+    from anyio.abc import TaskStatus
+
+    from .._supervision._group import Container
+    from .._supervision._tree import up as run_tree
+    from .._util._errors import unwrapped
+
+    stop = anyio.Event()
+    result: list[str | None] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        with anyio.open_signal_receiver(*signals) as received, unwrapped():
+            async with anyio.create_task_group() as tg:
+
+                async def on_signal() -> None:
+                    async for _ in received:
+                        stop.set()
+
+                async def main(*, task_status: TaskStatus[dict[str, Container]]) -> None:
+                    result.append(await run_tree(root, tree, stop, task_status=task_status))
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(on_signal)
+                handles = await tg.start(main)
+                names = ", ".join(h.name for h in handles.values())
+                if status_fd is None:
+                    print(f"carrier: {tree.name} is up: {names}", file=sys.stderr, flush=True)
+                else:
+                    os.write(status_fd, b"started")
+                    os.close(status_fd)
+                    status_fd = None
+    except BaseException as e:
+        if status_fd is not None:
+            os.write(status_fd, one_line(e).encode())
+        raise
+    return result[0] if result else None
+
+
+def down(file: Path) -> int:
+    """Stop a tree started with carrier up: its containers in reverse start order."""
+    from .._supervision._control import pidfd_of
+    from .._supervision._tree import state_file
+    from .._supervision._treespec import load
+    from .._util._atomic import read_json
+
+    root = open_root()
+    tree = load(file)
+    state = state_file(root, tree.name)
+    try:
+        data = read_json(state)
+    except FileNotFoundError:
+        raise CarrierError(f"tree {tree.name} is not up") from None
+    fd = pidfd_of(int(data["pid"]), data.get("start"))
+    if fd is None:
+        state.unlink(missing_ok=True)
+        raise CarrierError(f"tree {tree.name} is not up (its supervisor is gone)")
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        if not select.select([fd], [], [], 600)[0]:
+            raise CarrierError(f"tree {tree.name}: its supervisor did not stop in time")
+    finally:
+        os.close(fd)
+    print(tree.name)
+    return 0

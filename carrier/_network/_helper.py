@@ -1,0 +1,99 @@
+"""The network helper interface, and the choice between pasta and slirp4netns.
+
+A helper connects a holder's network namespace to the host's network from user space. Each
+backend (``_pasta``, ``_slirp4netns``) starts its helper, waits until the namespace is
+configured (confirmed over netlink, never assumed), publishes the ports, and says which
+address inside reaches the host's loopback and which one forwards DNS.
+"""
+
+from __future__ import annotations
+
+import abc
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import anyio
+
+from .._sandbox._holder import Holder
+from .._util import _process
+from .._util._errors import CarrierError
+from . import _netlink
+from ._ports import PortMapping
+
+READY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class HelperConfig:
+    """What a helper needs to know about the container."""
+
+    ports: list[PortMapping] = field(default_factory=list)
+    host_loopback: bool = False
+    mtu: int | None = None  # None: the helper's default (65520 for both)
+    log: Path | None = None
+    socket_path: Path | None = None
+    pid_file: Path | None = None
+
+    def spawned(self, child: _process.Child) -> None:
+        """Record the helper's PID and start time at once, before anything can go wrong, so
+        that the next carrier command finds it even if this supervisor dies during set-up."""
+        if self.pid_file is not None:
+            _process.write_pid_file(self.pid_file, child.pid)
+
+
+@dataclass
+class RunningHelper:
+    """A started helper and the network it configured."""
+
+    name: str
+    child: _process.Child
+    state: _netlink.NetState
+    host_address: str | None
+    keep_open: list[object] = field(default_factory=list)  # pipes the helper watches
+
+    async def stop(self) -> None:
+        """SIGTERM, a second for it to go, then SIGKILL; always reaped. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            self.child.signal(15)
+            with anyio.move_on_after(1):
+                await self.child.wait()
+            await self.child.kill()
+            for obj in self.keep_open:
+                close = getattr(obj, "close", None)
+                if close is not None:
+                    close()
+
+
+class Helper(abc.ABC):
+    """One kind of network helper."""
+
+    name: ClassVar[str]
+    package: ClassVar[str]
+    dns_forwarder: ClassVar[str | None]
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the helper's binary is installed."""
+        return shutil.which(cls.name) is not None
+
+    @abc.abstractmethod
+    async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
+        """Start the helper on *holder*, wait until the namespace is configured, publish ports.
+
+        **Cancellation:** the helper is killed before the cancellation propagates.
+        """
+
+    async def _wait_ready(self, holder: Holder, child: _process.Child) -> _netlink.NetState:
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: _netlink.wait_configured(
+                    holder.pid, join_user=holder.userns, helper_pidfd=child.pidfd,
+                    timeout=READY_TIMEOUT,
+                )
+            )
+        except _netlink.NetworkNotReady as e:
+            raise CarrierError(f"{self.name}: {e}") from None
+
+

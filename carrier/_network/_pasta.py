@@ -1,0 +1,93 @@
+"""pasta (from passt): the preferred helper. It copies the host's uplink into the namespace.
+
+Host loopback access is off unless asked for (``--no-map-gw``); with it on, the gateway address
+inside reaches the host's 127.0.0.1. DNS queries to 169.254.1.1 are forwarded to the host's
+resolver, which is how a host stub resolver (127.0.0.53) stays usable. The Debian 12 pasta does
+not quit when its namespace goes away, so the supervisor always ends it, and a parent-death
+signal ends it with a supervisor that was killed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from .._sandbox._holder import Holder
+from .._util import _process
+from .._util._errors import RuntimeFailure
+from ._helper import Helper, HelperConfig, RunningHelper
+from ._ports import PortInUseError, PortMapping
+
+DNS_FORWARDER = "169.254.1.1"
+
+
+def _port_args(ports: list[PortMapping]) -> list[str]:
+    args: list[str] = []
+    for proto, flag in (("tcp", "-t"), ("udp", "-u")):
+        chosen = [p for p in ports if p.proto == proto]
+        if not chosen:
+            args += [flag, "none"]
+        for p in chosen:
+            addr = "" if p.host_ip in ("0.0.0.0", "::") else f"{p.host_ip}/"
+            args += [flag, f"{addr}{p.host_port}:{p.container_port}"]
+    return args
+
+
+class Pasta(Helper):
+    """pasta, attached to the holder by PID."""
+
+    name = "pasta"
+    package = "passt"
+    dns_forwarder = DNS_FORWARDER
+
+    @classmethod
+    def available(cls) -> bool:
+        """pasta, and setpriv (util-linux) for its parent-death signal."""
+        return super().available() and shutil.which("setpriv") is not None
+
+    def argv(self, holder: Holder, config: HelperConfig) -> list[str]:
+        """The full command line."""
+        argv = ["setpriv", "--pdeathsig", "KILL", "--", "pasta", "--config-net", "--quiet",
+                "--foreground", "--dns-forward", DNS_FORWARDER]
+        if os.geteuid() == 0:
+            argv += ["--runas", "0"]  # as root pasta would drop to nobody and lose the namespace
+        if not config.host_loopback:
+            argv.append("--no-map-gw")
+        if config.mtu is not None:
+            argv += ["--mtu", str(config.mtu)]
+        return [*argv, *_port_args(config.ports), "-T", "none", "-U", "none", str(holder.pid)]
+
+    async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
+        log = open(config.log or os.devnull, "wb")  # noqa: SIM115, ASYNC230 - handed to the child
+        try:
+            child = _process.spawn(self.argv(holder, config), stdout=log, stderr=log)
+        finally:
+            log.close()
+        config.spawned(child)
+        try:
+            state = await self._wait_ready(holder, child)
+        except ChildProcessError:
+            await child.kill()
+            text = config.log.read_text(errors="replace") if config.log else ""
+            if "Failed to bind" in text:
+                raise PortInUseError(
+                    "pasta could not publish a port: " + _bind_error(text, config.ports)
+                ) from None
+            raise self._failed(text) from None
+        except BaseException:
+            await child.kill()
+            raise
+        host = state.gateway if config.host_loopback else None
+        return RunningHelper(self.name, child, state, host)
+
+    def _failed(self, text: str) -> Exception:
+        lines = [ln for ln in text.splitlines() if ln and "syslog" not in ln and "IPv6" not in ln]
+        return RuntimeFailure(f"pasta failed: {lines[-1] if lines else 'exited during set-up'}")
+
+
+def _bind_error(text: str, ports: list[PortMapping]) -> str:
+    for p in ports:
+        if f"{p.host_port}:{p.container_port}" in text:
+            return f"host port {p.host_ip}:{p.host_port}/{p.proto} is already in use"
+    return "a host port is already in use"
+

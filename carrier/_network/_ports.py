@@ -1,0 +1,109 @@
+"""Published ports, spelled as Docker spells them: ``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .._util._errors import CarrierError
+
+_SPEC = re.compile(
+    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d+(?:-\d+)?):(?P<ctr>\d+(?:-\d+)?)"
+    r"(?:/(?P<proto>tcp|udp))?$"
+)
+
+
+class PortInUseError(CarrierError):
+    """A host port to publish on is taken."""
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port: host address and port to the container's port."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: str = "tcp"
+
+    def __str__(self) -> str:
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{ip}:{self.host_port}->{self.container_port}/{self.proto}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in the container's record."""
+        return asdict(self)
+
+
+def _range(text: str, what: str, spec: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    first, last = int(lo), int(hi or lo)
+    if what == "host" and text == "0":
+        return [0]  # any free port, chosen at start
+    if not (1 <= first <= last <= 65535):
+        raise CarrierError(f"invalid port mapping {spec!r}: bad {what} port range {text!r}")
+    return list(range(first, last + 1))
+
+
+def parse_port(spec: str) -> list[PortMapping]:
+    """Parse one ``-p`` value into its mappings (a range gives one per port)."""
+    m = _SPEC.match(spec.strip())
+    if m is None:
+        raise CarrierError(
+            f"invalid port mapping {spec!r}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
+        )
+    ip = (m["ip"] or "0.0.0.0").strip("[]")
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise CarrierError(f"invalid port mapping {spec!r}: bad host address {ip!r}") from None
+    host = _range(m["host"], "host", spec)
+    ctr = _range(m["ctr"], "container", spec)
+    if len(host) != len(ctr):
+        raise CarrierError(f"invalid port mapping {spec!r}: the ranges differ in length")
+    return [PortMapping(ip, h, c, m["proto"] or "tcp") for h, c in zip(host, ctr, strict=True)]
+
+
+def parse_ports(specs: list[str]) -> list[PortMapping]:
+    """Parse every ``-p`` value; the same host port twice is refused."""
+    mappings = [pm for spec in specs for pm in parse_port(spec)]
+    seen: set[tuple[str, int, str]] = set()
+    for pm in mappings:
+        key = (pm.host_ip, pm.host_port, pm.proto)
+        if pm.host_port == 0:
+            continue
+        if key in seen:
+            raise CarrierError(f"host port {pm.host_ip}:{pm.host_port}/{pm.proto} is published twice")
+        seen.add(key)
+    return mappings
+
+
+def pick_free(mappings: list[PortMapping]) -> list[PortMapping]:
+    """Give each TCP mapping with host port 0 a port that is free now."""
+    chosen = []
+    for pm in mappings:
+        if pm.host_port == 0 and pm.proto == "tcp":
+            family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((pm.host_ip, 0))
+                pm = PortMapping(pm.host_ip, s.getsockname()[1], pm.container_port, pm.proto)
+        chosen.append(pm)
+    return chosen
+
+
+def check_free(mappings: list[PortMapping]) -> None:
+    """Fail early, with a clear message, if a host port to publish on is already taken."""
+    for pm in mappings:
+        family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
+        kind = socket.SOCK_STREAM if pm.proto == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((pm.host_ip, pm.host_port))
+            except OSError as e:
+                raise PortInUseError(
+                    f"cannot publish {pm}: host port {pm.host_ip}:{pm.host_port}/{pm.proto} "
+                    f"is already in use ({e.strerror})"
+                ) from None

@@ -1,0 +1,128 @@
+"""Running another process inside a running container, through the runtime's own ``exec``.
+
+``runc exec`` joins every namespace of the container (user, mount, PID, network, UTS, IPC) the
+way the runtime set them up, applies the same capabilities and no-new-privileges, and reports
+the process's exit status. With ``--tty`` in the foreground it allocates the PTY inside, puts
+our terminal in raw mode and follows SIGWINCH itself. Doing the same with setns by hand would
+re-implement the runtime. See docs/exec.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from .._sandbox._enter import enter_argv
+from .._state._records import Containers, Record, Status
+from .._storage._rootfs import running_view
+from .._util import _process
+from .._util._atomic import write_json
+from .._util._errors import ConflictError
+from .._util._root import Root
+from ._bundle import container_env, parse_env, process
+from ._oci import resolve, start_failure
+from ._terminal import saved_terminal, session_env
+
+
+def running_record(root: Root, ref: str) -> Record:
+    """The container *ref*, which must be running (exit 125 otherwise)."""
+    containers = Containers(root)
+    record = containers.find(ref)
+    if record.status is not Status.RUNNING or not containers.supervisor_alive(record.id):
+        raise ConflictError(f"container {record.name} is not running")
+    return record
+
+
+@contextlib.contextmanager
+def _scratch(cdir: Path) -> Iterator[tuple[Path, Path]]:
+    token = secrets.token_hex(6)
+    files = (cdir / f"exec-{token}.json", cdir / f"exec-{token}.log")
+    try:
+        yield files
+    finally:
+        for f in files:
+            f.unlink(missing_ok=True)
+
+
+async def exec_in(
+    root: Root,
+    record: Record,
+    argv: Sequence[str],
+    *,
+    env: Sequence[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    interactive: bool = False,
+    terminal: bool = False,
+    session: bool = False,
+    output: IO[bytes] | None = None,
+) -> int:
+    """Run *argv* in *record*'s container; return its exit status (126/127 as for ``run``).
+
+    *session* sets the environment of an interactive login (TERM, HOME, USER, SHELL, LANG).
+    With *output* (health checks), stdout and stderr go there and our signals are left alone;
+    otherwise they are ours, and Ctrl-C goes to the command.
+
+    **Cancellation:** the runtime's exec is killed and reaped before it propagates.
+    """
+    cdir = Containers(root).dir(record.id)
+    rootfs = running_view(cdir, record.spec.storage_driver, record.container_pid)
+    spec = record.spec
+    base = container_env(spec)
+    user = user if user is not None else spec.user
+    proc = process(list(argv), base, workdir or spec.cwd, user, rootfs, terminal=terminal)
+    if session:
+        path = next(e for e in base if e.startswith("PATH="))
+        base = parse_env(session_env(rootfs, proc["user"]["uid"], path, os.environ.get("TERM"),
+                                     os.environ.get("LANG")), base=base)
+    proc["env"] = parse_env(env, base=base)
+    binary = resolve(spec.runtime)
+    with _scratch(cdir) as (process_file, log):
+        write_json(process_file, proc)
+        prefix: list[str] = []
+        if record.spec.storage_driver == "fuse-overlayfs" and record.holder_pid is not None:
+            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host")
+        cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
+               "exec", "--process", str(process_file)]
+        if terminal:
+            code = await _exec_tty(cmd, record.id)
+        elif output is not None:
+            child = _process.spawn([*cmd, record.id], stdout=output, stderr=output)
+            try:
+                code = _process.exit_status(await child.wait())
+            except BaseException:
+                await child.kill()
+                raise
+        else:
+            child = _process.spawn([*cmd, record.id],
+                                   stdin=None if interactive else subprocess.DEVNULL)
+            code = await _wait(child)
+        failure = start_failure(log) if code else None
+    # The runtime has printed its own message about a failed start on our stderr.
+    return failure[0] if failure is not None else code
+
+
+async def _wait(child: _process.Child) -> int:
+    # Ctrl-C from our terminal reaches the runtime (same process group), which forwards it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return _process.exit_status(await child.wait())
+    except BaseException:
+        await child.kill()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+async def _exec_tty(cmd: list[str], cid: str) -> int:
+    """``exec --tty`` in the foreground: the runtime allocates the PTY inside, puts our terminal
+    in raw mode, copies both ways and follows SIGWINCH; we guard the terminal's settings."""
+    with saved_terminal(0):
+        child = _process.spawn([*cmd, "--tty", cid], stdin=None)
+        return await _wait(child)

@@ -1,0 +1,97 @@
+"""The OCI runtime (runc by default, crun or any compatible binary by choice).
+
+``runc run`` stays in the foreground as our child, so its exit status is the container's: the
+code, or 128+N after signal N. Its own messages go to a log file, never into the container's
+output, and a failure to start is read back from that log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .._util import _process
+from .._util._errors import CarrierError
+
+
+def resolve(name: str) -> str:
+    """The runtime binary for ``--runtime NAME|PATH``."""
+    path = shutil.which(name) if "/" not in name else name
+    if path is None or not Path(path).is_file():
+        raise CarrierError(f"OCI runtime {name!r} not found (install it, e.g. apt install {name})")
+    return path
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One OCI runtime binary with its state directory."""
+
+    binary: str
+    state_dir: Path
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.state_dir), *args]
+
+    def run(self, cid: str, bundle: Path, *, stdin: int | IO[Any] | None,
+            stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
+            inside: Sequence[str] = ()) -> _process.Child:
+        """Start ``runtime run`` for the bundle in its own session (signals come from us).
+
+        *inside* is a command to run it through (``nsenter`` into the holder, for
+        fuse-overlayfs); kill, delete and state always run from outside, so they work once the
+        holder is gone.
+        """
+        argv = [*inside, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
+                                     "run", "--bundle", str(bundle), "--pid-file",
+                                     str(bundle / "container.pid"), cid)]
+        return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
+
+    async def kill(self, cid: str, signal: str) -> None:
+        """Deliver *signal* to the container; a container already gone is not an error."""
+        await _process.run(self._argv("kill", cid, signal), check=False)
+
+    async def delete(self, cid: str) -> None:
+        """Remove the runtime's state of the container, killing it if it still runs."""
+        await _process.run(self._argv("delete", "--force", cid), check=False)
+
+    async def running(self, cid: str) -> bool:
+        """Whether the runtime says the container's init is still running."""
+        code, out, _ = await _process.run(self._argv("state", cid), check=False)
+        try:
+            return code == 0 and json.loads(out).get("status") == "running"
+        except ValueError:
+            return False
+
+
+_NOT_FOUND = re.compile(r"(no such file or directory|not found)", re.IGNORECASE)
+_NOT_EXEC = re.compile(r"permission denied|exec format error|is a directory", re.IGNORECASE)
+
+
+def start_failure(log: Path) -> tuple[int, str] | None:
+    """If the runtime's log shows the command could not start, Docker's code and the message.
+
+    127: the command was not found; 126: it could not be executed; 125: anything else.
+    """
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") not in ("error", "fatal"):
+            continue
+        msg = str(entry.get("msg", ""))
+        if "exec" in msg and _NOT_FOUND.search(msg):
+            return 127, msg
+        if "exec" in msg and _NOT_EXEC.search(msg):
+            return 126, msg
+        return 125, msg
+    return None

@@ -1,0 +1,81 @@
+"""Turning an image and a user's overrides into a container spec, Docker's way."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .._images._store import Store
+from .._network._setup import validate as validate_network
+from .._runtime._bundle import parse_env
+from .._runtime._oci import resolve
+from .._state._records import Containers, Record, Spec
+from .._storage._choice import choose as choose_storage
+from .._util._atomic import locked
+from .._util._errors import CarrierError
+from .._util._root import Root
+from . import _events
+from ._health import HealthConfig
+from ._restart import RestartPolicy
+
+
+def create(root: Root, image: str, command: Sequence[str] = (), *, name: str | None = None,
+           **options: Any) -> tuple[Record, int]:
+    """Build and check the spec (see :func:`build_spec`), then reserve a new container: its
+    record and the fd of its supervisor lock. Nothing is stored unless every check passed."""
+    with locked(root.gc_lock, shared=True):  # no rmi or prune between the lookup and the record
+        spec = build_spec(root, image, command, **options)
+        record, lock = Containers(root).create(spec, name)
+    _events.emit(root.path, record.id, record.name, "created", image=image)
+    return record, lock
+
+
+def build_spec(
+    root: Root,
+    image: str,
+    command: Sequence[str] = (),
+    *,
+    entrypoint: Sequence[str] | None = None,
+    env: Iterable[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    hostname: str | None = None,
+    storage_driver: str | None = None,
+    **settings: Any,
+) -> Spec:
+    """Resolve *image* and build the container's spec, checking every option.
+
+    The command is the image's Entrypoint followed by *command* (or the image's Cmd), as
+    Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd. *settings*
+    are further :class:`~carrier._state.Spec` fields (runtime, network, ports, dns, ...).
+    """
+    img = Store(root).get(image)
+    cfg = img.run_config
+    entry = list(entrypoint) if entrypoint is not None else list(cfg.get("Entrypoint") or [])
+    cmd = list(command) or ([] if entrypoint is not None else list(cfg.get("Cmd") or []))
+    args = entry + cmd
+    if not args:
+        raise CarrierError(f"no command specified: image {image} has no Cmd or Entrypoint")
+    if workdir is not None and not workdir.startswith("/"):
+        raise CarrierError(f"invalid working directory {workdir!r}: it must be absolute")
+    settings.setdefault("resolv_conf", os.environ.get("CARRIER_RESOLV_CONF", "/etc/resolv.conf"))
+    spec = Spec(
+        image=image,
+        image_id=img.id,
+        args=args,
+        env=parse_env(env, base=cfg.get("Env") or []),
+        cwd=workdir or cfg.get("WorkingDir") or "/",
+        user=user if user is not None else (cfg.get("User") or "0"),
+        hostname=hostname or "",
+        storage_driver=choose_storage(root, storage_driver),
+        **settings,
+    )
+    resolve(spec.runtime)
+    validate_network(spec)
+    RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
+                        intensity=spec.restart_intensity, period=spec.restart_period)
+    HealthConfig.from_spec(spec)
+    if spec.remove and spec.restart != "no":
+        raise CarrierError("conflicting options: --restart and --rm")
+    return spec

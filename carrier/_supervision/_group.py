@@ -1,0 +1,528 @@
+"""A container's supervision group: the container process, its network helper and UDP relay,
+its holder, its health watcher, and its stop and restart watchers (docs/supervisors.md).
+
+Each member is a task in one anyio task group. The first member to end records the outcome
+and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:
+stop the container (SIGTERM once, the stop timeout, SIGKILL), delete the runtime's state, end
+the helper and remove its files, end the holder, record the exit, remove the files of a
+``--rm`` container, release the lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal as _signal
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, final
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from .._images._store import Store
+from .._network import _netlink
+from .._network._setup import ContainerNetwork
+from .._network._setup import setup as setup_network
+from .._runtime._bundle import write_bundle
+from .._runtime._oci import Runtime, resolve, start_failure
+from .._sandbox._holder import Holder, start_holder
+from .._state._records import Containers, Record, Status, now
+from .._storage._rootfs import Rootfs
+from .._util import _process
+from .._util._errors import CarrierError
+from .._util._inotify import wait_for_file
+from .._util._logging import bound, log
+from .._util._root import Root
+from . import _events
+from ._control import serve_control
+from ._health import HealthConfig, describe, watch
+from ._restart import RestartPolicy, RestartTracker
+
+
+class Reason(enum.StrEnum):
+    """Why a container's group ended: the first member event wins."""
+
+    EXITED = "exited"
+    KILLED = "killed"
+    UNHEALTHY = "unhealthy"
+    STOP_REQUESTED = "stop-requested"
+    RESTART_REQUESTED = "restart-requested"
+    HOLDER_EXITED = "holder-exited"
+    STORAGE_EXITED = "storage-exited"
+    HELPER_EXITED = "helper-exited"
+    START_FAILED = "start-failed"
+    RUNTIME_FAILED = "runtime-failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a container ended: Docker's exit status, the reason, and a message for people."""
+
+    exit_code: int
+    reason: Reason
+    message: str = ""
+
+
+class Check(Protocol):
+    """What :meth:`Container.wait_for` and a host-side health check need of a condition: a
+    :class:`carrier.Condition` (``_ready``) is one."""
+
+    @property
+    def description(self) -> str:
+        """The condition as people say it."""
+        ...
+
+    def __call__(self, container: Container, /) -> Awaitable[bool]:
+        """Whether the condition holds now."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """Where the container's standard streams go (``None`` inherits ours)."""
+
+    stdin: int | IO[Any] | None = None
+    stdout: int | IO[Any] | None = None
+    stderr: int | IO[Any] | None = None
+
+
+@final
+class Container:
+    """A handle on a supervised container; you get one from :func:`carrier.run`."""
+
+    def __init__(self, group: _Group) -> None:
+        self._group = group
+
+    @property
+    def id(self) -> str:
+        """The full container id."""
+        return self._group.record.id
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self._group.record.name
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the container ended, once its group has been cleaned up."""
+        return self._group.final
+
+    @property
+    def holder_pid(self) -> int | None:
+        """The PID owning the container's namespaces while it runs."""
+        return self._group.holder.pid if self._group.holder is not None else None
+
+    @property
+    def health(self) -> str | None:
+        """``starting``, ``healthy`` or ``unhealthy`` with a health check; else None."""
+        return (self._group.record.health or {}).get("status")
+
+    def published(self, container_port: int, proto: str = "tcp") -> tuple[str, int]:
+        """The host address and port that publish *container_port* (port 0 resolved)."""
+        for p in (self._group.record.network or {}).get("published", []):
+            if p["container_port"] == container_port and p["proto"] == proto:
+                return str(p["host_ip"]), int(p["host_port"])
+        raise CarrierError(f"container {self.name} does not publish {container_port}/{proto}")
+
+    def logs(self) -> bytes:
+        """What the container wrote so far (when its output goes to the log file)."""
+        try:
+            return (self._group.bundle / "container.log").read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    async def exec(self, argv: Sequence[str]) -> tuple[int, bytes]:
+        """Run *argv* inside; return its exit status and its combined output.
+
+        **Cancellation:** the runtime's exec is killed and reaped.
+        """
+        with tempfile.TemporaryFile() as out:
+            from .._runtime._exec import exec_in  # the exec machinery loads only when used
+
+            code = await exec_in(self._group.root, self._group.record, argv, output=out)
+            out.seek(0)
+            return code, out.read()
+
+    async def wait_for(self, condition: Check, timeout: float = 60, interval: float = 0.05) -> None:
+        """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...); fail if
+        the container ends for good or *timeout* passes.
+
+        **Cancellation:** safe; nothing is left behind.
+        """
+        with anyio.move_on_after(timeout):
+            while True:
+                if self.outcome is not None:  # ended for good (between restarts: keep probing)
+                    raise CarrierError(f"container {self.name} ended before it was ready "
+                                       f"({condition.description})")
+                if await condition(self):
+                    return
+                await anyio.sleep(interval)  # bounded poll: sockets and logs announce nothing
+        raise CarrierError(
+            f"container {self.name} not ready within {timeout:g} s ({condition.description})"
+        )
+
+    async def wait(self) -> Outcome:
+        """Wait until the container has ended and its group is cleaned up.
+
+        **Cancellation:** safe; the container keeps running.
+        """
+        await self._group.cleaned.wait()
+        assert self._group.final is not None
+        return self._group.final
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask for a graceful stop: SIGTERM, then SIGKILL after *timeout* (default: the spec's)."""
+        self._group.request_stop(timeout)
+
+    def restart(self) -> None:
+        """End the current run gracefully and start a fresh one, whatever the restart policy
+        (a ``one_for_all`` or ``rest_for_one`` sibling failed)."""
+        self._group.restart_requested.set()
+
+    def on_run_end(self, callback: Callable[[Container, Outcome], None]) -> None:
+        """Call *callback* after each run of this container has ended and been cleaned."""
+        self._group.run_end_hooks.append(lambda outcome: callback(self, outcome))
+
+    async def signal(self, sig: int) -> None:
+        """Deliver *sig* to the container's main process."""
+        await self._group.runtime.kill(self.id, _signal.Signals(sig).name.removeprefix("SIG"))
+
+
+class _Group:
+    """One container's members and cleanup."""
+
+    def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
+                 health_probe: Check | None = None) -> None:
+        self.root = root
+        self.containers = Containers(root)
+        self.record = record
+        self.lock_fd = lock_fd
+        self.stdio = stdio
+        self.runtime = Runtime(resolve(record.spec.runtime), root.runtime)
+        self.bundle = self.containers.dir(record.id)
+        self.holder: Holder | None = None
+        self.rootfs: Rootfs | None = None
+        self.network: ContainerNetwork | None = None
+        self.child: _process.Child | None = None
+        self.outcome: Outcome | None = None
+        self.final: Outcome | None = None
+        self.stop_timeout = record.spec.stop_timeout
+        self.stop_requested = anyio.Event()
+        self.cleaned = anyio.Event()
+        self.gave_up: str | None = None
+        self.restart_requested = anyio.Event()
+        self.run_end_hooks: list[Callable[[Outcome], None]] = []
+        self.health_probe = health_probe
+        self.health: HealthConfig | None = None
+
+    def request_stop(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self.stop_timeout = timeout
+        self.stop_requested.set()
+
+    def end(self, outcome: Outcome, tg: TaskGroup) -> None:
+        """Record the first member event and cancel the group."""
+        if self.outcome is None:
+            self.outcome = outcome
+            log.info("member.ended", reason=str(outcome.reason), exit_code=outcome.exit_code)
+        tg.cancel_scope.cancel()
+
+    def event(self, kind: str, **attrs: Any) -> None:
+        """Record a lifecycle event for ``carrier events``."""
+        _events.emit(self.root.path, self.record.id, self.record.name, kind, **attrs)
+
+    async def run(self, *, task_status: TaskStatus[Container]) -> None:
+        """Run the container, restart it as its policy says, and clean up once at the end."""
+        spec = self.record.spec
+        tracker = RestartTracker(RestartPolicy.parse(
+            spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
+            intensity=spec.restart_intensity, period=spec.restart_period,
+        ))
+        self.health = health = HealthConfig.from_spec(spec, self.health_probe)
+        status: TaskStatus[Container] | None = task_status
+        # Known at once, so that stop, rm and reconcile see a live supervisor from the start.
+        self.record.supervisor_pid = os.getpid()
+        self.record.supervisor_start = _process.start_time(os.getpid())
+        self.containers.save(self.record)
+        with bound(container=self.record.name):
+            try:
+                async with anyio.create_task_group() as control:
+                    control.start_soon(serve_control, self.record.id, self.request_stop)
+                    await self._runs(tracker, health, status)
+                    control.cancel_scope.cancel()
+            finally:
+                self._finish()  # no await: cancellation cannot interrupt it
+
+    async def _runs(self, tracker: RestartTracker, health: HealthConfig | None,
+                    status: TaskStatus[Container] | None) -> None:
+        """Run after run, as the restart policy says."""
+        while True:
+            began = time.monotonic()
+            await self._run_once(status)
+            status = None
+            assert self.outcome is not None
+            for hook in self.run_end_hooks:
+                hook(self.outcome)
+            self.restart_requested = anyio.Event()
+            stopped = self.stop_requested.is_set()
+            decision: float | str | None
+            if self.outcome.reason is Reason.RESTART_REQUESTED and not stopped:
+                decision = 0.0  # a sibling failed: no backoff, no count against this policy
+            else:
+                unhealthy_restart = (self.outcome.reason is Reason.UNHEALTHY and health is not None
+                                     and health.on_failure == "restart")
+                decision = tracker.decide(self.outcome.exit_code, stopped=stopped,
+                                          now=time.monotonic(), ran_for=time.monotonic() - began,
+                                          force=unhealthy_restart)
+            if not isinstance(decision, float):
+                if decision is not None:
+                    self.gave_up = decision
+                    self.event("gave-up", reason=decision, restarts=tracker.count)
+                break
+            self.event("restarting", delay=decision, restarts=tracker.count,
+                       exit_code=self.outcome.exit_code)
+            with anyio.move_on_after(decision):
+                await self.stop_requested.wait()
+            if self.stop_requested.is_set():
+                break
+            self.record.restarts = tracker.count
+            self.record.transition(Status.CREATED)
+
+    async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
+        """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
+        self.holder, self.network, self.child, self.outcome = None, None, None, None
+        self.rootfs = None
+        try:
+            await self._start()
+            if task_status is not None:
+                task_status.started(Container(self))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_container, tg)
+                tg.start_soon(self._watch_holder, tg)
+                if self.rootfs is not None and self.rootfs.fuse is not None:
+                    tg.start_soon(self._watch_storage, tg, self.rootfs.fuse)
+                tg.start_soon(self._watch_stop, tg)
+                tg.start_soon(self._watch_restart, tg)
+                if self.network is not None and self.network.helper is not None:
+                    tg.start_soon(self._watch_helper, tg)
+                if self.network is not None and self.network.relays:
+                    tg.start_soon(self._relay_ports, tg)
+                if self.health is not None:
+                    tg.start_soon(self._watch_health, tg, self.health)
+        except Exception as exc:
+            if self.outcome is None:
+                message = str(exc) if isinstance(exc, CarrierError) else repr(exc)
+                self.outcome = Outcome(125, Reason.START_FAILED, message)
+            if task_status is not None:  # the first start fails to the caller
+                raise
+        except BaseException:
+            if self.outcome is None:
+                self.outcome = Outcome(125, Reason.START_FAILED, "cancelled")
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._cleanup_run()
+
+    async def _start(self) -> None:
+        spec = self.record.spec
+        if spec.network not in ("none", "host"):  # overlap pyroute2's import with set-up
+            threading.Thread(target=_netlink.preload, daemon=True).start()
+        image = Store(self.root).get(spec.image_id)
+        self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
+        host_network = spec.network == "host"  # --elevated: root, and truly the host's
+        self.holder = await start_holder(userns=not host_network, netns=not host_network,
+                                         mountns=rootfs.needs_mountns)
+        await rootfs.prepare(self.holder)
+        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
+                                           rootfs.view())
+        self.record.network = self.network.info
+        self.event("network-ready", mode=self.network.mode)
+        write_bundle(self.bundle, spec, self.holder, rootfs.view(),
+                     runtime_inside=rootfs.runtime_inside)
+        await rootfs.activate()
+        (self.bundle / "runtime.log").unlink(missing_ok=True)
+        pid_file = self.bundle / "container.pid"
+        pid_file.unlink(missing_ok=True)
+        self.record.container_pid = None
+        self.child = self.runtime.run(
+            self.record.id, self.bundle,
+            stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
+            inside=self.holder.enter_argv() if rootfs.runtime_inside else (),
+        )
+        if await self._command_running(pid_file):
+            self.record.container_pid = int(pid_file.read_text())
+        self.record.transition(Status.RUNNING)
+        self.record.started = now()
+        self.record.holder_pid = self.holder.pid
+        self.record.holder_start = _process.start_time(self.holder.pid)
+        self.containers.save(self.record)
+        self.event("started", restarts=self.record.restarts)
+        log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    async def _command_running(self, pid_file: Path) -> bool:
+        """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
+        assert self.child is not None
+        child = self.child
+        runtime_exited = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def watch_runtime() -> None:
+                await child.wait()
+                runtime_exited.set()
+
+            tg.start_soon(watch_runtime)
+            found = await wait_for_file(pid_file, give_up=runtime_exited)
+            tg.cancel_scope.cancel()
+        return found
+
+    async def _watch_container(self, tg: TaskGroup) -> None:
+        assert self.child is not None
+        code = _process.exit_status(await self.child.wait())
+        failure = start_failure(self.bundle / "runtime.log") if code else None
+        if failure is not None:
+            self.end(Outcome(failure[0], Reason.RUNTIME_FAILED, failure[1]), tg)
+        elif code > 128 and code - 128 in _signal.valid_signals():
+            name = _signal.Signals(code - 128).name
+            self.end(Outcome(code, Reason.KILLED, f"killed by {name}"), tg)
+        else:
+            self.end(Outcome(code, Reason.EXITED), tg)
+
+    async def _watch_holder(self, tg: TaskGroup) -> None:
+        assert self.holder is not None
+        await self.holder.child.wait()
+        self.end(Outcome(125, Reason.HOLDER_EXITED, "the namespace holder exited"), tg)
+
+    async def _watch_storage(self, tg: TaskGroup, fuse: _process.Child) -> None:
+        await fuse.wait()
+        self.end(Outcome(125, Reason.STORAGE_EXITED, "fuse-overlayfs exited"), tg)
+
+    async def _watch_helper(self, tg: TaskGroup) -> None:
+        assert self.network is not None
+        assert self.network.helper is not None
+        helper = self.network.helper
+        code = await helper.child.wait()
+        message = f"the network helper {helper.name} exited (status {_process.exit_status(code)})"
+        self.end(Outcome(125, Reason.HELPER_EXITED, message), tg)
+
+    async def _relay_ports(self, tg: TaskGroup) -> None:
+        assert self.network is not None
+        assert self.holder is not None
+        try:
+            await self.network.run_relays(self.holder)
+        except Exception as e:  # the relay is a member: its failure ends the group
+            self.end(Outcome(125, Reason.HELPER_EXITED, f"the UDP port relay failed: {e!r}"), tg)
+
+    async def _watch_health(self, tg: TaskGroup, config: HealthConfig) -> None:
+        async def probe(argv: list[str], out: IO[bytes]) -> int:
+            if config.probe is not None:  # host-side: through the published port
+                ok = await config.probe(Container(self))
+                out.write(b"ok\n" if ok else f"{config.probe.description}: failed\n".encode())
+                return 0 if ok else 1
+            from .._runtime._exec import exec_in
+
+            code = await exec_in(self.root, self.record, argv, output=out)
+            if code != 0 and not await self.runtime.running(self.record.id):
+                # The check died with the container: the container's own end is the cause,
+                # and its watcher reports it.
+                await anyio.sleep_forever()
+            return code
+
+        def changed(state: str | None) -> None:
+            self.containers.save(self.record)
+            if state is not None:
+                self.event(state)
+
+        await watch(config, self.record, probe, changed)
+        message = f"unhealthy after {config.retries} failed checks of {describe(config)}"
+        self.end(Outcome(0, Reason.UNHEALTHY, message), tg)
+
+    async def _watch_restart(self, tg: TaskGroup) -> None:
+        await self.restart_requested.wait()
+        self.end(Outcome(0, Reason.RESTART_REQUESTED), tg)
+
+    async def _watch_stop(self, tg: TaskGroup) -> None:
+        await self.stop_requested.wait()
+        self.end(Outcome(0, Reason.STOP_REQUESTED), tg)
+
+    async def _stop_container(self) -> int | None:
+        """SIGTERM once, wait the stop timeout, then SIGKILL; return the exit status."""
+        child = self.child
+        if child is None:
+            return None
+        if child.returncode is None:
+            await self.runtime.kill(self.record.id, "TERM")
+            with anyio.move_on_after(self.stop_timeout):
+                await child.wait()
+        if child.returncode is None:
+            await self.runtime.kill(self.record.id, "KILL")
+            with anyio.move_on_after(5):
+                await child.wait()
+            if child.returncode is None:  # the runtime itself hangs: it must not outlive us
+                await child.kill()
+        assert child.returncode is not None
+        return _process.exit_status(child.returncode)
+
+    async def _cleanup_run(self) -> None:
+        """Stop the container and release what this run held; record how it ended."""
+        code = await self._stop_container()
+        await self.runtime.delete(self.record.id)
+        if self.network is not None:
+            await self.network.stop()
+        if self.rootfs is not None:
+            await self.rootfs.release()
+        if self.holder is not None:
+            await self.holder.stop()
+        outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
+        stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
+        if outcome.reason in stopped_by_us and code is not None:
+            outcome = Outcome(code, outcome.reason, outcome.message)  # the status the stop gave
+        self.outcome = outcome
+        self.record.transition(Status.EXITED)
+        self.record.finished = now()
+        self.record.exit_code = outcome.exit_code
+        self.record.reason = str(outcome.reason) + (f": {outcome.message}" if outcome.message else "")
+        self.record.holder_pid = None
+        self.containers.save(self.record)
+        self.event("exited", exit_code=outcome.exit_code, reason=str(outcome.reason))
+
+    def _finish(self) -> None:
+        """After the last run: the final outcome, a ``--rm`` removal, the lock released."""
+        try:
+            outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
+            if self.gave_up:
+                outcome = Outcome(outcome.exit_code, outcome.reason,
+                                  "; ".join(filter(None, [outcome.message, self.gave_up])))
+                self.record.reason = f"{self.record.reason}; {self.gave_up}"
+            self.final = outcome
+            if self.record.spec.remove:
+                self.containers.remove(self.record)
+            else:
+                self.containers.save(self.record)
+            self.event("cleaned", exit_code=outcome.exit_code)
+            log.info("container.cleaned", exit_code=outcome.exit_code, reason=str(outcome.reason))
+        finally:
+            os.close(self.lock_fd)
+            self.cleaned.set()
+
+
+async def supervise(
+    root: Root, record: Record, lock_fd: int, stdio: Stdio, *,
+    health_probe: Check | None = None,
+    task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run *record*'s container under supervision until it ends and is cleaned up.
+
+    Reports a :class:`Container` handle through *task_status* once the command is started.
+    *health_probe* is a host-side health check (the spec's interval, retries and action).
+
+    **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
+    everything it held is released before the cancellation propagates.
+    """
+    _process.raise_fd_limit()
+    await _Group(root, record, lock_fd, stdio, health_probe).run(task_status=task_status)

@@ -1,0 +1,162 @@
+"""Running a declared supervision tree (``carrier up``) from one process.
+
+Containers start in dependency order, each once its dependencies meet their condition
+(started, healthy, or a port listening). Groups apply OTP's strategies: ``one_for_one``
+leaves each member to its own restart policy; in ``one_for_all`` and ``rest_for_one`` the
+members are permanent (restarted always) and the end of one run restarts every sibling, or the
+siblings started after it, within the group's intensity limit, beyond which the tree gives up.
+Stopping stops the containers one by one in reverse start order.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import time
+from contextlib import ExitStack
+from functools import partial
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._images._ensure import ensure_image
+from .._state._records import Containers
+from .._util import _process
+from .._util._atomic import write_json
+from .._util._errors import CarrierError
+from .._util._root import Root
+from ._create import build_spec, create
+from ._group import Container, Outcome, Reason, Stdio, supervise
+from ._ready import Condition, healthy, port
+from ._treespec import GroupDecl, Tree
+
+
+def _condition(text: str) -> Condition | None:
+    if text == "started":
+        return None
+    if text == "healthy":
+        return healthy()
+    return port(int(text.split(":", 1)[1]))
+
+
+class _Run:
+    """One running tree."""
+
+    def __init__(self, root: Root, tree: Tree, stop: anyio.Event) -> None:
+        self.root = root
+        self.tree = tree
+        self.handles: dict[str, Container] = {}
+        self.order: list[str] = []
+        self.stop = stop  # set by the caller (Ctrl-C, carrier down) or when a group gives up
+        self.gave_up: str | None = None
+        self.group_of = {m: g for g in tree.groups for m in g.members}
+        self.recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def on_run_end(self, group: GroupDecl, member: str, _: Container, outcome: Outcome) -> None:
+        """A member's run ended: restart its siblings as the group's strategy says."""
+        if self.stop.is_set() or outcome.reason in (Reason.STOP_REQUESTED,
+                                                     Reason.RESTART_REQUESTED):
+            return
+        now = time.monotonic()
+        recent = self.recent[group.name]
+        while recent and now - recent[0] > group.period:
+            recent.popleft()
+        if len(recent) >= group.intensity:
+            self.gave_up = (f"group {group.name} gave up: more than {group.intensity} "
+                            f"restarts within {group.period:g} s")
+            self.stop.set()
+            return
+        recent.append(now)
+        members = [m for m in group.members if m in self.handles]
+        if group.strategy == "one_for_all":
+            siblings = [m for m in members if m != member]
+        else:  # rest_for_one: those started after it
+            siblings = [m for m in members if self.order.index(m) > self.order.index(member)]
+        for sibling in siblings:
+            self.handles[sibling].restart()
+
+    def options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        group = self.group_of.get(name)
+        if group is not None and group.strategy != "one_for_one":
+            options = {**options, "restart": "always", "restart_intensity": group.intensity + 1,
+                       "restart_period": group.period}
+        return options
+
+    async def run(self, *, task_status: TaskStatus[dict[str, Container]]) -> str | None:
+        for decl in self.tree.containers:  # nothing starts unless every container is valid
+            try:
+                await ensure_image(self.root, decl.image, decl.pull)
+                build_spec(self.root, decl.image, decl.command, **self.options(decl.name, decl.options))
+            except CarrierError as e:
+                raise CarrierError(f"{self.tree.path}: containers.{decl.name}: {e}") from None
+        with ExitStack() as files:
+            async with anyio.create_task_group() as tg:
+                try:
+                    for decl in self.tree.containers:
+                        for dep, cond in decl.depends_on.items():
+                            condition = _condition(cond)
+                            if condition is not None:
+                                await self.handles[dep].wait_for(condition, timeout=300)
+                        record, lock = create(
+                            self.root, decl.image, decl.command,
+                            name=self.tree.container_name(decl.name),
+                            **self.options(decl.name, decl.options),
+                        )
+                        log = files.enter_context(
+                            open(Containers(self.root).dir(record.id) / "container.log", "ab")  # noqa: ASYNC230
+                        )
+                        handle: Container = await tg.start(
+                            supervise, self.root, record, lock, Stdio(subprocess.DEVNULL, log, log)
+                        )
+                        self.handles[decl.name] = handle
+                        self.order.append(decl.name)
+                        group = self.group_of.get(decl.name)
+                        if group is not None and group.strategy != "one_for_one":
+                            handle.on_run_end(partial(self.on_run_end, group, decl.name))
+                    task_status.started(self.handles)
+                    async with anyio.create_task_group() as waiters:
+
+                        async def all_ended() -> None:
+                            for h in self.handles.values():
+                                await h.wait()
+                            waiters.cancel_scope.cancel()
+
+                        async def stop_asked() -> None:
+                            await self.stop.wait()
+                            waiters.cancel_scope.cancel()
+
+                        waiters.start_soon(all_ended)
+                        waiters.start_soon(stop_asked)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        for name in reversed(self.order):  # reverse start order, one by one
+                            self.handles[name].stop()
+                            await self.handles[name].wait()
+        return self.gave_up
+
+
+def state_file(root: Root, name: str) -> Any:
+    """Where a running tree records its supervisor (for ``carrier down``)."""
+    trees = root.path / "trees"
+    trees.mkdir(mode=0o700, exist_ok=True)
+    return trees / f"{name}.json"
+
+
+async def up(root: Root, tree: Tree, stop: anyio.Event, *,
+             task_status: TaskStatus[dict[str, Container]] = anyio.TASK_STATUS_IGNORED) -> str | None:
+    """Run *tree* until *stop* is set or every container has ended for good.
+
+    Returns why a group gave up, or None. **Cancellation:** every container is stopped in
+    reverse start order and cleaned before it propagates.
+    """
+    state = state_file(root, tree.name)
+    if state.exists():
+        raise CarrierError(f"tree {tree.name} is already up (or its file {state} is stale)")
+    write_json(state, {"pid": os.getpid(), "start": _process.start_time(os.getpid()),
+                       "file": str(tree.path)})
+    try:
+        return await _Run(root, tree, stop).run(task_status=task_status)
+    finally:
+        state.unlink(missing_ok=True)
