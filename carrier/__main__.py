@@ -1,5 +1,5 @@
 """``python -m carrier`` runs the command line."""
 
-from ._cli._app import console
+from ._cli import console
 
 console()

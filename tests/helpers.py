@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
+import struct
+import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -60,6 +64,18 @@ def pid_of(cmdline: bytes, bound: float = 20) -> int:
     raise AssertionError(f"no process {cmdline!r} within {bound} s")
 
 
+def foreground(pid: int, bound: float = 20) -> None:
+    """Bounded poll until *pid* is the foreground process group of its terminal (a shell hands
+    the terminal to a job just after starting it; a Ctrl-C before that goes to the shell)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        if fields[2] == fields[5]:  # pgrp == tpgid
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never had the terminal within {bound} s")
+
+
 def events(carrier: Carrier, kind: str | None = None) -> list[dict[str, object]]:
     """The root's lifecycle events, optionally of one type."""
     path = carrier.root / "events.jsonl"
@@ -78,3 +94,49 @@ def wait_event(carrier: Carrier, kind: str, count: int, bound: float = 20) -> No
             return
         time.sleep(0.02)
     raise AssertionError(f"fewer than {count} {kind!r} events within {bound} s")
+
+
+class Pty:
+    """carrier running on a real pseudo-terminal, driven like a person at a keyboard."""
+
+    def __init__(self, carrier: Carrier, *args: str) -> None:
+        self.master, self.slave = os.openpty()
+        self.settings = termios.tcgetattr(self.slave)
+
+        def controlling_tty() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(carrier.argv(*args), env=carrier.env, stdin=self.slave,
+                                     stdout=self.slave, stderr=self.slave,
+                                     preexec_fn=controlling_tty)
+        self.seen = b""
+
+    def expect(self, needle: bytes, bound: float = 20) -> None:
+        """Read the screen until *needle* appears (bounded; every read is an event)."""
+        deadline = time.monotonic() + bound
+        while needle not in self.seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{needle!r} not seen; screen: {self.seen[-400:]!r}"
+            if select.select([self.master], [], [], remaining)[0]:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    break
+        assert needle in self.seen, self.seen[-400:]
+        self.seen = self.seen[self.seen.index(needle) + len(needle):]
+
+    def type(self, text: bytes) -> None:
+        """Type at the keyboard."""
+        os.write(self.master, text)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the window (the kernel sends SIGWINCH to carrier)."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def close(self) -> int:
+        """Wait for carrier to exit and return its exit code."""
+        code = self.proc.wait(timeout=30)
+        os.close(self.master)
+        os.close(self.slave)
+        return code

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import select
-import struct
 import subprocess
 import termios
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from helpers import pid_of
+from helpers import Pty, foreground, pid_of
 from test_network import BODY, HELPERS, http_server  # noqa: F401 - the fixture is used here
 
 
@@ -55,7 +50,8 @@ class TestExec:
         assert (res.code, res.err) == (125, "carrier: no such container: ghost\n")
         assert carrier("run", "--name", "done", "--no-network", image, "true").code == 0
         res = carrier("exec", "done", "true")
-        assert (res.code, res.err) == (125, "carrier: container done is not running\n")
+        assert (res.code, res.err) == (
+            125, "carrier: container done has exited (code 0): exec needs a running container\n")
         carrier("rm", "done")
 
     def test_many_at_once(self, carrier: Carrier, running: str) -> None:
@@ -73,56 +69,10 @@ class TestExec:
         assert res.out == "/root root /bin/sh\n"
 
 
-class _Pty:
-    """carrier running on a real pseudo-terminal, driven like a person at a keyboard."""
-
-    def __init__(self, carrier: Carrier, *args: str) -> None:
-        self.master, self.slave = os.openpty()
-        self.settings = termios.tcgetattr(self.slave)
-
-        def controlling_tty() -> None:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.proc = subprocess.Popen(carrier.argv(*args), env=carrier.env, stdin=self.slave,
-                                     stdout=self.slave, stderr=self.slave,
-                                     preexec_fn=controlling_tty)
-        self.seen = b""
-
-    def expect(self, needle: bytes, bound: float = 20) -> None:
-        """Read the screen until *needle* appears (bounded; every read is an event)."""
-        deadline = time.monotonic() + bound
-        while needle not in self.seen:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"{needle!r} not seen; screen: {self.seen[-400:]!r}"
-            if select.select([self.master], [], [], remaining)[0]:
-                try:
-                    self.seen += os.read(self.master, 65536)
-                except OSError:
-                    break
-        assert needle in self.seen, self.seen[-400:]
-        self.seen = self.seen[self.seen.index(needle) + len(needle):]
-
-    def type(self, text: bytes) -> None:
-        """Type at the keyboard."""
-        os.write(self.master, text)
-
-    def resize(self, rows: int, cols: int) -> None:
-        """Resize the window (the kernel sends SIGWINCH to carrier)."""
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def close(self) -> int:
-        """Wait for carrier to exit and return its exit code."""
-        code = self.proc.wait(timeout=30)
-        os.close(self.master)
-        os.close(self.slave)
-        return code
-
-
 class TestTerminal:
     def test_interactive_session(self, carrier: Carrier, running: str) -> None:
         """A real PTY: prompt, commands, window size, Ctrl-C, exit code, settings restored."""
-        term = _Pty(carrier, "terminal", running)
+        term = Pty(carrier, "terminal", running)
         term.resize(24, 80)
         term.expect(b"# ")
         term.type(b"echo hi-$((1+2))\r")
@@ -133,7 +83,7 @@ class TestTerminal:
         term.type(b"echo $TERM $HOME $USER\r")
         term.expect(b"vt100 /root root")
         term.type(b"sleep 100\r")
-        pid_of(b"sleep\x00100\x00")  # Ctrl-C must interrupt a running sleep
+        foreground(pid_of(b"sleep\x00100\x00"))  # Ctrl-C must interrupt a running sleep
         term.type(b"\x03")
         term.type(b"echo after-$?\r")
         term.expect(b"after-130")
@@ -145,7 +95,7 @@ class TestTerminal:
 
     def test_ctrl_d_ends_the_session(self, carrier: Carrier, running: str) -> None:
         """Ctrl-D at the prompt reaches the shell inside, which exits 0 (alias t)."""
-        term = _Pty(carrier, "t", running)
+        term = Pty(carrier, "t", running)
         term.expect(b"# ")
         term.type(b"\x04")
         assert term.close() == 0

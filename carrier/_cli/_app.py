@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from cyclopts import App, CycloptsError, Parameter
 
-from .._util._errors import CarrierError
+from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
 from . import _containers, _enter, _images, _network, _run, _trees
 
@@ -124,34 +124,37 @@ def _split_run(tokens: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``carrier`` console script."""
+    """Run one command line; every failure of Carrier or of its input becomes one line on
+    stderr and its exit code (125, Docker's convention; 130 after Ctrl-C)."""
     try:
         code = app.meta(list(sys.argv[1:] if argv is None else argv))
-    except CarrierError as e:
-        print(f"carrier: {e}", file=sys.stderr)
-        return e.exit_code
-    except CycloptsError as e:
-        print(f"carrier: {str(e).strip().splitlines()[0] if str(e).strip() else 'invalid usage'}",
-              file=sys.stderr)
-        return 125
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `carrier ps | head`: the reader went away, as it may
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as e:  # a tool or file Carrier needs, missing or refused
-        print(f"carrier: {e.strerror or e}{f': {e.filename}' if e.filename else ''}",
-              file=sys.stderr)
-        return 125
+    except BaseException as exc:
+        return failure(exc)
     return code if isinstance(code, int) else 0
 
 
-def console() -> NoReturn:
-    """The ``carrier`` console script: :func:`main`, then exit without the interpreter's
-    teardown (30-60 ms of freeing modules on every command); the output is flushed first."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+def failure(exc: BaseException) -> int:
+    """Report *exc* (or the one exception inside a task group's) as one line; its exit code.
+    Anything that is not a failure Carrier knows is re-raised with its traceback: a bug."""
+    leaf = only_leaf(exc) or exc
+    if isinstance(leaf, CarrierError):
+        print(f"carrier: {leaf}", file=sys.stderr)
+        return leaf.exit_code
+    if isinstance(leaf, CycloptsError):
+        text = str(leaf).strip()
+        print(f"carrier: {text.splitlines()[0] if text else 'invalid usage'}", file=sys.stderr)
+        return 125
+    if isinstance(leaf, KeyboardInterrupt):
+        print("carrier: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(leaf, BrokenPipeError):  # `carrier ps | head`: the reader went away, as it may
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if isinstance(leaf, OSError):  # a tool or file Carrier needs, missing, refused or full
+        where = f": {leaf.filename}" if leaf.filename else ""
+        print(f"carrier: {(leaf.strerror or str(leaf)).lower()}{where}", file=sys.stderr)
+        return 125
+    if isinstance(leaf, SystemExit):
+        return leaf.code if isinstance(leaf.code, int) else 0
+    raise exc

@@ -3,6 +3,7 @@ background with ``-d``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,8 +12,8 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from .._util._durations import parse_duration
 from .._util._errors import CarrierError
+from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
 from ._options import EnvOption, UserOption, WorkdirOption
 
@@ -38,7 +39,7 @@ def run(
     storage_driver: str | None = None,
     pull: Literal["missing", "always", "never"] = "missing",
     platform: str | None = None,
-    stop_timeout: float = 10.0,
+    stop_timeout: str = "10s",
     publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
     network: str = "auto",
     no_network: bool = False,
@@ -50,10 +51,10 @@ def run(
     dns_option: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     add_host: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     restart: str = "no",
-    restart_delay: float = 0.1,
-    restart_max_delay: float = 10.0,
+    restart_delay: str = "100ms",
+    restart_max_delay: str = "10s",
     restart_intensity: int = 5,
-    restart_period: float = 10.0,
+    restart_period: str = "10s",
     health_cmd: str | None = None,
     health_interval: str = "30s",
     health_timeout: str = "30s",
@@ -95,8 +96,8 @@ def run(
         Pull the image: missing (when it is not stored), always, or never.
     platform: str | None
         The platform to pull, os/arch[/variant] (default: the host's).
-    stop_timeout: float
-        Seconds between SIGTERM and SIGKILL on stop.
+    stop_timeout: str
+        Time between SIGTERM and SIGKILL on stop (10s, 500ms, 1m30s, or seconds).
     publish: list[str] | None
         Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], ranges allowed (repeatable).
     network: str
@@ -119,13 +120,13 @@ def run(
         Add NAME:IP to the container's /etc/hosts (repeatable).
     restart: str
         Restart policy: no, on-failure[:N], always or unless-stopped.
-    restart_delay: float
-        Seconds before the first restart; the delay doubles for each one after.
-    restart_max_delay: float
+    restart_delay: str
+        Time before the first restart; the delay doubles for each one after.
+    restart_max_delay: str
         Cap on the delay between restarts.
     restart_intensity: int
-        Give up after more than this many restarts within --restart-period seconds.
-    restart_period: float
+        Give up after more than this many restarts within --restart-period.
+    restart_period: str
         The window for --restart-intensity.
     health_cmd: str | None
         Command (run with /bin/sh -c inside) whose exit status 0 means healthy.
@@ -146,17 +147,25 @@ def run(
     return _run(
         image, list(command), detach=detach, interactive=interactive, name=name,
         env=env or [], workdir=workdir, user=user, hostname=hostname,
-        entrypoint=[entrypoint] if entrypoint is not None else None, runtime=runtime,
+        entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
         host_loopback=host_loopback, mtu=mtu, dns=dns or [], dns_search=dns_search or [],
         dns_option=dns_option or [], add_host=add_host or [], restart=restart,
         restart_delay=restart_delay, restart_max_delay=restart_max_delay,
         restart_intensity=restart_intensity, restart_period=restart_period,
-        health_cmd=health_cmd, health_interval=parse_duration(health_interval),
-        health_timeout=parse_duration(health_timeout), health_retries=health_retries,
-        health_start_period=parse_duration(health_start_period), health_on_failure=health_on_failure,
+        health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,
+        health_retries=health_retries, health_start_period=health_start_period,
+        health_on_failure=health_on_failure,
     )
+
+
+def _entrypoint(text: str | None) -> list[str] | None:
+    """``--entrypoint``: None keeps the image's; ``""`` clears it (then the image's Cmd is not
+    used either, as in Podman: the command line gives the whole command)."""
+    if text is None:
+        return None
+    return [text] if text else []
 
 
 def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
@@ -172,14 +181,17 @@ def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
 
     root = open_root()
     ensure_image_sync(root, image, pull, platform)
-    record, lock = create(
-        root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
-        user=user, hostname=hostname, detach=detach, **settings,
-    )
-    if detach:
-        return _detach(root, record, lock)
-    stdin = None if interactive else subprocess.DEVNULL
-    outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
+    # From here until a receiver listens, signals wait: none can cut the record's writing in two,
+    # and one that comes before the command runs ends the start cleanly (see _foreground).
+    with held():
+        record, lock = create(
+            root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
+            user=user, hostname=hostname, detach=detach, **settings,
+        )
+        if detach:
+            return _detach(root, record, lock)
+        stdin = None if interactive else subprocess.DEVNULL
+        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
     return _report(outcome)
 
 
@@ -187,37 +199,90 @@ def _report(outcome: Outcome) -> int:
     from .._supervision._group import Reason
 
     # The runtime already printed its own failure on the container's stderr.
-    if outcome.exit_code == 125 and outcome.reason is not Reason.RUNTIME_FAILED:
+    if (outcome.exit_code == 125 and outcome.reason is not Reason.RUNTIME_FAILED) or (
+            outcome.reason is Reason.START_FAILED and outcome.exit_code > 128):
         print(f"carrier: {outcome.message or outcome.reason}", file=sys.stderr)
     return outcome.exit_code
 
 
 async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Outcome:
-    """Supervise in this process; Ctrl-C is forwarded, a second one kills, SIGTERM stops."""
+    """Supervise in this process, passing every catchable signal on to the container (see
+    :class:`_Proxy`); return how the container ended."""
+    from functools import partial
+
     import anyio
 
-    from .._supervision._group import supervise
+    from .._supervision._group import Outcome, Reason, supervise
     from .._util._errors import unwrapped
 
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrapped():
+    with anyio.open_signal_receiver(*FORWARDED) as signals, unwrapped():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
         async with anyio.create_task_group() as tg:
-            container: Container = await tg.start(supervise, root, record, lock, stdio)
-            tg.start_soon(_handle_signals, signals, container)
+            proxy = _Proxy(tg.cancel_scope)
+            tg.start_soon(proxy.run, signals)
+            container: Container = await tg.start(
+                partial(supervise, on_running=proxy.started), root, record, lock, stdio)
             outcome = await container.wait()
             tg.cancel_scope.cancel()
+    if proxy.interrupted is not None:  # the start was given up: the group is cleaned already
+        sig = proxy.interrupted
+        return Outcome(128 + sig, Reason.START_FAILED,
+                       f"interrupted by {name(sig)} before the command started")
     return outcome
 
 
-async def _handle_signals(signals: Any, container: Container) -> None:
-    interrupts = 0
-    async for sig in signals:
-        if sig == signal.SIGTERM:
-            container.stop()
-        elif interrupts == 0:
-            interrupts += 1
-            await container.signal(signal.SIGINT)
-        else:
-            container.stop(0)
+class _Proxy:
+    """A foreground run's signals, as ``docker run``'s sig-proxy passes them on.
+
+    Before the command runs, SIGINT, SIGTERM, SIGHUP or SIGQUIT ends the start (the group
+    cleans up as always) and any other signal waits for the command. Once it runs: a first
+    SIGINT (Ctrl-C) goes to the container and a second one kills it, SIGTERM stops it gracefully
+    (SIGTERM, the stop timeout, SIGKILL), and every other signal goes to it as it is, in the
+    order they came.
+    """
+
+    _ENDS_START = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self, start_scope: Any) -> None:
+        import anyio
+
+        self._start_scope = start_scope
+        self._container: Container | None = None
+        self._running = anyio.Event()
+        self._interrupts = 0
+        self.interrupted: int | None = None
+        self._send, self._queue = anyio.create_memory_object_stream[int](256)
+
+    def started(self, container: Container) -> None:
+        """The command runs: signals go to it from now on (called by the supervisor)."""
+        self._container = container
+        self._running.set()
+
+    async def run(self, signals: Any) -> None:
+        """Handle each signal as it comes (a member of the foreground's task group)."""
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._deliver_in_order)
+            async for sig in signals:
+                if self._container is None and sig in self._ENDS_START:
+                    self.interrupted = sig
+                    self._start_scope.cancel()
+                else:  # delivered once the command runs; a storm beyond the buffer is dropped
+                    with contextlib.suppress(anyio.WouldBlock):
+                        self._send.send_nowait(sig)
+
+    async def _deliver_in_order(self) -> None:
+        await self._running.wait()
+        async for sig in self._queue:
+            assert self._container is not None
+            if sig == signal.SIGTERM:
+                self._container.stop()
+            elif sig == signal.SIGINT and self._interrupts > 0:
+                self._container.stop(0)
+            else:
+                self._interrupts += sig == signal.SIGINT
+                await self._container.signal(sig)
 
 
 def _detach(root: Root, record: Record, lock: int) -> int:
@@ -236,6 +301,8 @@ def _detach(root: Root, record: Record, lock: int) -> int:
     os.close(lock)
     if message != "started":
         raise CarrierError(message or "the detached supervisor failed to start the container")
+    while signal.sigtimedwait(FORWARDED, 0) is not None:
+        pass  # what came while we waited: the container runs, detached, as asked
     print(record.id)
     return 0
 
@@ -247,8 +314,11 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
     from .._util._errors import unwrapped
 
     # Handled, not ignored: an ignored signal would stay ignored in every process started here.
-    received = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # Every catchable signal is handled, so that no stray one ends a supervisor without its
+    # cleanup; only SIGTERM means something (stop).
+    received = anyio.open_signal_receiver(*FORWARDED)
     with os.fdopen(status_fd, "wb") as status, received as signals:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
         try:
             with unwrapped():
                 async with anyio.create_task_group() as tg:

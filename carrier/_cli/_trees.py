@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 from cyclopts import Parameter
 
 from .._util._errors import CarrierError
+from .._util._signals import FORWARDED
 from ._common import in_background, one_line, open_root
 
 if TYPE_CHECKING:
@@ -64,14 +65,18 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
 
     stop = anyio.Event()
     result: list[str | None] = []
-    signals = (signal.SIGINT, signal.SIGTERM)
+    # Every catchable signal is handled, so that no stray one ends the tree's supervisor
+    # without its cleanup: SIGINT and SIGTERM stop the tree (SIGHUP too in the foreground: the
+    # terminal went away); the others are ignored.
+    stopping = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if status_fd is None else set())
     try:
-        with anyio.open_signal_receiver(*signals) as received, unwrapped():
+        with anyio.open_signal_receiver(*FORWARDED) as received, unwrapped():
             async with anyio.create_task_group() as tg:
 
                 async def on_signal() -> None:
-                    async for _ in received:
-                        stop.set()
+                    async for sig in received:
+                        if sig in stopping:
+                            stop.set()
 
                 async def main(*, task_status: TaskStatus[dict[str, Container]]) -> None:
                     result.append(await run_tree(root, tree, stop, task_status=task_status))

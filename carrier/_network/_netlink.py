@@ -9,6 +9,7 @@ Every function here blocks: call it from a worker thread (pyroute2 runs its own 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import select
 import socket
@@ -56,8 +57,10 @@ def loopback_up(holder_pid: int, *, join_user: bool) -> None:
 
 
 def preload() -> None:
-    """Import pyroute2 (slow) ahead of need, e.g. in a thread while other set-up runs."""
-    import pyroute2  # noqa: F401
+    """Import pyroute2 (slow) ahead of need, e.g. in a thread while other set-up runs. A
+    failure here (no descriptors left, say) is left to the real import, which reports it."""
+    with contextlib.suppress(Exception):  # a head start only: the real import reports
+        import pyroute2  # noqa: F401
 
 
 @dataclass(frozen=True)

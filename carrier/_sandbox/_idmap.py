@@ -73,6 +73,7 @@ def remove_as_owner(path: Path) -> None:
     with subprocess.Popen(
         ["unshare", "--user", "--", "sh", "-c", 'echo ready && read _ && exec rm -rf -- "$0"', str(path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C must not cut a removal short
     ) as proc:
         assert proc.stdout is not None
         assert proc.stderr is not None

@@ -107,10 +107,12 @@ def spawn(
     stdin: int | IO[Any] | None = subprocess.DEVNULL,
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
-    new_session: bool = False,
+    new_session: bool = True,
     pass_fds: Sequence[int] = (),
 ) -> Child:
-    """Start *argv* as a child of this process."""
+    """Start *argv* as a child of this process, by default in a session of its own: a
+    terminal's Ctrl-C, Ctrl-\\ or hang-up then reaches only the supervisor, which decides what
+    the container gets (a holder or helper in the terminal's process group would die first)."""
     popen = subprocess.Popen(
         list(argv),
         stdin=stdin,
