@@ -10,6 +10,7 @@ the helper and remove its files, end the holder, record the exit, remove the fil
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import signal as _signal
@@ -29,12 +30,12 @@ from .._network import _netlink
 from .._network._setup import ContainerNetwork
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
-from .._runtime._oci import Runtime, resolve, start_failure
+from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
 from .._sandbox._holder import Holder, start_holder
 from .._state._records import Containers, Record, Status, now
 from .._storage._rootfs import Rootfs
 from .._util import _process
-from .._util._errors import CarrierError
+from .._util._errors import CarrierError, RuntimeFailure
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
@@ -190,15 +191,16 @@ class Container:
         self._group.run_end_hooks.append(lambda outcome: callback(self, outcome))
 
     async def signal(self, sig: int) -> None:
-        """Deliver *sig* to the container's main process."""
-        await self._group.runtime.kill(self.id, _signal.Signals(sig).name.removeprefix("SIG"))
+        """Deliver *sig* to the container's main process (nothing if it is not running)."""
+        await self._group.runtime.kill(self.id, str(int(sig)))
 
 
 class _Group:
     """One container's members and cleanup."""
 
     def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
-                 health_probe: Check | None = None) -> None:
+                 health_probe: Check | None = None,
+                 on_running: Callable[[Container], None] | None = None) -> None:
         self.root = root
         self.containers = Containers(root)
         self.record = record
@@ -214,16 +216,22 @@ class _Group:
         self.final: Outcome | None = None
         self.stop_timeout = record.spec.stop_timeout
         self.stop_requested = anyio.Event()
+        self.hurry = anyio.Event()  # set when a stop's timeout was changed
         self.cleaned = anyio.Event()
         self.gave_up: str | None = None
         self.restart_requested = anyio.Event()
         self.run_end_hooks: list[Callable[[Outcome], None]] = []
         self.health_probe = health_probe
         self.health: HealthConfig | None = None
+        self.on_running = on_running
 
     def request_stop(self, timeout: float | None) -> None:
+        """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
+        A request during a stop already in flight can only shorten it (``rm -f`` kills now)."""
         if timeout is not None:
-            self.stop_timeout = timeout
+            self.stop_timeout = min(self.stop_timeout, timeout) if self.stop_requested.is_set() \
+                else timeout
+            self.hurry.set()
         self.stop_requested.set()
 
     def end(self, outcome: Outcome, tg: TaskGroup) -> None:
@@ -332,7 +340,9 @@ class _Group:
     async def _start(self) -> None:
         spec = self.record.spec
         if spec.network not in ("none", "host"):  # overlap pyroute2's import with set-up
-            threading.Thread(target=_netlink.preload, daemon=True).start()
+            with contextlib.suppress(RuntimeError):  # no thread to spare: import when needed
+                threading.Thread(target=_netlink.preload, daemon=True).start()
+        check_process_headroom()
         image = Store(self.root).get(spec.image_id)
         self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
@@ -343,8 +353,11 @@ class _Group:
                                            rootfs.view())
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
+        # The runtime runs inside the holder's user namespace, where it is root: a runtime outside
+        # it (rootless runc) cannot set the command's supplementary groups, which would then keep
+        # ours (the user's own group, which reads as group 0, root, inside).
         write_bundle(self.bundle, spec, self.holder, rootfs.view(),
-                     runtime_inside=rootfs.runtime_inside)
+                     in_userns=self.holder.userns, in_mountns=rootfs.runtime_inside)
         await rootfs.activate()
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"
@@ -353,15 +366,22 @@ class _Group:
         self.child = self.runtime.run(
             self.record.id, self.bundle,
             stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
-            inside=self.holder.enter_argv() if rootfs.runtime_inside else (),
+            inside=self.holder.enter_argv(mount=rootfs.runtime_inside),
         )
-        if await self._command_running(pid_file):
+        if await self._command_running(pid_file) or pid_file.exists():
             self.record.container_pid = int(pid_file.read_text())
+        elif start_failure(self.bundle / "runtime.log") is None:
+            # It ended before the command ran, and not over the command (126, 127): it failed.
+            code = _process.exit_status(await self.child.wait())
+            raise RuntimeFailure(f"the OCI runtime {self.runtime.binary} failed before the command "
+                                 f"started (exit status {code})")
         self.record.transition(Status.RUNNING)
         self.record.started = now()
         self.record.holder_pid = self.holder.pid
         self.record.holder_start = _process.start_time(self.holder.pid)
         self.containers.save(self.record)
+        if self.on_running is not None:  # at once, before any other task runs
+            self.on_running(Container(self))
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
 
@@ -457,8 +477,14 @@ class _Group:
             return None
         if child.returncode is None:
             await self.runtime.kill(self.record.id, "TERM")
-            with anyio.move_on_after(self.stop_timeout):
-                await child.wait()
+            term_sent = time.monotonic()
+            while child.returncode is None:
+                remaining = term_sent + self.stop_timeout - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.hurry = anyio.Event()
+                with anyio.move_on_after(remaining):
+                    await _first_of(child.wait, self.hurry.wait)
         if child.returncode is None:
             await self.runtime.kill(self.record.id, "KILL")
             with anyio.move_on_after(5):
@@ -511,18 +537,32 @@ class _Group:
             self.cleaned.set()
 
 
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of *waits* is done; the others are cancelled."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(w: Callable[[], Awaitable[object]]) -> None:
+            await w()
+            tg.cancel_scope.cancel()
+
+        for w in waits:
+            tg.start_soon(one, w)
+
+
 async def supervise(
     root: Root, record: Record, lock_fd: int, stdio: Stdio, *,
     health_probe: Check | None = None,
+    on_running: Callable[[Container], None] | None = None,
     task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run *record*'s container under supervision until it ends and is cleaned up.
 
-    Reports a :class:`Container` handle through *task_status* once the command is started.
+    Reports a :class:`Container` handle through *task_status* once the command is started, and
+    calls *on_running* with it at that very moment, before any other task runs (each run).
     *health_probe* is a host-side health check (the spec's interval, retries and action).
 
     **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
     everything it held is released before the cancellation propagates.
     """
     _process.raise_fd_limit()
-    await _Group(root, record, lock_fd, stdio, health_probe).run(task_status=task_status)
+    await _Group(root, record, lock_fd, stdio, health_probe, on_running).run(task_status=task_status)
