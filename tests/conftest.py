@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,25 @@ def user_processes() -> dict[int, str]:
     return found
 
 
+def still_alive(processes: dict[int, str], bound: float = 10.0) -> dict[int, str]:
+    """Those of *processes* that have not exited within *bound* seconds in all, waited for on
+    pidfds: one that is exiting (its command line already gone) or a zombie is no leak."""
+    deadline = time.monotonic() + bound
+    alive = {}
+    for pid, cmd in processes.items():
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                continue  # it exited
+        finally:
+            os.close(fd)
+        alive[pid] = cmd
+    return alive
+
+
 @dataclass
 class Result:
     """A finished carrier command."""
@@ -57,10 +78,12 @@ class Carrier:
         """The command line for ``carrier ARGS``."""
         return [sys.executable, "-m", "carrier", *args]
 
-    def __call__(self, *args: str, timeout: float = 60, stdin: str | None = None) -> Result:
-        """Run ``carrier ARGS`` to completion."""
+    def __call__(self, *args: str, timeout: float = 60, stdin: str | None = None,
+                 prefix: list[str] | None = None) -> Result:
+        """Run ``carrier ARGS`` to completion (through *prefix*, such as ``prlimit``)."""
         proc = subprocess.run(
-            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout,
+            [*(prefix or []), *self.argv(*args)], env=self.env, capture_output=True, text=True,
+            timeout=timeout,
             input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -126,7 +149,7 @@ def carrier(carrier_root: Path) -> Iterator[Carrier]:
     before = set(user_processes())
     cli = Carrier(carrier_root)
     yield cli
-    leftover = {p: c for p, c in user_processes().items() if p not in before}
+    leftover = still_alive({p: c for p, c in user_processes().items() if p not in before})
     if leftover:  # clean up first so one failure does not cascade, then fail
         cli("rm", "-f", *[d.name for d in (carrier_root / "containers").iterdir()])
     assert not leftover, f"processes left behind: {leftover}"

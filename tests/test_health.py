@@ -61,4 +61,4 @@ class TestHealth:
         """Bad health flags are refused before anything starts."""
         res = carrier("run", "--health-cmd", "true", "--health-interval", "soon", image, "true")
         assert res.code == 125
-        assert "invalid duration" in res.err
+        assert "invalid --health-interval" in res.err

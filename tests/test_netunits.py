@@ -9,8 +9,8 @@ import pytest
 
 from carrier._network import _choice
 from carrier._network._dns import DnsOptions, Hosts, container_resolv_conf, parse_resolv_conf
+from carrier._network._options import parse_add_host
 from carrier._network._ports import PortMapping, parse_port, parse_ports
-from carrier._network._setup import parse_add_host
 from carrier._util._errors import CarrierError
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
+from .._util._durations import parse_duration
 from .._util._errors import CarrierError, ConflictError
 from ._common import open_root
 from ._format import ago, table
@@ -59,21 +60,24 @@ def _summary(r: Record) -> dict[str, Any]:
 
 def stop(
     *containers: str,
-    time: Annotated[float | None, Parameter(name=["-t", "--time"])] = None,
+    time: Annotated[str | None, Parameter(name=["-t", "--time"])] = None,
 ) -> int:
-    """Stop containers: SIGTERM, then SIGKILL after the timeout (-t seconds).
+    """Stop containers: SIGTERM, then SIGKILL after the timeout (-t: 10s, 500ms, or seconds).
 
     Each container is looked up before any is stopped.
     """
     from .._state._records import Containers
     from .._supervision._control import request_stop
 
+    if not containers:
+        raise CarrierError("stop needs at least one container: carrier stop NAME...")
+    timeout = parse_duration(time, "-t/--time") if time is not None else None
     root = open_root()
     found = Containers(root)
     records = [found.find(ref) for ref in containers]
     for ref, record in zip(containers, records, strict=True):
         if found.supervisor_alive(record.id):  # running, starting or between restarts
-            request_stop(root, record, time)
+            request_stop(root, record, timeout)
         print(ref)
     return 0
 
@@ -82,25 +86,36 @@ def rm(
     *containers: str,
     force: Annotated[bool, Parameter(name=["-f", "--force"])] = False,
 ) -> int:
-    """Remove containers (-f also kills running ones)."""
+    """Remove containers (-f also kills running ones).
+
+    Each container is removed on its own, as Docker does: one that is missing (or, without -f,
+    running) is reported in one line and the others are still removed; the exit code is 125
+    if any could not be.
+    """
     from .._state._records import Containers
     from .._supervision._control import request_stop
 
+    if not containers:
+        raise CarrierError("rm needs at least one container: carrier rm [-f] NAME...")
     root = open_root()
     found = Containers(root)
-    records = [found.find(ref) for ref in containers]
-    for record in records:
-        if found.supervisor_alive(record.id) and not force:
-            raise ConflictError(
-                f"cannot remove container {record.name}: it is running (stop it first or use -f)"
-            )
-    for ref, record in zip(containers, records, strict=True):
-        if found.supervisor_alive(record.id):
-            request_stop(root, record, 0)
-        if found.dir(record.id).exists():
-            found.remove(found.load(record.id))
+    failed = False
+    for ref in containers:
+        try:
+            record = found.find(ref)
+            if found.supervisor_alive(record.id):
+                if not force:
+                    raise ConflictError(f"cannot remove container {record.name}: it is running "
+                                        "(stop it first or use -f)")
+                request_stop(root, record, 0)
+            if found.dir(record.id).exists():
+                found.remove(found.load(record.id))
+        except CarrierError as e:
+            print(f"carrier: {e}", file=sys.stderr)
+            failed = True
+            continue
         print(ref)
-    return 0
+    return 125 if failed else 0
 
 
 def logs(container: str) -> int:

@@ -249,7 +249,10 @@ def prune(force: ForceOption = False) -> int:
     from .._state._records import Containers, Status
     from .._util._atomic import locked
 
-    if not force and sys.stdin.isatty():
+    if not force and not sys.stdin.isatty():
+        raise CarrierError("system prune deletes without asking only with -f (standard input is "
+                           "not a terminal to ask on)")
+    if not force:
         answer = input("This removes all stopped containers, dangling images and unused layers. "
                        "Continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):

@@ -146,6 +146,9 @@ class Layers:
         raise CarrierError(f"cannot store layer {diff_id}: {target} keeps reappearing")
 
 
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # 4096 on Linux
+
+
 def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
     """Extract the tar *stream* into the new directory *dest*, converting OCI whiteouts."""
     rootless = os.geteuid() != 0
@@ -153,6 +156,11 @@ def _unpack(stream: IO[bytes], dest: Path, label: str) -> None:
     opaques: list[str] = []
 
     def member_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        for name in (member.name, member.linkname):
+            if len(os.fsencode(os.path.join(path, name))) >= _PATH_MAX:
+                shown = name if len(name) <= 60 else f"{name[:40]}...({len(name)} characters)"
+                raise UnsafeArchiveError(f"layer {label}: refused entry {shown!r}: its path is "
+                                         f"longer than the system allows ({_PATH_MAX} bytes)")
         head, _, base = member.name.rstrip("/").rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
             _resolve(Path(path), head, label, member.name)

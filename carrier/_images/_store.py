@@ -183,6 +183,9 @@ class Store:
         Nothing in the store changes unless the whole import succeeds.
         """
         reference = Reference.parse(ref)
+        if archive.is_dir():
+            raise CarrierError(f"cannot import {archive}: it is a directory, and import takes a "
+                               f"tarball (make one with: tar -C {archive} -cf rootfs.tar .)")
         if not archive.is_file():
             raise CarrierError(f"cannot read {archive}: no such file")
         with locked(self.root.gc_lock, shared=True):  # no prune in between

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
@@ -92,6 +93,25 @@ def pick_free(mappings: list[PortMapping]) -> list[PortMapping]:
                 pm = PortMapping(pm.host_ip, s.getsockname()[1], pm.container_port, pm.proto)
         chosen.append(pm)
     return chosen
+
+
+def check_addresses(mappings: list[PortMapping]) -> None:
+    """Fail with a clear message if a host address to publish on is not one of this host's
+    (binding there would fail later with a confusing "already in use")."""
+    seen: set[str] = set()
+    for pm in mappings:
+        if pm.host_ip in seen or pm.host_ip in ("0.0.0.0", "::"):
+            continue
+        seen.add(pm.host_ip)
+        family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((pm.host_ip, 0))
+            except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise CarrierError(f"cannot publish {pm}: {pm.host_ip} is not an address of "
+                                       "this host") from None
+                raise
 
 
 def check_free(mappings: list[PortMapping]) -> None:

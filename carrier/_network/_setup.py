@@ -9,7 +9,6 @@ does the runtime start the command.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import stat
 from dataclasses import dataclass, field
@@ -28,52 +27,9 @@ from . import _netlink
 from ._choice import choose
 from ._dns import DnsOptions, Hosts, container_resolv_conf, read_host_resolv_conf
 from ._helper import HelperConfig, RunningHelper
-from ._ports import PortMapping, check_free, parse_ports, pick_free
+from ._options import parse_add_host
+from ._ports import check_free, parse_ports, pick_free
 from ._udprelay import UdpRelay
-
-MODES = ("auto", "pasta", "slirp4netns", "none", "host")
-
-
-def parse_add_host(item: str) -> tuple[str, str]:
-    """``NAME:IP`` (IPv6 allowed: ``NAME:fd00::1``) for ``--add-host``."""
-    name, sep, ip = item.partition(":")
-    try:
-        ipaddress.ip_address(ip.strip("[]"))
-    except ValueError:
-        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP") from None
-    if not sep or not name:
-        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP")
-    return name, ip.strip("[]")
-
-
-MTU_MIN, MTU_MAX = 1280, 65520  # IPv6's minimum; the helpers' maximum (and default)
-
-
-def validate(spec: Spec) -> list[PortMapping]:
-    """Check the network options of *spec* before anything starts; return the port mappings."""
-    if spec.network not in MODES:
-        raise CarrierError(
-            f"invalid network mode {spec.network!r}: use auto, pasta, slirp4netns, none or host"
-        )
-    if spec.network == "host" and os.geteuid() != 0:
-        raise CarrierError("--elevated (host network) needs root: run as root, or drop --elevated")
-    ports = parse_ports(spec.ports)
-    if ports and spec.network in ("none", "host"):
-        raise CarrierError(f"-p publishes through a network helper: not with --network {spec.network}")
-    if spec.mtu is not None:
-        if spec.network in ("none", "host"):
-            raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
-        if not MTU_MIN <= spec.mtu <= MTU_MAX:
-            raise CarrierError(f"invalid --mtu {spec.mtu}: expected {MTU_MIN} to {MTU_MAX}")
-    for item in spec.add_host:
-        parse_add_host(item)
-    for server in spec.dns:
-        try:
-            ipaddress.ip_address(server)
-        except ValueError:
-            raise CarrierError(f"invalid --dns {server!r}: expected an IP address") from None
-    choose(spec.network)  # a missing helper fails now, with the install command
-    return ports
 
 
 def run_dir() -> Path:

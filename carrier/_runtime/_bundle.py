@@ -47,25 +47,48 @@ def _ids(ranges: list[IdRange]) -> list[dict[str, int]]:
     return [{"containerID": r.container, "hostID": r.host, "size": r.size} for r in ranges]
 
 
+def _entries(text: str | None) -> list[list[str]]:
+    """The lines of an /etc/passwd or /etc/group text, split into fields."""
+    return [f for f in (line.split(":") for line in (text or "").splitlines()) if len(f) > 3]
+
+
+def _read(rootfs: Path, db: str) -> str | None:
+    try:
+        return (rootfs / "etc" / db).read_text(errors="replace")
+    except OSError:
+        return None
+
+
 def _user(user: str, rootfs: Path) -> dict[str, Any]:
-    """Resolve ``uid[:gid]`` or a name from the image's /etc/passwd and /etc/group."""
+    """The OCI ``user`` object for ``-u`` in the root filesystem at *rootfs*."""
+    return resolve_user(user, _read(rootfs, "passwd"), _read(rootfs, "group"))
+
+
+def resolve_user(user: str, passwd_text: str | None, group_text: str | None) -> dict[str, Any]:
+    """Resolve ``name|uid[:group|gid]`` from an image's /etc/passwd and /etc/group, as Docker
+    does: the primary group from passwd, and the supplementary groups the user is a member of
+    in /etc/group."""
     name, _, group = user.partition(":")
-
-    def lookup(db: str, key: str) -> tuple[int, int | None]:
-        if key.isdigit():
-            return int(key), None
-        try:
-            for line in (rootfs / "etc" / db).read_text().splitlines():
-                f = line.split(":")
-                if len(f) > 3 and f[0] == key:
-                    return int(f[2]), int(f[3]) if db == "passwd" else None
-        except (OSError, ValueError):
-            pass
-        raise CarrierError(f"unable to find user {key}: no matching entries in {db} file")
-
-    uid, primary = lookup("passwd", name or "0")
-    gid = lookup("group", group)[0] if group else (primary or 0)
-    return {"uid": uid, "gid": gid}
+    name = name or "0"
+    passwd = _entries(passwd_text)
+    groups = _entries(group_text)
+    entry = next((f for f in passwd if (f[2] if name.isdigit() else f[0]) == name), None)
+    if entry is None and not name.isdigit():
+        raise CarrierError(f"unable to find user {name}: no matching entries in passwd file")
+    try:
+        uid = int(name) if name.isdigit() else int(entry[2])  # type: ignore[index]
+        gid = int(entry[3]) if entry is not None else 0
+    except ValueError:
+        raise CarrierError(f"unable to use user {name}: malformed passwd entry") from None
+    if group:
+        found = next((f for f in groups if f[0] == group), None)
+        if not group.isdigit() and found is None:
+            raise CarrierError(f"unable to find group {group}: no matching entries in group file")
+        gid = int(group) if group.isdigit() else int(found[2])  # type: ignore[index]
+    extra = {gid}  # as Docker lists it: the primary group, then the memberships
+    if entry is not None:
+        extra.update(int(f[2]) for f in groups if entry[0] in f[3].split(",") and f[2].isdigit())
+    return {"uid": uid, "gid": gid, "additionalGids": sorted(extra)}
 
 
 def container_env(spec: Spec) -> list[str]:
@@ -93,13 +116,13 @@ def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, 
 
 
 def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
-                 runtime_inside: bool = False) -> None:
+                 in_userns: bool = False, in_mountns: bool = False) -> None:
     """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces; *rootfs* is where
-    this process sees the root filesystem (for user and group names). With *runtime_inside*,
-    the runtime runs in the holder's user and mount namespaces already (``_storage``)."""
+    this process sees the root filesystem (for user and group names). *in_userns* and
+    *in_mountns* say that the runtime runs in the holder's user and mount namespaces already."""
     env = container_env(spec)
     mount: dict[str, str] = {"type": "mount"}
-    if holder.mountns and not runtime_inside:  # the root filesystem is mounted there
+    if holder.mountns and not in_mountns:  # the root filesystem is mounted there
         mount["path"] = holder.ns_path("mnt")
     namespaces: list[dict[str, str]] = [{"type": "pid"}, mount]
     namespaces += [{"type": t, "path": holder.ns_path(n)} for t, n in (("uts", "uts"), ("ipc", "ipc"))]
@@ -116,7 +139,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
             "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
         ],
     }
-    if holder.userns and not runtime_inside:
+    if holder.userns and not in_userns:
         namespaces.append({"type": "user", "path": holder.ns_path("user")})
         linux["uidMappings"] = _ids(holder.uid_map)
         linux["gidMappings"] = _ids(holder.gid_map)

@@ -34,6 +34,9 @@ def running_record(root: Root, ref: str) -> Record:
     """The container *ref*, which must be running (exit 125 otherwise)."""
     containers = Containers(root)
     record = containers.find(ref)
+    if record.status is Status.EXITED:
+        raise ConflictError(f"container {record.name} has exited (code {record.exit_code}): "
+                            "exec needs a running container")
     if record.status is not Status.RUNNING or not containers.supervisor_alive(record.id):
         raise ConflictError(f"container {record.name} is not running")
     return record
@@ -86,8 +89,9 @@ async def exec_in(
     with _scratch(cdir) as (process_file, log):
         write_json(process_file, proc)
         prefix: list[str] = []
-        if record.spec.storage_driver == "fuse-overlayfs" and record.holder_pid is not None:
-            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host")
+        if record.holder_pid is not None:  # where the runtime created it: see _group._start
+            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host",
+                                mount=record.spec.storage_driver == "fuse-overlayfs")
         cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
         if terminal:
@@ -100,7 +104,7 @@ async def exec_in(
                 await child.kill()
                 raise
         else:
-            child = _process.spawn([*cmd, record.id],
+            child = _process.spawn([*cmd, record.id], new_session=False,  # our Ctrl-C reaches it
                                    stdin=None if interactive else subprocess.DEVNULL)
             code = await _wait(child)
         failure = start_failure(log) if code else None
@@ -124,5 +128,5 @@ async def _exec_tty(cmd: list[str], cid: str) -> int:
     """``exec --tty`` in the foreground: the runtime allocates the PTY inside, puts our terminal
     in raw mode, copies both ways and follows SIGWINCH; we guard the terminal's settings."""
     with saved_terminal(0):
-        child = _process.spawn([*cmd, "--tty", cid], stdin=None)
+        child = _process.spawn([*cmd, "--tty", cid], stdin=None, new_session=False)
         return await _wait(child)

@@ -8,7 +8,9 @@ output, and a failure to start is read back from that log.
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +18,30 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._util import _process
-from .._util._errors import CarrierError
+from .._util._errors import CarrierError, RuntimeFailure
+
+HEADROOM = 32  # tasks a start needs: holder, helper, nsenter, runc and its Go threads, ...
+
+
+def check_process_headroom(needed: int = HEADROOM) -> None:
+    """Refuse, in one line, a start that this user's process limit (``ulimit -u``) would cut
+    short: runc then dies mid-start with a page of Go runtime errors, and no clear reason."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft == resource.RLIM_INFINITY or os.geteuid() == 0:
+        return
+    uid = str(os.getuid())
+    used = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            used += int(fields.get("Threads", "1"))
+    if soft - used < needed:
+        raise RuntimeFailure(f"this user may run {soft} processes (ulimit -u) and runs {used}: a "
+                             f"container needs about {needed} more; raise the limit or end some")
 
 
 def resolve(name: str) -> str:
@@ -49,7 +74,7 @@ class Runtime:
         argv = [*inside, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
                                      "run", "--bundle", str(bundle), "--pid-file",
                                      str(bundle / "container.pid"), cid)]
-        return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
+        return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr)
 
     async def kill(self, cid: str, signal: str) -> None:
         """Deliver *signal* to the container; a container already gone is not an error."""

@@ -18,9 +18,14 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def enter_argv(pid: int, *, userns: bool) -> list[str]:
-    """``nsenter`` into holder *pid*'s mount (and user) namespace, as the same user."""
-    argv = ["nsenter", "-t", str(pid), "-m"]
+def enter_argv(pid: int, *, userns: bool, mount: bool = True) -> list[str]:
+    """``nsenter`` into holder *pid*'s user and/or mount namespace, keeping our credentials
+    (inside a user namespace they read as its root); nothing if neither is asked for."""
+    if not (userns or mount):
+        return []
+    argv = ["nsenter", "-t", str(pid)]
+    if mount:
+        argv.append("-m")
     return [*argv, "-U", "--preserve-credentials"] if userns else argv
 
 

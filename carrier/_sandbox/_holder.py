@@ -37,9 +37,10 @@ class Holder:
         self.uid_map = uid_map
         self.gid_map = gid_map
 
-    def enter_argv(self) -> list[str]:
-        """``nsenter`` into this holder's mount (and user) namespace."""
-        return enter_argv(self.pid, userns=self.userns)
+    def enter_argv(self, *, mount: bool = True) -> list[str]:
+        """``nsenter`` into this holder's user namespace (if it has one) and, with *mount*,
+        its mount namespace."""
+        return enter_argv(self.pid, userns=self.userns, mount=mount)
 
     def ns_path(self, kind: str) -> str:
         """``/proc/<holder>/ns/<kind>``, the path the runtime joins."""

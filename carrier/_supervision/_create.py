@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .._images._store import Store
-from .._network._setup import validate as validate_network
-from .._runtime._bundle import parse_env
+from .._network._options import validate as validate_network
+from .._runtime._bundle import parse_env, resolve_user
 from .._runtime._oci import resolve
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
+from .._storage._copy import top_entry
 from .._util._atomic import locked
+from .._util._durations import check_count, parse_duration
 from .._util._errors import CarrierError
 from .._util._root import Root
 from . import _events
@@ -71,6 +75,8 @@ def build_spec(
         storage_driver=choose_storage(root, storage_driver),
         **settings,
     )
+    _check_numbers(spec)
+    resolve_user(spec.user, *(_image_file(img.layers, f"etc/{db}") for db in ("passwd", "group")))
     resolve(spec.runtime)
     validate_network(spec)
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
@@ -79,3 +85,29 @@ def build_spec(
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
     return spec
+
+
+def _check_numbers(spec: Spec) -> None:
+    """Every time and count of *spec*, checked and normalised to seconds once, whichever way it
+    came (CLI text, a tree file, the library's numbers)."""
+    spec.stop_timeout = parse_duration(spec.stop_timeout, "--stop-timeout")
+    spec.restart_delay = parse_duration(spec.restart_delay, "--restart-delay")
+    spec.restart_max_delay = parse_duration(spec.restart_max_delay, "--restart-max-delay")
+    spec.restart_period = parse_duration(spec.restart_period, "--restart-period", positive=True)
+    spec.restart_intensity = check_count("--restart-intensity", spec.restart_intensity, minimum=1)
+    spec.health_interval = parse_duration(spec.health_interval, "--health-interval", positive=True)
+    spec.health_timeout = parse_duration(spec.health_timeout, "--health-timeout", positive=True)
+    spec.health_start_period = parse_duration(spec.health_start_period, "--health-start-period")
+    spec.health_retries = check_count("--health-retries", spec.health_retries, minimum=1)
+
+
+def _image_file(layers: tuple[Path, ...], rel: str) -> str | None:
+    """The text of the regular file *rel* as the image's merged layers show it, if it is there
+    (a symlink is not followed: it would point into this host)."""
+    path = top_entry(layers, rel)
+    try:
+        if path is None or not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        return path.read_text(errors="replace")
+    except OSError:
+        return None

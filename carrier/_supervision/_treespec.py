@@ -39,9 +39,9 @@ _CONTAINER = {
         "host_loopback": {"type": "boolean"}, "mtu": {"type": "integer"},
         "dns": _STRINGS, "dns_search": _STRINGS,
         "dns_option": _STRINGS, "add_host": _STRINGS, "restart": {"type": "string"},
-        "restart_delay": {"type": "number", "minimum": 0},
-        "restart_max_delay": {"type": "number", "minimum": 0},
-        "stop_timeout": {"type": "number", "minimum": 0}, "health": _HEALTH,
+        "restart_delay": _DURATION, "restart_max_delay": _DURATION, "restart_period": _DURATION,
+        "restart_intensity": {"type": "integer", "minimum": 1},
+        "stop_timeout": _DURATION, "health": _HEALTH,
         "pull": {"enum": ["missing", "always", "never"]},
         "storage_driver": {"enum": ["overlay", "fuse-overlayfs", "copy"]},
         "depends_on": {
@@ -64,7 +64,7 @@ SCHEMA = {
                     "strategy": {"enum": ["one_for_one", "one_for_all", "rest_for_one"]},
                     "members": {"type": "array", "minItems": 1, "items": {"type": "string"}},
                     "intensity": {"type": "integer", "minimum": 1},
-                    "period": {"type": "number", "exclusiveMinimum": 0},
+                    "period": _DURATION,
                 },
             },
         },
@@ -116,14 +116,21 @@ def _where(path: Path, keys: Any) -> str:
 def _options(name: str, raw: dict[str, Any], path: Path) -> dict[str, Any]:
     options = {k: v for k, v in raw.items()
                if k not in ("image", "command", "depends_on", "health", "pull")}
+    for key in ("stop_timeout", "restart_delay", "restart_max_delay", "restart_period"):
+        if key in options:
+            try:
+                options[key] = parse_duration(options[key], key, positive=key == "restart_period")
+            except CarrierError as e:
+                raise CarrierError(f"{_where(path, ['containers', name, key])}: {e}") from None
     if (health := raw.get("health")) is not None:
         try:
             options.update(
                 health_cmd=health["cmd"],
-                health_interval=parse_duration(health.get("interval", "30s")),
-                health_timeout=parse_duration(health.get("timeout", "30s")),
+                health_interval=parse_duration(health.get("interval", "30s"), "interval",
+                                               positive=True),
+                health_timeout=parse_duration(health.get("timeout", "30s"), "timeout", positive=True),
                 health_retries=health.get("retries", 3),
-                health_start_period=parse_duration(health.get("start_period", "0s")),
+                health_start_period=parse_duration(health.get("start_period", "0s"), "start_period"),
                 health_on_failure=health.get("on_failure", "none"),
             )
         except CarrierError as e:
@@ -173,8 +180,12 @@ def load(path: Path) -> Tree:
             if member in grouped:
                 raise CarrierError(f"{where}: {member!r} is already in group {grouped[member]!r}")
             grouped[member] = gname
+        try:
+            period = parse_duration(raw.get("period", 10.0), "period", positive=True)
+        except CarrierError as e:
+            raise CarrierError(f"{_where(path, ['groups', gname, 'period'])}: {e}") from None
         groups.append(GroupDecl(gname, raw.get("strategy", "one_for_one"), list(raw["members"]),
-                                raw.get("intensity", 5), float(raw.get("period", 10.0))))
+                                raw.get("intensity", 5), period))
     name = data.get("name") or path.stem
     if not re.match(_NAME, name):
         raise CarrierError(f"{_where(path, ['name'])}: {name!r} is not a valid name")

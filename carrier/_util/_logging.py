@@ -1,5 +1,5 @@
-"""Carrier's log events, rendered by structlog: readable lines on a terminal, JSON lines with
-``--log-format json``.
+"""Carrier's log events, rendered by structlog: readable lines (coloured on a terminal), JSON
+lines only with ``--log-format json``.
 
 structlog (with the rich it pulls in) costs about 100 ms to import, more than a whole container
 start, so it is imported only when an event at an enabled level is actually emitted. Context
@@ -37,7 +37,7 @@ def _structlog_logger() -> Any:
     if _logger is None:
         import structlog
 
-        as_json = _format == "json" or (_format == "auto" and not sys.stderr.isatty())
+        as_json = _format == "json"  # asked for; piped or not, people get plain lines
         renderer: Any = (structlog.processors.JSONRenderer() if as_json
                          else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         _logger = structlog.wrap_logger(

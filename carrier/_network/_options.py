@@ -1,0 +1,81 @@
+"""Checking a container's network options before anything starts: one line naming the option
+for anything that would be wrong, or would inject lines into resolv.conf or hosts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+from .._state._records import Spec
+from .._util._durations import check_count
+from .._util._errors import CarrierError
+from ._choice import choose
+from ._ports import PortMapping, check_addresses, parse_ports
+
+MODES = ("auto", "pasta", "slirp4netns", "none", "host")
+MTU_MIN, MTU_MAX = 1280, 65520  # IPv6's minimum; the helpers' maximum (and default)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_HOST_ALIAS = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
+_DNS_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?::[0-9]+)?")
+
+
+def check_hostname(name: str, option: str = "--hostname") -> str:
+    """A hostname as RFC 1123 and the kernel allow it (labels of letters, digits and '-', at
+    most 63 characters in all)."""
+    if len(name) > 63 or not _HOSTNAME.fullmatch(name):
+        raise CarrierError(f"invalid {option} {name!r}: use letters, digits, '-' and '.' "
+                           "(at most 63 characters)")
+    return name
+
+
+def parse_add_host(item: str) -> tuple[str, str]:
+    """``NAME:IP`` (IPv6 allowed: ``NAME:fd00::1``) for ``--add-host``."""
+    name, sep, ip = item.partition(":")
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP") from None
+    if not sep or not name:
+        raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP")
+    if not _HOST_ALIAS.fullmatch(name):
+        raise CarrierError(f"invalid --add-host {item!r}: the name may hold letters, digits, "
+                           "'_', '-' and '.' only")
+    return name, ip.strip("[]")
+
+
+def validate(spec: Spec) -> list[PortMapping]:
+    """Check the network options of *spec* before anything starts; return the port mappings."""
+    if spec.network not in MODES:
+        raise CarrierError(
+            f"invalid network mode {spec.network!r}: use auto, pasta, slirp4netns, none or host"
+        )
+    if spec.network == "host" and os.geteuid() != 0:
+        raise CarrierError("--elevated (host network) needs root: run as root, or drop --elevated")
+    if spec.hostname:
+        check_hostname(spec.hostname)
+    ports = parse_ports(spec.ports)
+    if ports and spec.network in ("none", "host"):
+        raise CarrierError(f"-p publishes through a network helper: not with --network {spec.network}")
+    check_addresses(ports)
+    if spec.mtu is not None:
+        if spec.network in ("none", "host"):
+            raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
+        check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
+    for item in spec.add_host:
+        parse_add_host(item)
+    for server in spec.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise CarrierError(f"invalid --dns {server!r}: expected an IP address") from None
+    for domain in spec.dns_search:
+        if domain != "." and (len(domain) > 253 or not _HOSTNAME.fullmatch(domain.rstrip("."))):
+            raise CarrierError(f"invalid --dns-search {domain!r}: expected a domain name")
+    for option in spec.dns_option:
+        if not _DNS_OPTION.fullmatch(option):
+            raise CarrierError(f"invalid --dns-option {option!r}: expected NAME or NAME:NUMBER "
+                               "(ndots:2, rotate, edns0)")
+    choose(spec.network)  # a missing helper fails now, with the install command
+    return ports

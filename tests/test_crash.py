@@ -1,0 +1,46 @@
+"""A supervisor SIGKILLed at random moments of start-up (issue #12): after each kill, one
+``carrier ps -a`` leaves no live process, no name that cannot be taken again, and no runtime
+state, whichever step the kill interrupted (creating the record, the holder, the helper, the
+storage, the runtime, or a running container)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+
+from conftest import Carrier, still_alive, user_processes
+from test_network import HELPERS
+
+KILLS = 50
+SEED = 20261201  # fixed, so that a failure replays the same moments
+
+
+def test_sigkill_at_random_moments_of_start(carrier: Carrier, image: str) -> None:
+    """50 SIGKILLs of a starting ``carrier run`` at random moments, both helpers alternately:
+    each is cleaned up by the next command and its name can be used again."""
+    rng = random.Random(SEED)
+    before = set(user_processes())
+    moments = []
+    for i in range(KILLS):
+        name = f"crash{i % 3}"
+        helper = HELPERS[i % len(HELPERS)]
+        proc = carrier.popen("run", "--name", name, "--network", helper, image, "sleep", "100",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        moment = rng.uniform(0.0, 0.6)
+        moments.append(round(moment, 3))
+        time.sleep(moment)  # fault injection at a chosen moment, not a wait for anything
+        proc.kill()
+        proc.wait(timeout=30)
+        res = carrier("ps", "-a")  # reconciles what the killed supervisor left
+        assert res.code == 0, (i, moment, res.err)
+        left = still_alive({p: c for p, c in user_processes().items() if p not in before})
+        assert not left, f"kill {i} at {moment:.3f} s ({helper}) left {left}"
+        assert not any((carrier.root / "runtime").iterdir()), f"kill {i}: runtime state left"
+        res = carrier("rm", "-f", name)
+        assert res.code == 0 or "no such container" in res.err, (i, moment, res.err)
+        assert not (carrier.root / "names" / name).exists(), f"kill {i}: name {name} stuck"
+    # Every name is free again: the same names start real containers now.
+    for i in range(3):
+        assert carrier("run", "--rm", "--name", f"crash{i}", image, "true").code == 0
+    assert carrier("ps", "-a", "--format", "json").out.strip() == "[]", moments
