@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from carrier._network import _choice
-from carrier._network._dns import DnsOptions, Hosts, container_resolv_conf, parse_resolv_conf
+from carrier._network._dns import DnsOptions, Forwarder, Hosts, container_resolv_conf, parse_resolv_conf
+from carrier._network._helper import HelperConfig
 from carrier._network._options import parse_add_host
+from carrier._network._pasta import Pasta, first_nameserver
 from carrier._network._ports import PortMapping, parse_port, parse_ports
+from carrier._network._slirp4netns import Slirp4netns
 from carrier._util._errors import CarrierError
 
 
@@ -50,11 +54,24 @@ class TestResolvConf:
         assert conf.search == ("b", "c")
         assert conf.options == ("x", "y")
 
-    def test_loopback_replaced_by_forwarder_once(self) -> None:
-        """Loopback nameservers become the helper's forwarder, once, in place."""
-        text = "nameserver 127.0.0.53\nnameserver 192.0.2.9\nnameserver ::1\n"
-        conf = container_resolv_conf(text, "10.0.2.3", DnsOptions())
-        assert conf.nameservers == ("10.0.2.3", "192.0.2.9")
+    @pytest.mark.parametrize(
+        ("text", "upstream", "expected"),
+        [
+            ("nameserver 127.0.0.53\nnameserver 192.0.2.9\nnameserver ::1\n", "127.0.0.53",
+             ("F", "192.0.2.9")),
+            ("nameserver 192.0.2.9\nnameserver 127.0.0.53\nnameserver 192.0.2.8\n", "192.0.2.9",
+             ("F", "192.0.2.8")),
+            ("nameserver 192.0.2.8\nnameserver 192.0.2.9\nnameserver 192.0.2.9\n", "192.0.2.9",
+             ("192.0.2.8", "F")),
+            ("nameserver 2001:db8::1\nnameserver 127.0.0.1\n", "192.0.2.7", ("2001:db8::1",)),
+        ],
+        ids=["stub-first", "routable-first", "upstream-twice", "upstream-absent"],
+    )
+    def test_forwarder_replaces_its_upstream(self, text: str, upstream: str,
+                                             expected: tuple[str, ...]) -> None:
+        """The forwarder takes its upstream's place, once; other loopback servers are left out."""
+        conf = container_resolv_conf(text, Forwarder("F", upstream), DnsOptions())
+        assert conf.nameservers == expected
 
     def test_no_forwarder_no_servers_falls_back(self) -> None:
         """Without a forwarder, a stub-only host gives the public fallback."""
@@ -66,6 +83,47 @@ class TestResolvConf:
         conf = container_resolv_conf("nameserver 192.0.2.1\nsearch a\noptions x\n", None,
                                      DnsOptions(("192.0.2.8",), ("b",), ("y",)))
         assert conf.render() == "nameserver 192.0.2.8\nsearch b\noptions y\n"
+
+
+class TestDnsForwarder:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("nameserver 192.0.2.9\n", "192.0.2.9"),
+            ("# c\nsearch x\nnameserver 2001:db8::1\nnameserver 127.0.0.53\n", "127.0.0.53"),
+            ("nameserver\t192.0.2.9\nnameserver 192.0.2.8", "192.0.2.8"),
+            ("nameserver 192.0.2.9 \nnameserver 192.0.2.8\n", "192.0.2.8"),
+            ("nameserver 192.0.2.9 # home\nnameserver 192.0.2.8\n", "192.0.2.8"),
+            (" nameserver 192.0.2.9\nnameserver  192.0.2.8\n", "192.0.2.8"),
+            ("nameserver 192.0.2.9\r\nnameserver 192.0.2.8\n", "192.0.2.8"),
+            ("nameserver 192.0.2.9%eth0\n", "192.0.2.9"),
+            ("nameserver fe80::1%eth0\n", None),
+            ("", None),
+        ],
+        ids=["plain", "first-ipv4", "tab", "trailing-space", "comment", "leading-space", "crlf",
+             "scope", "ipv6-only", "empty"],
+    )
+    def test_pasta_reads_resolv_conf_as_pasta_does(self, text: str, expected: str | None) -> None:
+        """pasta's first nameserver is the first "nameserver " line whose last word is an
+        IPv4 address (its 2023-03 parser; lines glibc accepts may be skipped)."""
+        assert first_nameserver(text) == expected
+
+    def test_slirp4netns_reads_it_as_glibc_does(self) -> None:
+        """slirp4netns (libslirp) takes the first IPv4 nameserver, comments and tabs allowed."""
+        text = "nameserver 192.0.2.9 # home\nnameserver 192.0.2.8\n"
+        assert Slirp4netns.forwarder(text) == Forwarder("10.0.2.3", "192.0.2.9")
+        assert Pasta.forwarder(text) == Forwarder("169.254.1.1", "192.0.2.8")
+        assert Pasta.forwarder("nameserver 2001:db8::1\n") is None
+
+    @pytest.mark.parametrize(("forward", "expected"),
+                             [("169.254.1.1", ["--dns-forward", "169.254.1.1"]), (None, ["-D", "none"])])
+    def test_pasta_forwards_only_when_used(self, forward: str | None, expected: list[str]) -> None:
+        """pasta gets --dns-forward only when the container uses it, else -D none (no DNS
+        rewriting at all)."""
+        argv = Pasta().argv(SimpleNamespace(pid=4242), HelperConfig(dns_forward=forward))  # type: ignore[arg-type]
+        i = argv.index(expected[0])
+        assert argv[i:i + 2] == expected
+        assert ("--dns-forward" in argv) == (forward is not None)
 
 
 class TestHosts:

@@ -1,9 +1,13 @@
 """The container's /etc/resolv.conf and /etc/hosts.
 
-Nameservers come from the host's resolv.conf. Loopback ones (systemd-resolved's 127.0.0.53, a
-local dnsmasq) cannot be reached from the container's namespace, so they are replaced with the
-network helper's DNS forwarder where it has one. With none left, 8.8.8.8 and 8.8.4.4 are used,
-as Docker and Podman do. ``--dns``, ``--dns-search`` and ``--dns-option`` override.
+Nameservers come from the host's resolv.conf. A helper's DNS forwarder sends the queries it gets
+to one host nameserver only, its *upstream* (the first IPv4 one, as the helper reads
+/etc/resolv.conf), so the forwarder stands in for that nameserver, in its place, and that
+address is never listed directly: pasta rewrites the source of every reply from it to the
+forwarder's address, which a resolver that asked the upstream itself drops. Other loopback
+nameservers cannot be reached from the container's namespace and are left out; other routable
+ones are kept. With none left, 8.8.8.8 and 8.8.4.4 are used, as Docker and Podman do. ``--dns``,
+``--dns-search`` and ``--dns-option`` override.
 """
 
 from __future__ import annotations
@@ -52,6 +56,36 @@ def parse_resolv_conf(text: str) -> ResolvConf:
     return ResolvConf(tuple(nameservers), tuple(search), tuple(options))
 
 
+def first_ipv4_nameserver(text: str) -> str | None:
+    """The first IPv4 nameserver of a resolv.conf, read as glibc and libslirp read it."""
+    for ns in parse_resolv_conf(text).nameservers:
+        if _ipv4(ns) is not None:
+            return ns
+    return None
+
+
+def _ipv4(addr: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(addr)
+    except ValueError:
+        return None
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+    except ValueError:
+        return a == b
+
+
+@dataclass(frozen=True)
+class Forwarder:
+    """A helper's DNS forwarder: queries to *address* inside go to *upstream* on the host."""
+
+    address: str
+    upstream: str
+
+
 def _is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
@@ -68,19 +102,23 @@ class DnsOptions:
     options: tuple[str, ...] = ()
 
 
-def container_resolv_conf(host_text: str, forwarder: str | None, opts: DnsOptions, *,
+def container_resolv_conf(host_text: str, forwarder: Forwarder | None, opts: DnsOptions, *,
                           keep_loopback: bool = False) -> ResolvConf:
     """The container's resolv.conf from the host's text, the helper's forwarder and overrides.
 
-    *keep_loopback* is for a container in the host's own network namespace.
+    The forwarder takes the place of its upstream (once); other loopback nameservers are left
+    out, unless *keep_loopback* (a container in the host's own network namespace).
     """
     host = parse_resolv_conf(host_text)
     servers: list[str] = []
     for ns in host.nameservers:
-        if keep_loopback or not _is_loopback(ns):
+        if keep_loopback:
             servers.append(ns)
-        elif forwarder is not None and forwarder not in servers:
-            servers.append(forwarder)
+        elif forwarder is not None and _same_address(ns, forwarder.upstream):
+            if forwarder.address not in servers:
+                servers.append(forwarder.address)
+        elif not _is_loopback(ns):
+            servers.append(ns)
     if opts.servers:
         servers = list(opts.servers)
     elif not servers:

@@ -3,7 +3,7 @@
 A helper connects a holder's network namespace to the host's network from user space. Each
 backend (``_pasta``, ``_slirp4netns``) starts its helper, waits until the namespace is
 configured (confirmed over netlink, never assumed), publishes the ports, and says which
-address inside reaches the host's loopback and which one forwards DNS.
+address inside reaches the host's loopback, which one forwards DNS, and to which host nameserver.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from .._sandbox._holder import Holder
 from .._util import _process
 from .._util._errors import CarrierError
 from . import _netlink
+from ._dns import Forwarder, first_ipv4_nameserver
 from ._ports import PortMapping
 
 READY_TIMEOUT = 10.0
+RESOLV_CONF = Path("/etc/resolv.conf")  # what pasta and slirp4netns read, whatever Carrier reads
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class HelperConfig:
     ports: list[PortMapping] = field(default_factory=list)
     host_loopback: bool = False
     mtu: int | None = None  # None: the helper's default (65520 for both)
+    dns_forward: str | None = None  # the forwarder's address, when the container's resolv.conf uses it
     log: Path | None = None
     socket_path: Path | None = None
     pid_file: Path | None = None
@@ -77,6 +80,20 @@ class Helper(abc.ABC):
     def available(cls) -> bool:
         """Whether the helper's binary is installed."""
         return shutil.which(cls.name) is not None
+
+    @classmethod
+    def forwarder(cls, resolv_text: str) -> Forwarder | None:
+        """The DNS forwarder and the host nameserver it sends to, given the text of
+        /etc/resolv.conf; None without a forwarder or an IPv4 nameserver to send to."""
+        upstream = cls.dns_upstream(resolv_text)
+        if cls.dns_forwarder is None or upstream is None:
+            return None
+        return Forwarder(cls.dns_forwarder, upstream)
+
+    @classmethod
+    def dns_upstream(cls, resolv_text: str) -> str | None:
+        """The nameserver the forwarder sends to: the first IPv4 one (libslirp's reading)."""
+        return first_ipv4_nameserver(resolv_text)
 
     @abc.abstractmethod
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:

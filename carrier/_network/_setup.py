@@ -25,8 +25,8 @@ from .._util._errors import CarrierError
 from .._util._logging import log
 from . import _netlink
 from ._choice import choose
-from ._dns import DnsOptions, Hosts, container_resolv_conf, read_host_resolv_conf
-from ._helper import HelperConfig, RunningHelper
+from ._dns import DnsOptions, Forwarder, Hosts, ResolvConf, container_resolv_conf, read_host_resolv_conf
+from ._helper import RESOLV_CONF, Helper, HelperConfig, RunningHelper
 from ._options import parse_add_host
 from ._ports import check_free, parse_ports, pick_free
 from ._udprelay import UdpRelay
@@ -80,15 +80,27 @@ class ContainerNetwork:
                     path.unlink(missing_ok=True)
 
 
-def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, forwarder: str | None,
-                state: _netlink.NetState | None, host_address: str | None) -> dict[str, Any]:
+def plan_dns(spec: Spec, helper: Helper | None) -> tuple[ResolvConf, Forwarder | None]:
+    """The container's resolv.conf, and the helper's DNS forwarder when that file uses it (the
+    helper is told to forward only then; see ``_dns``)."""
+    opts = DnsOptions(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
+    host_text = read_host_resolv_conf(Path(spec.resolv_conf))
+    forwarder = None
+    if helper is not None:  # the helpers read /etc/resolv.conf, whatever file Carrier reads
+        same = Path(spec.resolv_conf) == RESOLV_CONF
+        forwarder = helper.forwarder(host_text if same else read_host_resolv_conf(RESOLV_CONF))
+    # In the host's own network namespace, the host's loopback resolvers are reachable.
+    resolv = container_resolv_conf(host_text, forwarder, opts, keep_loopback=spec.network == "host")
+    used = forwarder is not None and forwarder.address in resolv.nameservers
+    return resolv, forwarder if used else None
+
+
+def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, resolv: ResolvConf,
+                forwarder: Forwarder | None, state: _netlink.NetState | None,
+                host_address: str | None) -> dict[str, Any]:
     """Write resolv.conf, hosts and hostname into the container's /etc (copies into *kept*, for
     ``exec``'s repair); return the DNS info."""
     etc = _etc(rootfs)
-    opts = DnsOptions(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
-    host_text = read_host_resolv_conf(Path(spec.resolv_conf))
-    # In the host's own network namespace, the host's loopback resolvers are reachable.
-    resolv = container_resolv_conf(host_text, forwarder, opts, keep_loopback=spec.network == "host")
     write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644)
     write_bytes(kept / "resolv.conf", resolv.render().encode(), mode=0o644)
     hosts = Hosts(
@@ -100,7 +112,8 @@ def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, forwarder: s
     write_bytes(kept / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
     write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
     return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
-            "options": list(resolv.options)}
+            "options": list(resolv.options),
+            "forwarder": f"{forwarder.address} -> {forwarder.upstream}" if forwarder else None}
 
 
 async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path) -> ContainerNetwork:
@@ -113,20 +126,24 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
         await anyio.to_thread.run_sync(
             lambda: _netlink.loopback_up(holder.pid, join_user=holder.userns)
         )
+    resolv, forwarder = plan_dns(spec, helper)
     if helper is None:
-        dns = write_files(rootfs, cdir, spec, name, forwarder=None, state=None, host_address=None)
+        dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=None, state=None,
+                          host_address=None)
         mode = spec.network if spec.network in ("none", "host") else "none"
         return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
     ports = pick_free(parse_ports(spec.ports))
     tcp = [p for p in ports if p.proto == "tcp"]
     check_free(tcp)
-    write_files(rootfs, cdir, spec, name, forwarder=helper.dns_forwarder, state=None, host_address=None)
+    write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=None,
+                host_address=None)
     socket_path = run_dir() / f"{os.path.basename(cdir)[:16]}.slirp.sock"
     socket_path.unlink(missing_ok=True)
     relays: list[UdpRelay] = []
     try:
         relays += [UdpRelay(p) for p in ports if p.proto == "udp"]
         config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback, mtu=spec.mtu,
+                              dns_forward=forwarder.address if forwarder else None,
                               log=cdir / "network.log", socket_path=socket_path,
                               pid_file=cdir / "network.pid")
         running = await helper.start(holder, config)
@@ -138,7 +155,7 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
     net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
     ports = tcp + [relay.mapping for relay in relays]
     try:
-        dns = write_files(rootfs, cdir, spec, name, forwarder=helper.dns_forwarder,
+        dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder,
                           state=running.state, host_address=running.host_address)
     except BaseException:
         await net.stop()
