@@ -67,6 +67,9 @@ BAD = [
     (["run", "--rm", "-p", "10.9.9.9:18080:80", "busybox", "true"], "not an address of this host"),
     (["run", "--rm", "-u", "nosuchuser", "busybox", "true"], "unable to find user nosuchuser"),
     (["system", "prune"], "-f"),  # stdin is not a terminal: never deletes without asking
+    (["ps", "json"], "unexpected argument 'json'"),  # options are never taken by position
+    (["images", "json"], "unexpected argument 'json'"),
+    (["pull", "busybox", "linux/amd64"], "unexpected argument 'linux/amd64'"),
 ]
 
 
@@ -189,6 +192,15 @@ class TestDockerBehaviours:
         assert (res.code, res.out) == (0, "50 10\n"), res.err
         res = carrier("run", "--rm", "groups", "id", "-G")
         assert (res.code, res.out) == (0, "0 50\n"), res.err
+
+    def test_help_has_no_generated_negative_flags(self, carrier: Carrier) -> None:
+        """Help shows flags as Docker spells them: no ``--no-rm`` or ``--no-no-network``."""
+        for command in ("run", "ps", "rm", "exec", "up", "pull"):
+            res = carrier(command, "--help")
+            assert res.code == 0, res.err
+            flags = {w for w in res.out.split() if w.startswith("--no-")}
+            assert flags <= {"--no-network", "--no-tls-verify"}, (command, flags)
+        assert carrier("run", "--no-rm", "busybox", "true").code == 125
 
     def test_warnings_are_plain_lines_when_piped(self, carrier: Carrier, tmp_path: Path) -> None:
         """A warning on a stderr that is not a terminal is a plain line, not JSON."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-from cyclopts import App, CycloptsError, Parameter
+from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
@@ -28,6 +28,9 @@ app = App(
     help_on_error=False,
     result_action="return_value",
     help_flags=["--help"],
+    # Flags are spelled as Docker spells them: no generated --no-X twins (--no-rm,
+    # --no-no-network); the few that Docker has are declared where they belong.
+    default_parameter=Parameter(negative=()),
 )
 
 
@@ -90,7 +93,7 @@ def _flag_names(func: Any) -> set[str]:
         spelled = [n for m in meta if isinstance(m, Parameter) for n in (m.name or ())]
         long = "--" + pname.replace("_", "-")
         names.update(spelled or [long])
-        names.update({long, "--no-" + long[2:]})
+        names.add(long)
     return names
 
 
@@ -140,6 +143,11 @@ def failure(exc: BaseException) -> int:
     if isinstance(leaf, CarrierError):
         print(f"carrier: {leaf}", file=sys.stderr)
         return leaf.exit_code
+    if isinstance(leaf, UnusedCliTokensError):  # never an option taken by position
+        extra = " ".join(repr(t) for t in leaf.unused_tokens or ())
+        print(f"carrier: unexpected argument {extra} (options are named: see --help)",
+              file=sys.stderr)
+        return 125
     if isinstance(leaf, CycloptsError):
         text = str(leaf).strip()
         print(f"carrier: {text.splitlines()[0] if text else 'invalid usage'}", file=sys.stderr)

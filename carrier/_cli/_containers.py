@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def ps(
+    *,
     all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,
     format: Literal["table", "json"] = "table",
 ) -> int:
@@ -134,7 +135,7 @@ def logs(container: str) -> int:
     return 0
 
 
-def info(container: str | None = None, format: Literal["text", "json"] = "text") -> int:
+def info(container: str | None = None, *, format: Literal["text", "json"] = "text") -> int:
     """Show everything Carrier knows about a container (JSON), or, with no container, about this
     machine: storage driver, runtime, network helper."""
     from .._state._records import Containers
@@ -142,7 +143,7 @@ def info(container: str | None = None, format: Literal["text", "json"] = "text")
     if container is None:
         from ._images import system_info
 
-        return system_info(format)
+        return system_info(format=format)
     root = open_root()
     record = Containers(root).find(container)
     data = record.to_json()
@@ -152,6 +153,7 @@ def info(container: str | None = None, format: Literal["text", "json"] = "text")
 
 
 def events(
+    *,
     format: Literal["table", "json"] = "table",
     follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
 ) -> int:

@@ -26,7 +26,7 @@ TlsVerify = Annotated[bool | None, Parameter(negative="--no-tls-verify")]
 ForceOption = Annotated[bool, Parameter(name=["-f", "--force"])]
 
 
-def pull(reference: str, platform: str | None = None, tls_verify: TlsVerify = None) -> int:
+def pull(reference: str, *, platform: str | None = None, tls_verify: TlsVerify = None) -> int:
     """Pull an image from a registry (``alpine`` is docker.io/library/alpine:latest).
 
     Prints the image id, as ``podman pull`` does.
@@ -52,6 +52,7 @@ def pull(reference: str, platform: str | None = None, tls_verify: TlsVerify = No
 
 def login(
     registry: str,
+    *,
     username: Annotated[str | None, Parameter(name=["-u", "--username"])] = None,
     password_stdin: bool = False,
     tls_verify: TlsVerify = None,
@@ -97,6 +98,7 @@ def logout(registry: str) -> int:
 
 
 def load(
+    *,
     input: Annotated[Path, Parameter(name=["-i", "--input"])],
     platform: str | None = None,
 ) -> int:
@@ -129,7 +131,7 @@ def import_(tarball: Path, reference: str) -> int:
     return 0
 
 
-def images(format: Literal["table", "json"] = "table") -> int:
+def images(*, format: Literal["table", "json"] = "table") -> int:
     """List images: repository, tag, id, created and size."""
     from .._images._store import Store, familiar
 
@@ -243,7 +245,7 @@ def _prune_layers(store: Store) -> int:
     return freed
 
 
-def prune(force: ForceOption = False) -> int:
+def prune(*, force: ForceOption = False) -> int:
     """Remove stopped containers, dangling images and unused layers; report the space freed."""
     from .._images._store import Store
     from .._state._records import Containers, Status
@@ -277,7 +279,7 @@ def prune(force: ForceOption = False) -> int:
     return 0
 
 
-def system_info(format: Literal["text", "json"] = "text") -> int:
+def system_info(*, format: Literal["text", "json"] = "text") -> int:
     """Storage driver, runtime and network helper on this machine."""
     from .._images._store import Store
     from .._network._choice import choose as choose_helper

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 def up(
     file: Path,
+    *,
     detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
 ) -> int:
     """Start a supervision tree declared in a TOML file (see supervisors/); Ctrl-C stops it.
