@@ -219,14 +219,20 @@ async def _clean_stale(root: Root, cid: str) -> None:
     record.reason = "supervisor-died: its supervisor was killed; leftovers were reaped"
     record.finished = now()
     record.holder_pid = None
-    log.warning("container.reaped", container=record.name)
     try:
         if record.spec.remove:
             containers.remove(record)
         else:
             containers.save(record)
-    except OSError as e:  # a full disk: the processes are gone; recorded by a later command
-        log.warning("container.not-recorded", container=record.name, error=e.strerror or str(e))
+    except OSError as e:  # a full disk: the processes are gone all the same
+        if record.started is None:  # it never ran (its start failed): nothing worth keeping
+            containers.remove(record)
+            log.warning("container.removed", container=record.name, reason="its start failed "
+                        f"and its end cannot be recorded: {e.strerror or e}")
+        else:  # a later command records it
+            log.warning("container.not-recorded", container=record.name, error=e.strerror or str(e))
+        return
+    log.warning("container.reaped", container=record.name)
 
 
 async def _reap(root: Root, cid: str, salvaged: dict[str, Any]) -> None:
