@@ -232,7 +232,8 @@ class TestDamage:
         """A damaged images.json: one warning line naming it; images, run (by id) and import
         work; the damaged file is moved aside, never overwritten."""
         index = carrier.root / "images.json"
-        ident = json.loads(index.read_text())["images"]["docker.io/library/busybox:latest"]
+        data = json.loads(index.read_text())
+        ident = data.get("images", data)["docker.io/library/busybox:latest"]
         index.write_bytes(b"{garbage")
         res = carrier("images")
         assert res.code == 0, res.err
