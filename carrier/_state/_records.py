@@ -3,9 +3,10 @@
 Status changes go through :meth:`Record.transition`, the one place that knows which moves are
 legal. A running container's supervisor holds an exclusive ``flock`` on ``supervisor.lock`` for
 its whole life, so "is the supervisor alive?" is a lock probe, immune to PID reuse. Creators
-hold ``create.lock`` shared while they reserve a name and write the first record, so whoever
-holds it exclusively knows that a directory without ``state.json`` is a creation that died
-(:meth:`Containers.repair`). The record's format across versions is ``_schema``.
+hold a shared ``flock`` on the ``names/`` directory while they reserve a name and write the
+first record (removals too), so whoever holds it exclusively knows that a directory without
+``state.json`` is a creation that died (:meth:`Containers.repair`). The record's format across
+versions is ``_schema``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._util._atomic import locked, try_lock, write_json
+from .._util._atomic import try_lock, write_json
 from .._util._errors import CarrierError, ConflictError, NotFoundError
 from .._util._logging import log
 from .._util._root import Root
@@ -134,15 +135,12 @@ class Record:
         return data
 
     @classmethod
-    def from_json(cls, raw: bytes, path: str, cid: str) -> Record:
-        """Read ``state.json`` of container *cid*: migrated, type-checked, unknown fields kept.
+    def from_json(cls, data: Any, *, path: str = "state.json", cid: str | None = None) -> Record:
+        """Rebuild a record from the JSON of ``state.json`` (of container *cid*, if given):
+        migrated, type-checked, unknown fields kept.
 
         Raises :class:`~._schema.Damaged` (with what can be salvaged) if it cannot be read.
         """
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise Damaged(path, "not JSON" if raw.strip() else "empty", {}) from None
         if not isinstance(data, dict):
             raise Damaged(path, "not a JSON object", {})
         try:
@@ -152,7 +150,7 @@ class Record:
                 raise ValueError("no spec object")
             spec_known, spec_extra = split(Spec, known["spec"])
             record = convert({**known, "spec": spec_known}, cls)
-            if record.id != cid:
+            if cid is not None and record.id != cid:
                 raise ValueError(f"its id {record.id[:12]} is not its directory's")
         except ValueError as e:
             found = salvage(cls, data)
@@ -174,10 +172,30 @@ class Containers:
         """The container's private directory."""
         return self.root.containers / cid
 
-    @property
-    def create_lock(self) -> Path:
-        """Held shared by every creation in progress, exclusively by :meth:`repair`."""
-        return self.root.path / "create.lock"
+    def _names_lock(self, *, shared: bool, wait: bool = True) -> int | None:
+        """A ``flock`` on the ``names/`` directory itself (no file to create, also on a full
+        disk): shared by creations and removals in progress, exclusive for :meth:`repair`.
+        Returns the fd holding it, or None if *wait* is false and it is taken."""
+        fd = os.open(self.root.names, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _names_shared(self) -> Iterator[None]:
+        fd = self._names_lock(shared=True)
+        assert fd is not None
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     def create(self, spec: Spec, name: str | None) -> tuple[Record, int]:
         """Reserve a fresh id and *name* atomically and write the first record.
@@ -193,7 +211,7 @@ class Containers:
             raise CarrierError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         if not spec.hostname:
             spec.hostname = name if len(name) <= 63 else cid[:12]
-        with locked(self.create_lock, shared=True):
+        with self._names_shared():
             try:
                 os.symlink(cid, self.root.names / name)
             except FileExistsError:
@@ -223,7 +241,11 @@ class Containers:
             raw = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no such container: {cid}") from None
-        return Record.from_json(raw, str(path), cid)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise Damaged(str(path), "not JSON" if raw.strip() else "empty", {}) from None
+        return Record.from_json(data, path=str(path), cid=cid)
 
     def ids(self) -> list[str]:
         """The ids of every container directory."""
@@ -283,12 +305,12 @@ class Containers:
     def remove(self, record: Record) -> None:
         """Delete the container's directory and release its name (the caller holds its
         supervisor lock, so nothing else works on it)."""
-        with locked(self.create_lock, shared=True):  # no repair in between
+        with self._names_shared():  # no repair in between
             self._remove_files(record.id, record.name)
 
     def remove_id(self, cid: str) -> None:
         """:meth:`remove` for a container whose record cannot be read."""
-        with locked(self.create_lock, shared=True):
+        with self._names_shared():
             self._remove_files(cid, self.name_of(cid))
 
     def _remove_files(self, cid: str, name: str | None) -> None:
@@ -309,19 +331,17 @@ class Containers:
         """Remove what creations that died left: a directory without ``state.json`` whose lock
         nobody holds, and names whose directory is gone. Returns the names released.
 
-        Runs only while no creation is in progress anywhere (``create.lock`` exclusively, never
-        waited for): a name being created right now is never taken.
+        Runs only while no creation is in progress anywhere (the ``names/`` lock exclusively,
+        never waited for): a name being created right now is never taken.
         """
         try:
-            fd = os.open(self.create_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:  # e.g. a full disk: repair another time
+            fd = self._names_lock(shared=False, wait=False)
+        except OSError:
+            return []
+        if fd is None:  # a creation or removal is in progress: repair another time
             return []
         released: list[str] = []
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return []
             for cid in self.ids():
                 if self._half_created(cid):
                     name = self.name_of(cid)
