@@ -59,7 +59,7 @@ def test_kill_each_member(carrier: Carrier, image: str, helper: str, member: str
     assert not list(cdir.glob("exec-*"))
     assert not any((carrier.root / "runtime").iterdir())
     run_dir = Path(os.environ.get("XDG_RUNTIME_DIR", "")) / "carrier" \
-        if os.environ.get("XDG_RUNTIME_DIR") else Path(f"/tmp/carrier-run-{os.getuid()}")
+        if os.environ.get("XDG_RUNTIME_DIR") else carrier.root / "run"
     assert not list(run_dir.glob(f"{str(rec['id'])[:16]}*"))
     assert carrier("rm", "f").code == 0
 

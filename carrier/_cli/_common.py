@@ -61,4 +61,6 @@ def _redirect_std(log: Path) -> None:
 def one_line(exc: BaseException) -> str:
     """An exception as the one line a person reads."""
     exc = only_leaf(exc) or exc
+    if isinstance(exc, OSError) and exc.strerror:  # "No space left on device", not "[Errno 28]"
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
     return str(exc) if isinstance(exc, CarrierError) else f"{type(exc).__name__}: {exc}"

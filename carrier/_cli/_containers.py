@@ -15,7 +15,8 @@ from ._common import open_root
 from ._format import ago, table
 
 if TYPE_CHECKING:
-    from .._state._records import Record
+    from .._state._records import Containers, Record
+    from .._state._schema import Damaged
 
 
 def ps(
@@ -26,9 +27,13 @@ def ps(
     """List containers (running ones, or all with -a)."""
     from .._state._records import Containers, Status
 
-    records = [r for r in Containers(open_root()).all() if all or r.status is Status.RUNNING]
+    found = Containers(open_root())
+    records, damaged = found.scan()
+    records = [r for r in records if all or r.status is Status.RUNNING]
+    # A damaged record is listed with what could be read of it (rm -f removes it).
+    broken = [_damaged_summary(found, cid, d) for cid, d in damaged.items()] if all else []
     if format == "json":
-        print(json.dumps([_summary(r) for r in records], indent=2))
+        print(json.dumps([_summary(r) for r in records] + broken, indent=2))
         return 0
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for r in records:
@@ -36,8 +41,21 @@ def ps(
         cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
         rows.append((r.id[:12], r.spec.image, f'"{cmd}"', f"{ago(r.created)} ago",
                      _status_text(r), r.name))
+    for b in broken:
+        rows.append((b["Id"][:12], b["Image"] or "?", '""', "?", b["Status"], b["Names"][0]))
     table(rows)
     return 0
+
+
+def _damaged_summary(found: Containers, cid: str, damaged: Damaged) -> dict[str, Any]:
+    spec = damaged.salvage.get("spec") or {}
+    name = found.name_of(cid) or damaged.salvage.get("name") or cid[:12]
+    return {
+        "Id": cid, "Names": [name], "Image": spec.get("image"), "ImageID": spec.get("image_id"),
+        "Command": spec.get("args"), "Created": damaged.salvage.get("created"),
+        "State": "damaged", "Status": "Damaged (state.json)", "ExitCode": None,
+        "Reason": str(damaged), "StartedAt": None, "FinishedAt": None,
+    }
 
 
 def _status_text(r: Record) -> str:
@@ -75,12 +93,26 @@ def stop(
     timeout = parse_duration(time, "-t/--time") if time is not None else None
     root = open_root()
     found = Containers(root)
-    records = [found.find(ref) for ref in containers]
-    for ref, record in zip(containers, records, strict=True):
-        if found.supervisor_alive(record.id):  # running, starting or between restarts
-            request_stop(root, record, timeout)
+    ids = [found.resolve(ref) for ref in containers]
+    for ref, cid in zip(containers, ids, strict=True):
+        if found.supervisor_alive(cid):  # running, starting or between restarts
+            request_stop(root, cid, ref, timeout, _stop_timeout(found, cid))
         print(ref)
     return 0
+
+
+def _stop_timeout(found: Containers, cid: str) -> float:
+    """The container's own stop timeout, or Docker's 10 s when its record cannot be read."""
+    from .._state._schema import Damaged
+    from .._util._errors import NotFoundError
+
+    try:
+        return found.load(cid).spec.stop_timeout
+    except Damaged as d:
+        timeout = (d.salvage.get("spec") or {}).get("stop_timeout", 10.0)
+        return float(timeout)
+    except NotFoundError:
+        return 10.0
 
 
 def rm(
@@ -91,10 +123,13 @@ def rm(
 
     Each container is removed on its own, as Docker does: one that is missing (or, without -f,
     running) is reported in one line and the others are still removed; the exit code is 125
-    if any could not be.
+    if any could not be. A container is removed only once none of its processes lives; a
+    damaged record too.
     """
+    import anyio
+
     from .._state._records import Containers
-    from .._supervision._control import request_stop
+    from .._supervision._control import remove, request_stop
 
     if not containers:
         raise CarrierError("rm needs at least one container: carrier rm [-f] NAME...")
@@ -103,14 +138,13 @@ def rm(
     failed = False
     for ref in containers:
         try:
-            record = found.find(ref)
-            if found.supervisor_alive(record.id):
+            cid = found.resolve(ref)
+            if found.supervisor_alive(cid):
                 if not force:
-                    raise ConflictError(f"cannot remove container {record.name}: it is running "
+                    raise ConflictError(f"cannot remove container {ref}: it is running "
                                         "(stop it first or use -f)")
-                request_stop(root, record, 0)
-            if found.dir(record.id).exists():
-                found.remove(found.load(record.id))
+                request_stop(root, cid, ref, 0)
+            anyio.run(remove, root, cid)
         except CarrierError as e:
             print(f"carrier: {e}", file=sys.stderr)
             failed = True

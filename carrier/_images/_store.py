@@ -4,8 +4,12 @@ Layout under the Carrier root (OCI-shaped):
 
 - ``blobs/sha256/<hex>``: immutable small blobs named by their digest (image configs).
 - ``layers/sha256/<diff-id hex>/``: each layer unpacked once, shared by every image (``_layers``).
-- ``images.json``: ``{"docker.io/library/busybox:latest": "sha256:<config digest>"}``; the
-  config digest is the image id. Names are stored fully qualified (``_reference``).
+- ``images.json``: ``{"version": 1, "images": {"docker.io/library/busybox:latest":
+  "sha256:<config digest>"}}``; the config digest is the image id. Names are stored fully
+  qualified (``_reference``). Version 0 (no ``version``) was the bare name map; it is read as
+  is and written as version 1. Keys and entries this version does not know are kept.
+  A damaged file (not JSON, wrong shape) is reported once, read as empty, and moved aside to
+  ``images.json.damaged`` before the next write: never overwritten silently.
 
 An image config is an OCI image config (``config.Env``, ``Cmd``, ``Entrypoint``, ``WorkingDir``,
 ``User``, and ``rootfs.diff_ids`` naming its layers in order).
@@ -25,10 +29,15 @@ from typing import Any
 
 from .._util._atomic import locked, read_json, write_bytes, write_json
 from .._util._errors import CarrierError, NotFoundError
+from .._util._logging import log
 from .._util._root import Root
 from ._layers import Layers
 from ._platform import Platform
 from ._reference import Reference
+
+INDEX_VERSION = 1
+"""The version of ``images.json`` this Carrier writes."""
+_warned: set[str] = set()  # damaged files already reported by this process
 
 
 def familiar(name: str) -> str:
@@ -70,23 +79,82 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
 
-    def _index(self) -> dict[str, str]:
+    def _document(self) -> dict[str, Any] | None:
+        """``images.json`` as stored (version 0 lifted to the current shape): ``{}`` if there
+        is none, None (after one warning line naming it) if it is damaged."""
+        path = self.root.images_file
         try:
-            data = read_json(self.root.images_file)
+            data = read_json(path)
         except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as e:
+            self._damaged(f"not JSON: {e}" if isinstance(e, ValueError) else str(e))
+            return None
+        if not isinstance(data, dict):
+            self._damaged("not a JSON object")
+            return None
+        if "version" not in data:  # version 0: the bare name map
+            return {"images": data}
+        if (not isinstance(data["version"], int) or isinstance(data["version"], bool)
+                or not isinstance(data.get("images", {}), dict)):
+            self._damaged("its version or images are of the wrong type")
+            return None
+        return data
+
+    def _damaged(self, problem: str) -> None:
+        """Report a damage of ``images.json`` once per process, as one line naming it."""
+        path = str(self.root.images_file)
+        if path not in _warned:
+            _warned.add(path)
+            log.warning("images.damaged", file=path, problem=problem)
+
+    def _index(self) -> dict[str, str]:
+        """The readable part of the index: fully qualified name -> image id."""
+        document = self._document() or {}
         index: dict[str, str] = {}
-        for name, digest in data.items():
-            with contextlib.suppress(CarrierError):  # older roots stored short names
-                index[str(Reference.parse(str(name)))] = str(digest)
+        for name, digest in (document.get("images") or {}).items():
+            if isinstance(digest, str):
+                with contextlib.suppress(CarrierError):  # older roots stored short names
+                    index[str(Reference.parse(str(name)))] = digest
         return index
+
+    def _update(self, change: dict[str, str | None]) -> dict[str, str]:
+        """Set (or, for None, remove) names in ``images.json`` under its lock; keep what this
+        version does not know; move a damaged file aside first. Returns the new index."""
+        with locked(self.root.images_lock):
+            document = self._document()
+            if document is None:
+                aside = self.root.images_file.with_name("images.json.damaged")
+                self.root.images_file.replace(aside)
+                log.warning("images.moved-aside", file=str(self.root.images_file), to=str(aside))
+                document = {}
+            entries: dict[str, Any] = {}
+            for name, digest in (document.get("images") or {}).items():
+                try:  # version 0 kept short names: store them qualified
+                    entries[str(Reference.parse(str(name)))] = digest
+                except CarrierError:
+                    entries[name] = digest
+            for name, target in change.items():
+                if target is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = target
+            version = max(INDEX_VERSION, int(document.get("version", 0)))
+            write_json(self.root.images_file, {**document, "version": version, "images": entries})
+        return self._index()
 
     def images(self) -> list[Image]:
         """Every image, once each, with all its names (untagged images too)."""
         index = self._index()
         ids = {d for d in index.values()}
         ids.update(f"sha256:{p.name}" for p in self.root.blobs.iterdir() if self._is_config(p))
-        return [self._load(d, self._names_of(d, index)) for d in sorted(ids)]
+        found = []
+        for digest in sorted(ids):
+            try:
+                found.append(self._load(digest, self._names_of(digest, index)))
+            except (CarrierError, OSError, ValueError, AttributeError) as e:  # a bad entry
+                self._damaged(f"{digest}: {e}")
+        return found
 
     def _is_config(self, path: Path) -> bool:
         """Whether a blob is an image config (rather than, say, a manifest)."""
@@ -157,20 +225,12 @@ class Store:
         if missing:
             raise CarrierError(f"image config names a layer that is not stored: {missing[0]}")
         digest = self.add_blob(config)
-        with locked(self.root.images_lock):
-            index = self._index()
-            for ref in refs:
-                index[str(ref)] = digest
-            write_json(self.root.images_file, index)
+        index = self._update({str(ref): digest for ref in refs})
         return self._load(digest, self._names_of(digest, index))
 
     def untag(self, names: Sequence[str]) -> None:
         """Remove the names (fully qualified) from the index."""
-        with locked(self.root.images_lock):
-            index = self._index()
-            for name in names:
-                index.pop(name, None)
-            write_json(self.root.images_file, index)
+        self._update(dict.fromkeys(names))
 
     def remove_image(self, image: Image) -> None:
         """Forget *image*: its names and its config (its layers stay until pruned)."""

@@ -33,14 +33,28 @@ from ._udprelay import UdpRelay
 
 
 def run_dir() -> Path:
-    """A short private directory for sockets (a socket path must fit in 108 bytes)."""
+    """A private directory for sockets: ``$XDG_RUNTIME_DIR/carrier``, else ``run/`` under the
+    Carrier root, never a predictable shared path (another user could take it). A socket path
+    must fit in 108 bytes and a Carrier root's need not: the directory under the root is
+    reached through ``/proc/<this process>/fd/<O_PATH descriptor>``, short, and valid for the
+    helpers this process starts (they are this user's)."""
+    from .._util._root import default_root
+
     base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "carrier" if base else Path(f"/tmp/carrier-run-{os.getuid()}")
+    path = Path(base) / "carrier" if base else default_root().absolute() / "run"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise CarrierError(f"{path} is not a directory of this user: remove it")
-    return path
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise CarrierError(f"{path} is not a private directory of this user: remove it")
+    if base:
+        return path
+    key = (os.getpid(), str(path))
+    if key not in _RUN_DIR_FDS:  # one descriptor per process and directory, kept open
+        _RUN_DIR_FDS[key] = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return Path(f"/proc/{key[0]}/fd/{_RUN_DIR_FDS[key]}")
+
+
+_RUN_DIR_FDS: dict[tuple[int, str], int] = {}
 
 
 def _etc(rootfs: Path) -> Path:

@@ -2,7 +2,11 @@
 
 Status changes go through :meth:`Record.transition`, the one place that knows which moves are
 legal. A running container's supervisor holds an exclusive ``flock`` on ``supervisor.lock`` for
-its whole life, so "is the supervisor alive?" is a lock probe, immune to PID reuse.
+its whole life, so "is the supervisor alive?" is a lock probe, immune to PID reuse. Creators
+hold a shared ``flock`` on the ``names/`` directory while they reserve a name and write the
+first record (removals too), so whoever holds it exclusively knows that a directory without
+``state.json`` is a creation that died (:meth:`Containers.repair`). The record's format across
+versions is ``_schema``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import fcntl
+import json
 import os
 import re
 import secrets
@@ -18,11 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._util._atomic import read_json, try_lock, write_json
+from .._util._atomic import try_lock, write_json
 from .._util._errors import CarrierError, ConflictError, NotFoundError
+from .._util._logging import log
 from .._util._root import Root
+from ._schema import RECORD_VERSION, Damaged, convert, migrate, salvage, split
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+_warned: set[str] = set()  # damaged files already reported by this process
 
 
 class Status(enum.StrEnum):
@@ -81,6 +90,8 @@ class Spec:
     health_retries: int = 3
     health_start_period: float = 0.0
     health_on_failure: str = "none"
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. the tree that made it
+    extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 
 
 @dataclass
@@ -104,6 +115,8 @@ class Record:
     network: dict[str, Any] | None = None
     restarts: int = 0
     health: dict[str, Any] | None = None
+    version: int = RECORD_VERSION  # the format version it is written as
+    extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 
     def transition(self, new: Status) -> None:
         """Move to *new*, refusing moves the lifecycle does not allow."""
@@ -112,16 +125,41 @@ class Record:
         self.status = new
 
     def to_json(self) -> dict[str, Any]:
-        """The record as stored in ``state.json``."""
+        """The record as stored in ``state.json``, with the fields of a newer Carrier kept."""
         data = asdict(self)
         data["status"] = str(self.status)
+        spec = data.pop("spec")
+        data["spec"] = {**spec.pop("extra"), **spec}
+        data = {**data.pop("extra"), **data}
+        data["version"] = max(RECORD_VERSION, self.version)
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Record:
-        """Rebuild a record from ``state.json``."""
-        spec = Spec(**data.pop("spec"))
-        return cls(spec=spec, **{**data, "status": Status(data["status"])})
+    def from_json(cls, data: Any, *, path: str = "state.json", cid: str | None = None) -> Record:
+        """Rebuild a record from the JSON of ``state.json`` (of container *cid*, if given):
+        migrated, type-checked, unknown fields kept.
+
+        Raises :class:`~._schema.Damaged` (with what can be salvaged) if it cannot be read.
+        """
+        if not isinstance(data, dict):
+            raise Damaged(path, "not a JSON object", {})
+        try:
+            data, written = migrate(data)
+            known, extra = split(cls, data)
+            if not isinstance(known.get("spec"), dict):
+                raise ValueError("no spec object")
+            spec_known, spec_extra = split(Spec, known["spec"])
+            record = convert({**known, "spec": spec_known}, cls)
+            if cid is not None and record.id != cid:
+                raise ValueError(f"its id {record.id[:12]} is not its directory's")
+        except ValueError as e:
+            found = salvage(cls, data)
+            found["spec"] = salvage(Spec, data.get("spec"))
+            raise Damaged(path, str(e), found) from None
+        record.spec.extra = spec_extra
+        record.extra = extra
+        record.version = written
+        return record
 
 
 class Containers:
@@ -134,11 +172,37 @@ class Containers:
         """The container's private directory."""
         return self.root.containers / cid
 
+    def _names_lock(self, *, shared: bool, wait: bool = True) -> int | None:
+        """A ``flock`` on the ``names/`` directory itself (no file to create, also on a full
+        disk): shared by creations and removals in progress, exclusive for :meth:`repair`.
+        Returns the fd holding it, or None if *wait* is false and it is taken."""
+        fd = os.open(self.root.names, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _names_shared(self) -> Iterator[None]:
+        fd = self._names_lock(shared=True)
+        assert fd is not None
+        try:
+            yield
+        finally:
+            os.close(fd)
+
     def create(self, spec: Spec, name: str | None) -> tuple[Record, int]:
         """Reserve a fresh id and *name* atomically and write the first record.
 
         Two processes racing for one name: exactly one ``symlink`` succeeds. Returns the record
-        and the fd of the already-taken supervisor lock, which the supervisor keeps open.
+        and the fd of the already-taken supervisor lock, which the supervisor keeps open. A
+        failure (a full disk) leaves neither the name nor the directory behind.
         """
         cid = secrets.token_hex(32)
         if name is None:
@@ -147,19 +211,23 @@ class Containers:
             raise CarrierError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         if not spec.hostname:
             spec.hostname = name if len(name) <= 63 else cid[:12]
-        try:
-            os.symlink(cid, self.root.names / name)
-        except FileExistsError:
-            raise ConflictError(f"the container name {name!r} is already in use") from None
-        try:
-            self.dir(cid).mkdir(mode=0o700)
-            lock = try_lock(self.supervisor_lock(cid))
-            assert lock is not None, "a new container directory cannot be locked already"
-            record = Record(id=cid, name=name, spec=spec)
-            self.save(record)
-        except BaseException:
-            os.unlink(self.root.names / name)
-            raise
+        with self._names_shared():
+            try:
+                os.symlink(cid, self.root.names / name)
+            except FileExistsError:
+                raise ConflictError(f"the container name {name!r} is already in use") from None
+            lock: int | None = None
+            try:
+                self.dir(cid).mkdir(mode=0o700)
+                lock = try_lock(self.supervisor_lock(cid))
+                assert lock is not None, "a new container directory cannot be locked already"
+                record = Record(id=cid, name=name, spec=spec)
+                self.save(record)
+            except BaseException:
+                self._remove_files(cid, name)
+                if lock is not None:
+                    os.close(lock)
+                raise
         return record, lock
 
     def save(self, record: Record) -> None:
@@ -167,47 +235,152 @@ class Containers:
         write_json(self.dir(record.id) / "state.json", record.to_json())
 
     def load(self, cid: str) -> Record:
-        """Read one record by full id."""
+        """Read one record by full id; :class:`Damaged` if it cannot be read."""
+        path = self.dir(cid) / "state.json"
         try:
-            return Record.from_json(read_json(self.dir(cid) / "state.json"))
-        except FileNotFoundError:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no such container: {cid}") from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise Damaged(str(path), "not JSON" if raw.strip() else "empty", {}) from None
+        return Record.from_json(data, path=str(path), cid=cid)
+
+    def ids(self) -> list[str]:
+        """The ids of every container directory."""
+        try:
+            return [d.name for d in self.root.containers.iterdir() if not d.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def scan(self) -> tuple[list[Record], dict[str, Damaged]]:
+        """Every readable record, oldest first, and the damaged ones by id (each reported once
+        per process, as one warning line naming the file)."""
+        records, damaged = [], {}
+        for cid in self.ids():
+            try:
+                records.append(self.load(cid))
+            except NotFoundError:  # being created or removed, or a creation that died (repair)
+                if self._lost_record(cid):
+                    damaged[cid] = Damaged(str(self.dir(cid) / "state.json"), "missing", {})
+                    warn(damaged[cid])
+                continue
+            except Damaged as d:
+                damaged[cid] = d
+                warn(d)
+        return sorted(records, key=lambda r: r.created), damaged
 
     def all(self) -> Iterator[Record]:
-        """Every record, oldest first."""
-        records = []
-        for d in self.root.containers.iterdir():
-            with contextlib.suppress(NotFoundError, ValueError):
-                records.append(self.load(d.name))
-        yield from sorted(records, key=lambda r: r.created)
+        """Every readable record, oldest first."""
+        yield from self.scan()[0]
 
-    def find(self, ref: str) -> Record:
-        """Find a container by name, full id or unique id prefix."""
-        try:
-            return self.load(os.readlink(self.root.names / ref))
-        except (FileNotFoundError, OSError, NotFoundError):
-            pass
+    def resolve(self, ref: str) -> str:
+        """The id of the container named *ref*, or with full id or unique id prefix *ref*."""
+        with contextlib.suppress(OSError):
+            cid = os.readlink(self.root.names / ref)
+            if "/" not in cid and self.dir(cid).is_dir():
+                return cid
         if re.fullmatch(r"[0-9a-f]{1,64}", ref):
-            matches = [d.name for d in self.root.containers.iterdir() if d.name.startswith(ref)]
+            matches = [cid for cid in self.ids() if cid.startswith(ref)]
             if len(matches) == 1:
-                return self.load(matches[0])
+                return matches[0]
             if len(matches) > 1:
                 raise CarrierError(f"container id prefix {ref!r} is ambiguous")
         raise NotFoundError(f"no such container: {ref}")
 
+    def find(self, ref: str) -> Record:
+        """Find a container by name, full id or unique id prefix."""
+        return self.load(self.resolve(ref))
+
+    def name_of(self, cid: str) -> str | None:
+        """The name reserved for *cid* (for a record that cannot tell it)."""
+        with contextlib.suppress(OSError):
+            for link in self.root.names.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(link) == cid:
+                        return link.name
+        return None
+
     def remove(self, record: Record) -> None:
-        """Delete the container's directory and release its name."""
+        """Delete the container's directory and release its name (the caller holds its
+        supervisor lock, so nothing else works on it)."""
+        with self._names_shared():  # no repair in between
+            self._remove_files(record.id, record.name)
+
+    def remove_id(self, cid: str) -> None:
+        """:meth:`remove` for a container whose record cannot be read."""
+        with self._names_shared():
+            self._remove_files(cid, self.name_of(cid))
+
+    def _remove_files(self, cid: str, name: str | None) -> None:
         from .._util._fs import remove_tree
 
         try:
-            remove_tree(self.dir(record.id))
+            remove_tree(self.dir(cid))
         except PermissionError:  # what the container's other users own (subordinate ids)
             from .._sandbox._idmap import remove_as_owner
 
-            remove_as_owner(self.dir(record.id))
-        with contextlib.suppress(FileNotFoundError):
-            if os.readlink(self.root.names / record.name) == record.id:
-                os.unlink(self.root.names / record.name)
+            remove_as_owner(self.dir(cid))
+        if name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if os.readlink(self.root.names / name) == cid:
+                    os.unlink(self.root.names / name)
+
+    def repair(self) -> list[str]:
+        """Remove what creations that died left: a directory without ``state.json`` whose lock
+        nobody holds, and names whose directory is gone. Returns the names released.
+
+        Runs only while no creation is in progress anywhere (the ``names/`` lock exclusively,
+        never waited for): a name being created right now is never taken.
+        """
+        try:
+            fd = self._names_lock(shared=False, wait=False)
+        except OSError:
+            return []
+        if fd is None:  # a creation or removal is in progress: repair another time
+            return []
+        released: list[str] = []
+        try:
+            for cid in self.ids():
+                if self._half_created(cid):
+                    name = self.name_of(cid)
+                    self._remove_files(cid, name)
+                    released.append(name or cid[:12])
+                    log.warning("container.half-created-removed", container=name or cid[:12])
+            with contextlib.suppress(OSError):
+                for link in self.root.names.iterdir():
+                    with contextlib.suppress(OSError):
+                        cid = os.readlink(link)
+                        if "/" in cid or not self.dir(cid).exists():
+                            link.unlink()
+                            released.append(link.name)
+        finally:
+            os.close(fd)
+        return released
+
+    def _lost_record(self, cid: str) -> bool:
+        """Whether *cid* lost its ``state.json`` after it ran: other files are there, its lock
+        file too, and no process holds that lock."""
+        try:
+            entries = os.listdir(self.dir(cid))
+        except OSError:
+            return False
+        ran = any(e != "supervisor.lock" and not e.startswith(".state.json.") for e in entries)
+        return ran and "supervisor.lock" in entries and not self.supervisor_alive(cid)
+
+    def _half_created(self, cid: str) -> bool:
+        """Whether *cid* is a creation that died before its first record (only meaningful while
+        no creation runs): nothing but its lock and a temporary record, and no supervisor."""
+        try:
+            entries = os.listdir(self.dir(cid))
+        except OSError:
+            return False
+        if "state.json" in entries or not all(
+            e == "supervisor.lock" or e.startswith(".state.json.") for e in entries
+        ):
+            return False
+        return not self.supervisor_alive(cid)
 
     def supervisor_lock(self, cid: str) -> Path:
         """The file whose ``flock`` marks a live supervisor."""
@@ -215,8 +388,18 @@ class Containers:
 
     def supervisor_alive(self, cid: str) -> bool:
         """True while some process holds the container's supervisor lock."""
-        fd = try_lock(self.supervisor_lock(cid))
+        try:
+            fd = try_lock(self.supervisor_lock(cid), create=False)
+        except (FileNotFoundError, NotADirectoryError):  # never locked, or removed meanwhile
+            return False
         if fd is None:
             return True
         os.close(fd)
         return False
+
+
+def warn(damaged: Damaged) -> None:
+    """Report a damaged record once per process: one warning line that names the file."""
+    if damaged.path not in _warned:
+        _warned.add(damaged.path)
+        log.warning("record.damaged", file=damaged.path, problem=damaged.problem)

@@ -1,14 +1,17 @@
 """Talking to a container's supervisor from another carrier process, and cleaning up after one
 that died.
 
-Each container's supervisor answers on its own control socket (``carrier stop``, ``rm -f``).
-A supervisor that is gone without cleaning up (SIGKILL) is noticed through its released lock,
-and :func:`reconcile` finishes its cleanup.
+Each container's supervisor answers on its own control socket (``carrier stop``, ``rm -f``): a
+socket file in the container's private directory, so that it is reached from any network
+namespace (an abstract socket belongs to one). A supervisor that is gone without cleaning up
+(SIGKILL) is noticed through its released lock, and :func:`reconcile` finishes its cleanup,
+also for records it cannot fully read (damaged) and for creations that died half-way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -16,18 +19,26 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import anyio
 
 from .._network._setup import reap_stale_helper
 from .._runtime._oci import Runtime, resolve
-from .._state._records import Containers, Record, Status, now
+from .._state._records import Containers, Status, now
+from .._state._schema import Damaged
 from .._util import _process
-from .._util._atomic import try_lock
-from .._util._errors import CarrierError
+from .._util._atomic import try_lock, write_json
+from .._util._errors import CarrierError, ConflictError, NotFoundError
 from .._util._logging import log
 from .._util._root import Root
+
+SOCKET = "control.sock"
+"""The control socket's name in the container's directory."""
+STOP_REQUEST = "stop.request"
+"""A stop request left for a supervisor that is not listening yet."""
 
 
 def pidfd_of(pid: int | None, expected_start: int | None) -> int | None:
@@ -44,31 +55,59 @@ def pidfd_of(pid: int | None, expected_start: int | None) -> int | None:
     return fd
 
 
-def _address(cid: str) -> str:
-    """The supervisor's control socket: abstract (no file, no path-length limit), per container."""
-    return f"\0carrier-control-{cid}"
+@contextlib.contextmanager
+def _short(directory: Path) -> Iterator[str]:
+    """A short path to the control socket in *directory*: through an ``O_PATH`` descriptor of
+    the directory, since a socket path must fit in 108 bytes and a Carrier root need not."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET}"
+    finally:
+        os.close(fd)
 
 
-def request_stop(root: Root, record: Record, timeout: float | None) -> None:
-    """Ask the supervisor of *record* to stop that container, and wait until it is cleaned up.
-
-    The request goes to the container's own control socket, so a supervisor running many
-    containers (``carrier up``, a library user) stops just this one. The wait is for the
-    container's supervisor lock, which the supervisor releases once its cleanup is done; it is
-    bounded by the stop timeout plus a minute.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+def _connect(directory: Path, message: bytes) -> bool:
+    """Send *message* to the supervisor listening in *directory*; False if none listens."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
         s.settimeout(10)
         try:
-            s.connect(_address(record.id))
-            s.sendall(json.dumps({"stop": timeout}).encode() + b"\n")
-            s.recv(16)
+            with _short(directory) as path:
+                s.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):
-            return  # no supervisor listens: nothing runs (reconcile handles a dead one)
-        except OSError as e:
-            raise CarrierError(f"container {record.name}: cannot reach its supervisor: {e}") from None
-    bound = (timeout if timeout is not None else record.spec.stop_timeout) + 60
-    fd = os.open(Containers(root).supervisor_lock(record.id), os.O_RDWR | os.O_CLOEXEC)
+            return False
+        s.sendall(message)
+        s.recv(16)
+    return True
+
+
+def request_stop(root: Root, cid: str, name: str, timeout: float | None,
+                 default_timeout: float = 10.0) -> None:
+    """Ask the supervisor of container *cid* to stop it, and wait until it is cleaned up.
+
+    The request goes to the container's own control socket, so a supervisor running many
+    containers (``carrier up``, a library user) stops just this one. A supervisor that holds
+    the lock but does not listen yet (it is still starting) finds the request in
+    :data:`STOP_REQUEST` once it listens; a refused connection never counts as "nothing runs".
+    The wait is for the container's supervisor lock, which the supervisor releases once its
+    cleanup is done; it is bounded by the stop timeout plus a minute.
+    """
+    containers = Containers(root)
+    directory = containers.dir(cid)
+    message = json.dumps({"stop": timeout}).encode() + b"\n"
+    try:
+        if not _connect(directory, message):
+            write_json(directory / STOP_REQUEST, {"stop": timeout})
+            _connect(directory, message)  # it may have started listening meanwhile
+    except OSError as e:
+        if e.errno == errno.ENOENT:  # the directory is gone: the container was removed
+            return
+        raise CarrierError(f"container {name}: cannot reach its supervisor: "
+                           f"{e.strerror or e}") from None
+    bound = (timeout if timeout is not None else default_timeout) + 60
+    try:
+        fd = os.open(containers.supervisor_lock(cid), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
 
     def expired(signum: int, frame: object) -> None:
         raise TimeoutError
@@ -78,24 +117,32 @@ def request_stop(root: Root, record: Record, timeout: float | None) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released by the supervisor when the cleanup is done
     except TimeoutError:
-        raise CarrierError(f"container {record.name}: its supervisor did not stop in time") from None
+        raise CarrierError(f"container {name}: its supervisor did not stop in time") from None
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
         os.close(fd)
 
 
-async def serve_control(cid: str, on_stop: Callable[[float | None], None]) -> None:
+async def serve_control(cid: str, on_stop: Callable[[float | None], None],
+                        directory: Path) -> None:
     """Answer stop requests for container *cid* until cancelled (a supervisor's member).
 
-    Only processes of this user are heard (``SO_PEERCRED``): an abstract socket has no file
-    permissions of its own.
+    Only processes of this user are heard (``SO_PEERCRED``), besides the directory's own 0700.
+    A request left in :data:`STOP_REQUEST` before the socket existed is taken first.
     """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        listener.bind(_address(cid))
+        with _short(directory) as path:
+            with contextlib.suppress(FileNotFoundError):  # a killed supervisor's
+                os.unlink(path)
+            listener.bind(path)
         listener.listen(8)
         listener.setblocking(False)
+        with contextlib.suppress(OSError, ValueError):
+            left = json.loads((directory / STOP_REQUEST).read_bytes())
+            (directory / STOP_REQUEST).unlink()
+            on_stop(left.get("stop"))
         while True:
             await anyio.wait_readable(listener)
             try:
@@ -117,44 +164,115 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None]) -> No
                     on_stop(request["stop"])
     finally:
         listener.close()
+        with contextlib.suppress(OSError):
+            (directory / SOCKET).unlink()
 
 
 async def reconcile(root: Root) -> None:
-    """Finish the cleanup of every container whose supervisor died without doing it."""
+    """Finish the cleanup of every container whose supervisor died without doing it, reap the
+    processes of damaged records, and repair creations that died half-way."""
     containers = Containers(root)
-    for record in containers.all():
+    containers.repair()
+    records, damaged = containers.scan()
+    for record in records:
         if record.status is Status.EXITED:
             continue
-        lock = try_lock(containers.supervisor_lock(record.id))
-        if lock is None:  # a live supervisor holds it
-            continue
-        try:
-            await _clean_stale(root, containers, containers.load(record.id))
-        finally:
-            os.close(lock)
+        await _reconcile_one(root, record.id)
+    for cid in damaged:
+        await _reconcile_one(root, cid)
 
 
-async def _clean_stale(root: Root, containers: Containers, record: Record) -> None:
-    if record.status is Status.EXITED:  # cleaned by someone else meanwhile
+async def _reconcile_one(root: Root, cid: str) -> None:
+    containers = Containers(root)
+    try:
+        lock = try_lock(containers.supervisor_lock(cid), create=False)
+    except (FileNotFoundError, NotADirectoryError):  # removed meanwhile
         return
-    fd = pidfd_of(record.holder_pid, record.holder_start)
-    if fd is not None:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        os.close(fd)
-    with contextlib.suppress(CarrierError):
-        await Runtime(resolve(record.spec.runtime), root.runtime).delete(record.id)
-    reap_stale_helper(containers.dir(record.id))
-    _process.kill_recorded(containers.dir(record.id) / "storage.pid")  # fuse-overlayfs
-    for scratch in containers.dir(record.id).glob("exec-*"):  # a dead supervisor's health checks
-        scratch.unlink(missing_ok=True)
+    if lock is None:  # a live supervisor holds it
+        return
+    try:
+        await _clean_stale(root, cid)
+    finally:
+        os.close(lock)
+
+
+async def _clean_stale(root: Root, cid: str) -> None:
+    """Reap what the dead supervisor of *cid* left (the caller holds its lock) and record it;
+    a damaged record is reaped from what can be salvaged and left as it is."""
+    containers = Containers(root)
+    try:
+        record = containers.load(cid)
+    except NotFoundError:
+        record, salvaged = None, {}
+    except Damaged as d:
+        record, salvaged = None, d.salvage
+    if record is not None:
+        if record.status is Status.EXITED:  # cleaned by someone else meanwhile
+            return
+        salvaged = {"holder_pid": record.holder_pid, "holder_start": record.holder_start,
+                    "spec": {"runtime": record.spec.runtime}}
+    await _reap(root, cid, salvaged)
+    if record is None:
+        return  # nothing is overwritten: rm -f removes it
     record.transition(Status.EXITED)
     record.exit_code = 137
     record.reason = "supervisor-died: its supervisor was killed; leftovers were reaped"
     record.finished = now()
     record.holder_pid = None
+    try:
+        if record.spec.remove:
+            containers.remove(record)
+        else:
+            containers.save(record)
+    except OSError as e:  # a full disk: the processes are gone all the same
+        if record.started is None:  # it never ran (its start failed): nothing worth keeping
+            containers.remove(record)
+            log.warning("container.removed", container=record.name, reason="its start failed "
+                        f"and its end cannot be recorded: {e.strerror or e}")
+        else:  # a later command records it
+            log.warning("container.not-recorded", container=record.name, error=e.strerror or str(e))
+        return
     log.warning("container.reaped", container=record.name)
-    if record.spec.remove:
-        containers.remove(record)
+
+
+async def _reap(root: Root, cid: str, salvaged: dict[str, Any]) -> None:
+    """End every process a dead supervisor of *cid* left, from the PIDs and start times it
+    recorded: the holder, the runtime's container, the network helper, fuse-overlayfs."""
+    cdir = Containers(root).dir(cid)
+    pid, start = salvaged.get("holder_pid"), salvaged.get("holder_start")
+    fd = pidfd_of(pid, start) if start is not None else None
+    if fd is not None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        os.close(fd)
+    if (root.runtime / cid).exists():
+        runtime = (salvaged.get("spec") or {}).get("runtime", "runc")
+        with contextlib.suppress(CarrierError):
+            await Runtime(resolve(runtime), root.runtime).delete(cid)
+    reap_stale_helper(cdir)
+    _process.kill_recorded(cdir / "storage.pid")  # fuse-overlayfs
+    for scratch in (*cdir.glob("exec-*"), cdir / SOCKET):  # health checks; the socket
+        with contextlib.suppress(OSError):
+            scratch.unlink()
+
+
+async def remove(root: Root, cid: str) -> None:
+    """Remove container *cid* for good: never while a supervisor holds it, and only once the
+    processes a dead supervisor left are reaped (also for a damaged record)."""
+    containers = Containers(root)
+    try:
+        lock = try_lock(containers.supervisor_lock(cid), create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        lock = None
+        if not containers.dir(cid).exists():
+            return  # removed meanwhile
     else:
-        containers.save(record)
+        if lock is None:
+            raise ConflictError(f"cannot remove container {cid[:12]}: it is still running")
+    try:
+        await _clean_stale(root, cid)
+        if containers.dir(cid).exists():
+            containers.remove_id(cid)
+    finally:
+        if lock is not None:
+            os.close(lock)

@@ -261,7 +261,7 @@ class _Group:
         with bound(container=self.record.name):
             try:
                 async with anyio.create_task_group() as control:
-                    control.start_soon(serve_control, self.record.id, self.request_stop)
+                    control.start_soon(serve_control, self.record.id, self.request_stop, self.bundle)
                     await self._runs(tracker, health, status)
                     control.cancel_scope.cancel()
             finally:

@@ -6,6 +6,10 @@ leaves each member to its own restart policy; in ``one_for_all`` and ``rest_for_
 members are permanent (restarted always) and the end of one run restarts every sibling, or the
 siblings started after it, within the group's intensity limit, beyond which the tree gives up.
 Stopping stops the containers one by one in reverse start order.
+
+A tree can come up again after ``down`` or after its supervisor died: as Compose does, ``up``
+recreates the tree's containers (those labelled with the tree's name whose supervisor is gone).
+One supervisor per tree: it holds ``trees/<name>.lock`` for its whole life.
 """
 
 from __future__ import annotations
@@ -23,14 +27,19 @@ from anyio.abc import TaskStatus
 
 from .._images._ensure import ensure_image
 from .._state._records import Containers
+from .._state._schema import Damaged
 from .._util import _process
-from .._util._atomic import write_json
-from .._util._errors import CarrierError
+from .._util._atomic import try_lock, write_json
+from .._util._errors import CarrierError, ConflictError, NotFoundError
 from .._util._root import Root
+from ._control import remove
 from ._create import build_spec, create
 from ._group import Container, Outcome, Reason, Stdio, supervise
 from ._ready import Condition, healthy, port
 from ._treespec import GroupDecl, Tree
+
+TREE_LABEL = "carrier.tree"
+"""The label naming the tree that created a container."""
 
 
 def _condition(text: str) -> Condition | None:
@@ -78,11 +87,34 @@ class _Run:
             self.handles[sibling].restart()
 
     def options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        options = {**options, "labels": {TREE_LABEL: self.tree.name}}
         group = self.group_of.get(name)
         if group is not None and group.strategy != "one_for_one":
             options = {**options, "restart": "always", "restart_intensity": group.intensity + 1,
                        "restart_period": group.period}
         return options
+
+    async def remove_previous(self) -> None:
+        """Remove the containers an earlier run of this tree left (after ``down`` or a crash),
+        so that they can be recreated; a name held by anything else is a conflict."""
+        containers = Containers(self.root)
+        for decl in self.tree.containers:
+            name = self.tree.container_name(decl.name)
+            try:
+                cid = containers.resolve(name)  # tree names hold a "-": never an id prefix
+                labels = containers.load(cid).spec.labels
+            except NotFoundError:
+                continue
+            except Damaged:
+                labels = {}
+            where = f"{self.tree.path}: containers.{decl.name}"
+            if containers.supervisor_alive(cid):
+                raise ConflictError(f"{where}: the container name {name!r} is in use by a "
+                                    "running container")
+            if labels.get(TREE_LABEL) != self.tree.name:
+                raise ConflictError(f"{where}: the container name {name!r} is in use by a "
+                                    "container this tree did not create (carrier rm it)")
+            await remove(self.root, cid)
 
     async def run(self, *, task_status: TaskStatus[dict[str, Container]]) -> str | None:
         for decl in self.tree.containers:  # nothing starts unless every container is valid
@@ -91,6 +123,7 @@ class _Run:
                 build_spec(self.root, decl.image, decl.command, **self.options(decl.name, decl.options))
             except CarrierError as e:
                 raise CarrierError(f"{self.tree.path}: containers.{decl.name}: {e}") from None
+        await self.remove_previous()
         with ExitStack() as files:
             async with anyio.create_task_group() as tg:
                 try:
@@ -152,11 +185,15 @@ async def up(root: Root, tree: Tree, stop: anyio.Event, *,
     reverse start order and cleaned before it propagates.
     """
     state = state_file(root, tree.name)
-    if state.exists():
-        raise CarrierError(f"tree {tree.name} is already up (or its file {state} is stale)")
-    write_json(state, {"pid": os.getpid(), "start": _process.start_time(os.getpid()),
-                       "file": str(tree.path)})
-    try:
-        return await _Run(root, tree, stop).run(task_status=task_status)
+    lock = try_lock(state.with_suffix(".lock"))
+    if lock is None:
+        raise CarrierError(f"tree {tree.name} is already up")
+    try:  # a file left by a supervisor that died is stale: the lock says so
+        write_json(state, {"pid": os.getpid(), "start": _process.start_time(os.getpid()),
+                           "file": str(tree.path)})
+        try:
+            return await _Run(root, tree, stop).run(task_status=task_status)
+        finally:
+            state.unlink(missing_ok=True)
     finally:
-        state.unlink(missing_ok=True)
+        os.close(lock)

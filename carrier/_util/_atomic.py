@@ -60,9 +60,14 @@ def lock_fd(path: Path, *, shared: bool = False) -> int:
     return fd
 
 
-def try_lock(path: Path) -> int | None:
-    """Take an exclusive ``flock`` on *path* without waiting; return the fd, or None if held."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def try_lock(path: Path, *, create: bool = True) -> int | None:
+    """Take an exclusive ``flock`` on *path* without waiting; return the fd, or None if held.
+
+    With ``create=False`` a missing file raises ``FileNotFoundError`` instead of being made
+    (a probe must not put a lock file back into a directory that is being removed).
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    fd = os.open(path, flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
