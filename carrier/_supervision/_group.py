@@ -35,6 +35,7 @@ from .._sandbox._holder import Holder, start_holder
 from .._state._records import Containers, Record, Status, now
 from .._storage._rootfs import Rootfs
 from .._util import _process
+from .._util._durations import check_seconds
 from .._util._errors import CarrierError, RuntimeFailure
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
@@ -228,6 +229,11 @@ class _Group:
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
         A request during a stop already in flight can only shorten it (``rm -f`` kills now)."""
+        if timeout is not None:
+            try:  # it comes over the control socket: a number of seconds, or it is ignored
+                timeout = check_seconds("stop timeout", float(timeout))
+            except (TypeError, ValueError, CarrierError):
+                timeout = None
         if timeout is not None:
             self.stop_timeout = min(self.stop_timeout, timeout) if self.stop_requested.is_set() \
                 else timeout
