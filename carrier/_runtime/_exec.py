@@ -89,9 +89,9 @@ async def exec_in(
     with _scratch(cdir) as (process_file, log):
         write_json(process_file, proc)
         prefix: list[str] = []
-        if record.holder_pid is not None:  # where the runtime created it: see _group._start
-            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host",
-                                mount=record.spec.storage_driver == "fuse-overlayfs")
+        fuse = record.spec.storage_driver == "fuse-overlayfs"
+        if record.holder_pid is not None and (os.geteuid() != 0 or fuse):  # see _group._start
+            prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host", mount=fuse)
         cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
         if terminal:

@@ -31,6 +31,7 @@ from .._network._setup import ContainerNetwork
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
 from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
+from .._sandbox._enter import enter_argv
 from .._sandbox._holder import Holder, start_holder
 from .._state._records import Containers, Record, Status, now
 from .._storage._rootfs import Rootfs
@@ -359,11 +360,13 @@ class _Group:
                                            rootfs.view())
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
-        # The runtime runs inside the holder's user namespace, where it is root: a runtime outside
-        # it (rootless runc) cannot set the command's supplementary groups, which would then keep
-        # ours (the user's own group, which reads as group 0, root, inside).
+        # Rootless, the runtime runs inside the holder's user namespace, where it is root: outside
+        # it (rootless runc) it cannot set the command's supplementary groups, which would then
+        # keep ours (the user's own group, which reads as group 0, root, inside). Real root
+        # keeps the runtime outside, where its cgroup writes are allowed.
+        in_userns = self.holder.userns and (os.geteuid() != 0 or rootfs.runtime_inside)
         write_bundle(self.bundle, spec, self.holder, rootfs.view(),
-                     in_userns=self.holder.userns, in_mountns=rootfs.runtime_inside)
+                     in_userns=in_userns, in_mountns=rootfs.runtime_inside)
         await rootfs.activate()
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"
@@ -372,7 +375,7 @@ class _Group:
         self.child = self.runtime.run(
             self.record.id, self.bundle,
             stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
-            inside=self.holder.enter_argv(mount=rootfs.runtime_inside),
+            inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
         )
         if await self._command_running(pid_file) or pid_file.exists():
             self.record.container_pid = int(pid_file.read_text())
