@@ -5,6 +5,7 @@ storage, the runtime, or a running container)."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import time
@@ -22,6 +23,7 @@ def test_sigkill_at_random_moments_of_start(carrier: Carrier, image: str) -> Non
     rng = random.Random(SEED)
     before = set(user_processes())
     moments = []
+    phases = {"recorded": 0, "unrecorded": 0, "reaped": 0}
     for i in range(KILLS):
         name = f"crash{i % 3}"
         helper = HELPERS[i % len(HELPERS)]
@@ -32,8 +34,12 @@ def test_sigkill_at_random_moments_of_start(carrier: Carrier, image: str) -> Non
         time.sleep(moment)  # fault injection at a chosen moment, not a wait for anything
         proc.kill()
         proc.wait(timeout=30)
-        res = carrier("ps", "-a")  # reconciles what the killed supervisor left
+        res = carrier("ps", "-a", "--format", "json")  # reconciles what the supervisor left
         assert res.code == 0, (i, moment, res.err)
+        listed = [c for c in json.loads(res.out) if name in c["Names"]]
+        phases["recorded" if listed else "unrecorded"] += 1
+        if listed and str(listed[0]["Reason"]).startswith("supervisor-died"):
+            phases["reaped"] += 1
         left = still_alive({p: c for p, c in user_processes().items() if p not in before})
         assert not left, f"kill {i} at {moment:.3f} s ({helper}) left {left}"
         assert not any((carrier.root / "runtime").iterdir()), f"kill {i}: runtime state left"
@@ -44,3 +50,5 @@ def test_sigkill_at_random_moments_of_start(carrier: Carrier, image: str) -> Non
     for i in range(3):
         assert carrier("run", "--rm", "--name", f"crash{i}", image, "true").code == 0
     assert carrier("ps", "-a", "--format", "json").out.strip() == "[]", moments
+    # The kills really fell before the record existed, after it, and into running containers.
+    assert min(phases.values()) >= 3, phases
