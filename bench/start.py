@@ -115,7 +115,8 @@ def run(ctx: Context) -> dict[str, Any]:
         variants["podman slirp4netns"] = lambda: stamped(podman.argv(
             "run", "--rm", "--network", "slirp4netns", "localhost/bench", "/bin/stamp"), podman.env)
     try:
-        results: dict[str, Any] = {"variants": interleave(variants, ctx.runs)}
+        results: dict[str, Any] = {"variants": interleave(variants, ctx.runs),
+                                   "podman": podman.config()}
     finally:
         podman.close()
     if podman.unavailable is not None:
