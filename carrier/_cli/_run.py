@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
+from .._runtime._terminal import saved_terminal
 from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
@@ -29,6 +30,7 @@ def run(
     rm: bool = False,
     detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
     interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
+    tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
     name: str | None = None,
     env: EnvOption = None,
     workdir: WorkdirOption = None,
@@ -76,6 +78,8 @@ def run(
         Run in the background and print the container id.
     interactive: bool
         Pass standard input to the container.
+    tty: bool
+        Give the container a pseudo-terminal (-it: a real terminal session, as in Docker).
     name: str | None
         Name the container (default: its short id).
     env: list[str] | None
@@ -144,8 +148,9 @@ def run(
     if no_network and elevated:
         raise CarrierError("--no-network and --elevated contradict each other")
     mode = "none" if no_network else "host" if elevated else network
+    _check_tty(tty, interactive=interactive, detach=detach)
     return _run(
-        image, list(command), detach=detach, interactive=interactive, name=name,
+        image, list(command), detach=detach, interactive=interactive, tty=tty, name=name,
         env=env or [], workdir=workdir, user=user, hostname=hostname,
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
@@ -158,6 +163,21 @@ def run(
         health_retries=health_retries, health_start_period=health_start_period,
         health_on_failure=health_on_failure,
     )
+
+
+def _check_tty(tty: bool, *, interactive: bool, detach: bool) -> None:
+    """``-t`` relays this terminal to the container's (the runtime does it, in the
+    foreground): so it needs one on standard input, and no ``-d``."""
+    if not tty:
+        return
+    if detach:
+        raise CarrierError("-t with -d is not supported yet: a detached container gets no "
+                           "terminal (drop -t)")
+    if not os.isatty(0):
+        if interactive:
+            raise CarrierError("the input device is not a TTY (drop -t, or run from a terminal)")
+        raise CarrierError("-t needs a terminal on standard input (drop -t, or run from a "
+                           "terminal)")
 
 
 def _entrypoint(text: str | None) -> list[str] | None:
@@ -191,7 +211,10 @@ def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
         if detach:
             return _detach(root, record, lock)
         stdin = None if interactive else subprocess.DEVNULL
-        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
+        # With -t the runtime puts our terminal in raw mode and relays it to the container's
+        # PTY; the guard restores it on every way out, a crash or a kill of the runtime included.
+        with saved_terminal(0) if record.spec.tty else contextlib.nullcontext():
+            outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
     return _report(outcome)
 
 
@@ -280,6 +303,8 @@ class _Proxy:
                 self._container.stop()
             elif sig == signal.SIGINT and self._interrupts > 0:
                 self._container.stop(0)
+            elif sig == signal.SIGWINCH and self._container.has_terminal:
+                self._container.resize()  # the runtime copies our size to the container's PTY
             else:
                 self._interrupts += sig == signal.SIGINT
                 await self._container.signal(sig)

@@ -98,6 +98,8 @@ def container_env(spec: Spec) -> list[str]:
         env.insert(0, DEFAULT_PATH)
     if not any(e.startswith("HOSTNAME=") for e in env):
         env.append(f"HOSTNAME={spec.hostname}")
+    if spec.tty and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")  # as Docker sets it for -t
     return env
 
 
@@ -157,7 +159,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
         pts_opts.append("gid=5")
     config = {
         "ociVersion": "1.0.2",
-        "process": process(spec.args, env, spec.cwd, spec.user, rootfs),
+        "process": process(spec.args, env, spec.cwd, spec.user, rootfs, terminal=spec.tty),
         "root": {"path": "rootfs", "readonly": False},
         "hostname": spec.hostname,
         "mounts": [

@@ -79,6 +79,7 @@ class Spec:
     stop_timeout: float = 10.0
     remove: bool = False
     detach: bool = False
+    tty: bool = False  # the command gets a pseudo-terminal (run -t)
     restart: str = "no"
     restart_delay: float = 0.1
     restart_max_delay: float = 10.0

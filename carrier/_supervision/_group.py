@@ -192,6 +192,17 @@ class Container:
         """Call *callback* after each run of this container has ended and been cleaned."""
         self._group.run_end_hooks.append(lambda outcome: callback(self, outcome))
 
+    @property
+    def has_terminal(self) -> bool:
+        """Whether the command runs on a pseudo-terminal (``run -t``)."""
+        return self._group.record.spec.tty
+
+    def resize(self) -> None:
+        """After our terminal changed size: the runtime, which relays it to the container's
+        pseudo-terminal, re-reads the size (SIGWINCH to the runtime process)."""
+        if self._group.child is not None:
+            self._group.child.signal(_signal.SIGWINCH)
+
     async def signal(self, sig: int) -> None:
         """Deliver *sig* to the container's main process (nothing if it is not running)."""
         await self._group.runtime.kill(self.id, str(int(sig)))
