@@ -55,8 +55,9 @@ def pid_of(cmdline: bytes, bound: float = 20) -> int:
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
         for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+            try:  # ours only: another user's tests may run the same command
+                if os.stat(f"/proc/{pid}").st_uid == os.getuid() and \
+                        Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
                     return int(pid)
             except OSError:
                 continue
@@ -112,8 +113,9 @@ class Pty:
                                      preexec_fn=controlling_tty)
         self.seen = b""
 
-    def expect(self, needle: bytes, bound: float = 20) -> None:
-        """Read the screen until *needle* appears (bounded; every read is an event)."""
+    def expect(self, needle: bytes, bound: float = 20) -> bytes:
+        """Read the screen until *needle* appears (bounded; every read is an event); return
+        what came before it."""
         deadline = time.monotonic() + bound
         while needle not in self.seen:
             remaining = deadline - time.monotonic()
@@ -124,7 +126,9 @@ class Pty:
                 except OSError:
                     break
         assert needle in self.seen, self.seen[-400:]
+        before = self.seen[:self.seen.index(needle)]
         self.seen = self.seen[self.seen.index(needle) + len(needle):]
+        return before
 
     def type(self, text: bytes) -> None:
         """Type at the keyboard."""

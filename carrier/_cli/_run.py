@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import termios
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
@@ -166,18 +168,9 @@ def run(
 
 
 def _check_tty(tty: bool, *, interactive: bool, detach: bool) -> None:
-    """``-t`` relays this terminal to the container's (the runtime does it, in the
-    foreground): so it needs one on standard input, and no ``-d``."""
-    if not tty:
-        return
-    if detach:
-        raise CarrierError("-t with -d is not supported yet: a detached container gets no "
-                           "terminal (drop -t)")
-    if not os.isatty(0):
-        if interactive:
-            raise CarrierError("the input device is not a TTY (drop -t, or run from a terminal)")
-        raise CarrierError("-t needs a terminal on standard input (drop -t, or run from a "
-                           "terminal)")
+    """``-it`` passes this terminal's input to the container's: there must be one."""
+    if tty and interactive and not detach and not os.isatty(0):
+        raise CarrierError("the input device is not a TTY (drop -t, or run from a terminal)")
 
 
 def _entrypoint(text: str | None) -> list[str] | None:
@@ -211,11 +204,27 @@ def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
         if detach:
             return _detach(root, record, lock)
         stdin = None if interactive else subprocess.DEVNULL
-        # With -t the runtime puts our terminal in raw mode and relays it to the container's
-        # PTY; the guard restores it on every way out, a crash or a kill of the runtime included.
-        with saved_terminal(0) if record.spec.tty else contextlib.nullcontext():
+        with _terminal_for(record.spec.tty, interactive):
             outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
     return _report(outcome)
+
+
+@contextlib.contextmanager
+def _terminal_for(tty: bool, interactive: bool) -> Iterator[None]:
+    """Our terminal during a ``-t`` run, restored on every way out (a crash or a kill of the
+    runtime included). With ``-it`` the runtime puts it in raw mode and relays it; with ``-t``
+    alone the output comes from the container's own terminal (``\\r\\n`` already), so ours
+    stops adding carriage returns, while Ctrl-C still reaches Carrier (and the container)."""
+    if not tty:
+        yield
+        return
+    fd = 0 if interactive else 1
+    with saved_terminal(fd):
+        if not interactive and os.isatty(fd):
+            attrs = termios.tcgetattr(fd)
+            attrs[1] &= ~termios.OPOST
+            termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
+        yield
 
 
 def _report(outcome: Outcome) -> int:

@@ -64,17 +64,19 @@ class Runtime:
 
     def run(self, cid: str, bundle: Path, *, stdin: int | IO[Any] | None,
             stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
-            inside: Sequence[str] = ()) -> _process.Child:
+            inside: Sequence[str] = (), controlling_tty: bool = False) -> _process.Child:
         """Start ``runtime run`` for the bundle in its own session (signals come from us).
 
         *inside* is a command to run it through (``nsenter`` into the holder, for
         fuse-overlayfs); kill, delete and state always run from outside, so they work once the
-        holder is gone.
+        holder is gone. With *controlling_tty*, its standard input (a terminal) becomes its
+        controlling terminal, which runc needs to relay a container's (``_console``).
         """
         argv = [*inside, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
                                      "run", "--bundle", str(bundle), "--pid-file",
                                      str(bundle / "container.pid"), cid)]
-        return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr,
+                              controlling_tty=controlling_tty)
 
     async def kill(self, cid: str, signal: str) -> None:
         """Deliver *signal* to the container; a container already gone is not an error."""

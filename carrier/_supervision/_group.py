@@ -30,6 +30,7 @@ from .._network import _netlink
 from .._network._setup import ContainerNetwork
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
+from .._runtime._console import Console, is_terminal
 from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
 from .._sandbox._enter import enter_argv
 from .._sandbox._holder import Holder, start_holder
@@ -224,6 +225,7 @@ class _Group:
         self.holder: Holder | None = None
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
+        self.console: Console | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
         self.final: Outcome | None = None
@@ -324,12 +326,15 @@ class _Group:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
         self.rootfs = None
+        self.console = None
         try:
             await self._start()
             if task_status is not None:
                 task_status.started(Container(self))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_container, tg)
+                if self.console is not None:
+                    tg.start_soon(self.console.relay)
                 tg.start_soon(self._watch_holder, tg)
                 if self.rootfs is not None and self.rootfs.fuse is not None:
                     tg.start_soon(self._watch_storage, tg, self.rootfs.fuse)
@@ -383,11 +388,17 @@ class _Group:
         pid_file = self.bundle / "container.pid"
         pid_file.unlink(missing_ok=True)
         self.record.container_pid = None
+        streams = (self.stdio.stdin, self.stdio.stdout, self.stdio.stderr)
+        if spec.tty and not is_terminal(self.stdio.stdin):  # no terminal input to relay
+            self.console = Console(self.stdio.stdout)
+            streams = (self.console.slave,) * 3
         self.child = self.runtime.run(
-            self.record.id, self.bundle,
-            stdin=self.stdio.stdin, stdout=self.stdio.stdout, stderr=self.stdio.stderr,
+            self.record.id, self.bundle, stdin=streams[0], stdout=streams[1], stderr=streams[2],
             inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
+            controlling_tty=self.console is not None,
         )
+        if self.console is not None:
+            self.console.started()
         if await self._command_running(pid_file) or pid_file.exists():
             self.record.container_pid = int(pid_file.read_text())
         elif start_failure(self.bundle / "runtime.log") is None:
@@ -424,6 +435,8 @@ class _Group:
     async def _watch_container(self, tg: TaskGroup) -> None:
         assert self.child is not None
         code = _process.exit_status(await self.child.wait())
+        if self.console is not None:
+            self.console.drain()  # the runtime has written all; the last of it is still here
         failure = start_failure(self.bundle / "runtime.log") if code else None
         if failure is not None:
             self.end(Outcome(failure[0], Reason.RUNTIME_FAILED, failure[1]), tg)
@@ -517,6 +530,9 @@ class _Group:
     async def _cleanup_run(self) -> None:
         """Stop the container and release what this run held; record how it ended."""
         code = await self._stop_container()
+        if self.console is not None:
+            self.console.drain()
+            self.console.close()
         await self.runtime.delete(self.record.id)
         if self.network is not None:
             await self.network.stop()

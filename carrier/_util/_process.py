@@ -8,11 +8,13 @@ container's graceful stop is the supervisor's, see ``_supervisor``.)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
 import subprocess
 import tempfile
+import termios
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, final
@@ -101,6 +103,10 @@ class Child:
         return code
 
 
+def _take_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -109,6 +115,7 @@ def spawn(
     stderr: int | IO[Any] | None = None,
     new_session: bool = True,
     pass_fds: Sequence[int] = (),
+    controlling_tty: bool = False,
 ) -> Child:
     """Start *argv* as a child of this process, by default in a session of its own: a
     terminal's Ctrl-C, Ctrl-\\ or hang-up then reaches only the supervisor, which decides what
@@ -120,6 +127,8 @@ def spawn(
         stderr=stderr,
         start_new_session=new_session,
         pass_fds=tuple(pass_fds),
+        # Its standard input (a terminal) becomes its controlling terminal, in its new session.
+        preexec_fn=_take_terminal if controlling_tty else None,
     )
     return Child(popen)
 
