@@ -253,7 +253,8 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
             proxy = _Proxy(tg.cancel_scope)
             tg.start_soon(proxy.run, signals)
             container: Container = await tg.start(
-                partial(supervise, on_running=proxy.started), root, record, lock, stdio)
+                partial(supervise, on_running=proxy.started, on_launch=proxy.launched),
+                root, record, lock, stdio)
             outcome = await container.wait()
             tg.cancel_scope.cancel()
     if proxy.interrupted is not None:  # the start was given up: the group is cleaned already
@@ -266,8 +267,9 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
 class _Proxy:
     """A foreground run's signals, as ``docker run``'s sig-proxy passes them on.
 
-    Before the command runs, SIGINT, SIGTERM, SIGHUP or SIGQUIT ends the start (the group
-    cleans up as always) and any other signal waits for the command. Once it runs: a first
+    Before the runtime is asked to start the command, SIGINT, SIGTERM, SIGHUP or SIGQUIT ends
+    the start (the group cleans up as always); after that, and for any other signal, it waits
+    for the command. Once it runs: a first
     SIGINT (Ctrl-C) goes to the container and a second one kills it, SIGTERM stops it gracefully
     (SIGTERM, the stop timeout, SIGKILL), and every other signal goes to it as it is, in the
     order they came.
@@ -280,10 +282,15 @@ class _Proxy:
 
         self._start_scope = start_scope
         self._container: Container | None = None
+        self._launched = False
         self._running = anyio.Event()
         self._interrupts = 0
         self.interrupted: int | None = None
         self._send, self._queue = anyio.create_memory_object_stream[int](256)
+
+    def launched(self) -> None:
+        """The runtime is starting the command: signals wait for it from now on."""
+        self._launched = True
 
     def started(self, container: Container) -> None:
         """The command runs: signals go to it from now on (called by the supervisor)."""
@@ -297,7 +304,7 @@ class _Proxy:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._deliver_in_order)
             async for sig in signals:
-                if self._container is None and sig in self._ENDS_START:
+                if not self._launched and sig in self._ENDS_START:
                     self.interrupted = sig
                     self._start_scope.cancel()
                 else:  # delivered once the command runs; a storm beyond the buffer is dropped

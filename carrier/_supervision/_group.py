@@ -214,7 +214,8 @@ class _Group:
 
     def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
                  health_probe: Check | None = None,
-                 on_running: Callable[[Container], None] | None = None) -> None:
+                 on_running: Callable[[Container], None] | None = None,
+                 on_launch: Callable[[], None] | None = None) -> None:
         self.root = root
         self.containers = Containers(root)
         self.record = record
@@ -239,6 +240,7 @@ class _Group:
         self.health_probe = health_probe
         self.health: HealthConfig | None = None
         self.on_running = on_running
+        self.on_launch = on_launch
 
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
@@ -399,6 +401,8 @@ class _Group:
         )
         if self.console is not None:
             self.console.started()
+        if self.on_launch is not None:  # the command is on its way
+            self.on_launch()
         if await self._command_running(pid_file) or pid_file.exists():
             self.record.container_pid = int(pid_file.read_text())
         elif start_failure(self.bundle / "runtime.log") is None:
@@ -589,16 +593,20 @@ async def supervise(
     root: Root, record: Record, lock_fd: int, stdio: Stdio, *,
     health_probe: Check | None = None,
     on_running: Callable[[Container], None] | None = None,
+    on_launch: Callable[[], None] | None = None,
     task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run *record*'s container under supervision until it ends and is cleaned up.
 
     Reports a :class:`Container` handle through *task_status* once the command is started, and
-    calls *on_running* with it at that very moment, before any other task runs (each run).
+    calls *on_running* with it at that very moment, before any other task runs (each run);
+    *on_launch* is called when the runtime has been asked to start the command, a moment
+    before.
     *health_probe* is a host-side health check (the spec's interval, retries and action).
 
     **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
     everything it held is released before the cancellation propagates.
     """
     _process.raise_fd_limit()
-    await _Group(root, record, lock_fd, stdio, health_probe, on_running).run(task_status=task_status)
+    group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch)
+    await group.run(task_status=task_status)
