@@ -153,19 +153,37 @@ def rm(
     return 125 if failed else 0
 
 
-def logs(container: str) -> int:
-    """Print the output of a detached container."""
+def logs(
+    container: str,
+    *,
+    follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
+    tail: Annotated[int, Parameter(name=["-n", "--tail"])] = -1,
+) -> int:
+    """Print the output of a detached container (--tail N: its last N lines; -f: keep
+    following it until the container's supervisor has ended)."""
     from .._state._records import Containers
+    from ._logfile import copy, tail_offset
+    from ._logfile import follow as follow_log
 
+    if tail < -1:
+        raise CarrierError(f"invalid --tail {tail}: a number of lines, or -1 for all")
     root = open_root()
     record = Containers(root).find(container)
-    path = Containers(root).dir(record.id) / "container.log"
-    if not path.exists():
-        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground")
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
+    cdir = Containers(root).dir(record.id)
+    path = cdir / "container.log"
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground") from None
+    with f:
+        if tail >= 0:
+            f.seek(tail_offset(f, tail))
+        else:
+            f.seek(0)
+        if follow:
+            follow_log(f, cdir, sys.stdout.buffer)
+        else:
+            copy(f, sys.stdout.buffer)
     return 0
 
 
