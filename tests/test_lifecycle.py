@@ -3,12 +3,16 @@ filters), run rootless against real containers."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import Carrier
+from helpers import wait_event
 
 
 def free_port() -> int:
@@ -158,3 +162,105 @@ class TestLogs:
         res = carrier("logs", "-f", "--tail", "1", "brief")
         assert (res.code, res.out) == (0, "hi\n"), res.err
         carrier("rm", "brief")
+
+
+def ids(res_out: str) -> list[str]:
+    """The lines of a ``-q`` listing."""
+    return res_out.split()
+
+
+class TestPs:
+    def test_quiet_no_trunc_last_latest(self, carrier: Carrier, image: str) -> None:
+        """ps -q/--no-trunc/-n/-l list the ids Podman would, newest first for -n and -l."""
+        assert carrier("run", "-d", "--name", "a", image, "true").code == 0
+        assert carrier("wait", "a").out == "0\n"
+        full = {}
+        for name in ("b", "c"):
+            res = carrier("run", "-d", "--name", name, image, "sh", "-c", "exec sleep 1000",
+                          "x" * 30)
+            assert res.code == 0, res.err
+            full[name] = res.out.strip()
+        full["a"] = str(carrier.record("a")["id"])
+        assert ids(carrier("ps", "-q").out) == [full["b"][:12], full["c"][:12]]
+        assert ids(carrier("ps", "-q", "--no-trunc").out) == [full["b"], full["c"]]
+        assert ids(carrier("ps", "-q", "-a").out) == [full[n][:12] for n in "abc"]
+        assert ids(carrier("ps", "-q", "-n", "2").out) == [full["c"][:12], full["b"][:12]]
+        assert ids(carrier("ps", "-q", "--last", "9").out) == [full[n][:12] for n in "cba"]
+        assert ids(carrier("ps", "-q", "-l").out) == [full["c"][:12]]
+        table = carrier("ps", "--no-trunc").out
+        assert full["c"] in table
+        assert '"sh -c exec sleep 1000 ' + "x" * 30 + '"' in table
+        assert '"sh -c exec sleep ..."' in carrier("ps").out
+        res = carrier("ps", "-n", "1", "-l")
+        assert (res.code, res.err) == (125, "carrier: --last and --latest are mutually exclusive\n")
+        assert carrier("rm", "-f", "a", "b", "c").code == 0
+
+    def test_filters(self, carrier: Carrier, image: str) -> None:
+        """--filter name/id/status/ancestor match as in Podman: one key's values any, keys all."""
+        assert carrier("run", "-d", "--name", "web-1", image, "sleep", "1000").code == 0
+        assert carrier("run", "-d", "--name", "web-2", image, "sleep", "1000").code == 0
+        assert carrier("run", "-d", "--name", "db", image, "sleep", "1000").code == 0
+        assert carrier("run", "-d", "--name", "job", image, "sh", "-c", "exit 2").code == 0
+        assert carrier("wait", "job").out == "2\n"
+
+        def names(*filters: str) -> list[str]:
+            args = [a for f in filters for a in ("--filter", f)]
+            res = carrier("ps", "--format", "json", *args)
+            assert res.code == 0, res.err
+            return sorted(c["Names"][0] for c in json.loads(res.out))
+
+        assert names("name=web") == ["web-1", "web-2"]
+        assert names("name=^web-1$", "name=db") == ["db", "web-1"]
+        assert names("name=web", "name=db", "status=running") == ["db", "web-1", "web-2"]
+        assert names("status=exited") == ["job"]  # a status filter looks at every state
+        assert names("status=exited", "name=web") == []
+        db_id = str(carrier.record("db")["id"])
+        assert names(f"id={db_id[:6]}") == ["db"]
+        image_id = str(carrier.record("db")["spec"]["image_id"]).removeprefix("sha256:")  # type: ignore[index]
+        assert names("ancestor=busybox") == ["db", "web-1", "web-2"]
+        assert names(f"ancestor={image_id[:12]}", "name=db") == ["db"]
+        assert names("ancestor=nginx") == []
+        for bad, said in [("colour=red", "unknown key 'colour'"),
+                          ("name", "expected KEY=VALUE"),
+                          ("status=sleeping", "'sleeping' is not a valid status"),
+                          ("name=(", "bad regular expression")]:
+            res = carrier("ps", "--filter", bad)
+            assert (res.code, res.out) == (125, ""), bad
+            assert res.err.startswith(f"carrier: invalid filter {bad!r}: {said}"), res.err
+            assert len(res.err.splitlines()) == 1
+        assert carrier("rm", "-f", "web-1", "web-2", "db", "job").code == 0
+
+    def test_label_filter(self, carrier: Carrier, image: str, tmp_path: Path) -> None:
+        """--filter label=KEY[=VALUE] finds the containers of a tree (labels all must match)."""
+        tree = tmp_path / "pair.toml"
+        tree.write_text('name = "pair"\n[containers.one]\nimage = "busybox"\n'
+                        'command = ["sleep", "1000"]\n')
+        assert carrier("run", "-d", "--name", "loose", image, "sleep", "1000").code == 0
+        res = carrier("up", "-d", str(tree))
+        assert res.code == 0, res.err
+        one = str(carrier.record("pair-one")["id"])[:12]
+        assert ids(carrier("ps", "-q", "--filter", "label=carrier.tree").out) == [one]
+        assert ids(carrier("ps", "-q", "--filter", "label=carrier.tree=pair").out) == [one]
+        assert ids(carrier("ps", "-q", "--filter", "label=carrier.tree=other").out) == []
+        assert ids(carrier("ps", "-q", "--filter", "label=carrier.tree",
+                           "--filter", "label=nope").out) == []
+        assert carrier("down", str(tree)).code == 0
+        assert carrier("rm", "-f", "loose").code == 0
+
+    def test_health_in_status(self, carrier: Carrier, image: str) -> None:
+        """A running container with a health check shows its state in STATUS: Up ... (healthy)."""
+        assert carrier("run", "-d", "--name", "hc", "--no-network", "--health-cmd", "true",
+                       "--health-interval", "100ms", image, "sleep", "1000").code == 0
+        wait_event(carrier, "healthy", 1)
+        line = carrier("ps").out.splitlines()[1]
+        assert re.search(r"Up \d+ seconds \(healthy\)", line), line
+        assert carrier("rm", "-f", "hc").code == 0
+
+
+class TestImages:
+    def test_quiet(self, carrier: Carrier, image: str) -> None:
+        """images -q prints each image's short id, once."""
+        res = carrier("images", "-q")
+        assert res.code == 0, res.err
+        table = carrier("images").out.splitlines()[1]
+        assert res.out.split() == [table.split()[2]]
