@@ -18,7 +18,7 @@ from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
-from . import _containers, _enter, _images, _network, _run, _trees
+from . import _containers, _enter, _images, _kill, _network, _port, _run, _trees, _wait
 
 app = App(
     name="carrier",
@@ -54,6 +54,9 @@ app.command(_run.run)
 app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)
+app.command(_kill.kill)
+app.command(_wait.wait)
+app.command(_port.port)
 app.command(_enter.exec_, name="exec")
 app.command(_enter.shell, name=["shell", "sh"])
 app.command(_enter.terminal, name=["terminal", "t", "term"])

@@ -23,26 +23,50 @@ def ps(
     *,
     all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,
     format: Literal["table", "json"] = "table",
+    quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
+    no_trunc: Annotated[bool, Parameter(name=["--no-trunc"])] = False,
+    last: Annotated[int, Parameter(name=["-n", "--last"])] = -1,
+    latest: Annotated[bool, Parameter(name=["-l", "--latest"])] = False,
+    filter: Annotated[list[str] | None, Parameter(name=["-f", "--filter"],
+                                                  consume_multiple=False)] = None,
 ) -> int:
-    """List containers (running ones, or all with -a)."""
+    """List containers (running ones, or all with -a; -n N: the N last created, -l: the last
+    one; --filter KEY=VALUE: name, id, label, status, ancestor, as Podman takes them)."""
     from .._state._records import Containers, Status
+    from ._psfilter import parse
 
+    if last < -1:
+        raise CarrierError(f"invalid --last {last}: a number of containers")
+    if latest and last >= 0:
+        raise CarrierError("--last and --latest are mutually exclusive")
+    matches, keys = parse(filter or [])
+    if latest:
+        last = 1
+    every = all or last > 0 or "status" in keys  # as Podman: these look at every state
     found = Containers(open_root())
     records, damaged = found.scan()
-    records = [r for r in records if all or r.status is Status.RUNNING]
+    records = [r for r in records if (every or r.status is Status.RUNNING) and matches(r)]
+    if last > 0:
+        records = sorted(records, key=lambda r: r.created, reverse=True)[:last]
     # A damaged record is listed with what could be read of it (rm -f removes it).
-    broken = [_damaged_summary(found, cid, d) for cid, d in damaged.items()] if all else []
+    broken = ([_damaged_summary(found, cid, d) for cid, d in damaged.items()]
+              if all and not keys and last <= 0 else [])
+    if quiet:
+        for cid in [r.id for r in records] + [b["Id"] for b in broken]:
+            print(cid if no_trunc else cid[:12])
+        return 0
     if format == "json":
         print(json.dumps([_summary(r) for r in records] + broken, indent=2))
         return 0
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for r in records:
         cmd = " ".join(r.spec.args)
-        cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
-        rows.append((r.id[:12], r.spec.image, f'"{cmd}"', f"{ago(r.created)} ago",
-                     _status_text(r), r.name))
+        cmd = cmd if no_trunc or len(cmd) <= 17 else cmd[:17] + "..."
+        rows.append((r.id if no_trunc else r.id[:12], r.spec.image, f'"{cmd}"',
+                     f"{ago(r.created)} ago", _status_text(r), r.name))
     for b in broken:
-        rows.append((b["Id"][:12], b["Image"] or "?", '""', "?", b["Status"], b["Names"][0]))
+        rows.append((b["Id"] if no_trunc else b["Id"][:12], b["Image"] or "?", '""', "?",
+                     b["Status"], b["Names"][0]))
     table(rows)
     return 0
 
@@ -62,7 +86,8 @@ def _status_text(r: Record) -> str:
     from .._state._records import Status
 
     if r.status is Status.RUNNING:
-        return f"Up {ago(r.started)}"
+        health = (r.health or {}).get("status")
+        return f"Up {ago(r.started)}" + (f" ({health})" if health else "")
     if r.status is Status.EXITED:
         return f"Exited ({r.exit_code}) {ago(r.finished)} ago"
     return "Created"
@@ -153,19 +178,37 @@ def rm(
     return 125 if failed else 0
 
 
-def logs(container: str) -> int:
-    """Print the output of a detached container."""
+def logs(
+    container: str,
+    *,
+    follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
+    tail: Annotated[int, Parameter(name=["-n", "--tail"])] = -1,
+) -> int:
+    """Print the output of a detached container (--tail N: its last N lines; -f: keep
+    following it until the container's supervisor has ended)."""
     from .._state._records import Containers
+    from ._logfile import copy, tail_offset
+    from ._logfile import follow as follow_log
 
+    if tail < -1:
+        raise CarrierError(f"invalid --tail {tail}: a number of lines, or -1 for all")
     root = open_root()
     record = Containers(root).find(container)
-    path = Containers(root).dir(record.id) / "container.log"
-    if not path.exists():
-        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground")
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
+    cdir = Containers(root).dir(record.id)
+    path = cdir / "container.log"
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground") from None
+    with f:
+        if tail >= 0:
+            f.seek(tail_offset(f, tail))
+        else:
+            f.seek(0)
+        if follow:
+            follow_log(f, cdir, sys.stdout.buffer)
+        else:
+            copy(f, sys.stdout.buffer)
     return 0
 
 

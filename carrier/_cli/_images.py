@@ -131,11 +131,19 @@ def import_(tarball: Path, reference: str) -> int:
     return 0
 
 
-def images(*, format: Literal["table", "json"] = "table") -> int:
-    """List images: repository, tag, id, created and size."""
+def images(
+    *,
+    format: Literal["table", "json"] = "table",
+    quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
+) -> int:
+    """List images: repository, tag, id, created and size (-q: only each image's id)."""
     from .._images._store import Store, familiar
 
     found = Store(Root.open()).images()
+    if quiet:
+        for image in found:
+            print(image.id.removeprefix("sha256:")[:12])
+        return 0
     if format == "json":
         print(json.dumps([{"Id": i.id, "Names": [familiar(n) for n in i.names],
                            "Created": i.created, "Size": i.size} for i in found], indent=2))
