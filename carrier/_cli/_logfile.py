@@ -10,18 +10,24 @@ descriptor this process keeps open (so the probe itself causes no event).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import select
 from pathlib import Path
 from typing import BinaryIO
 
-_IN_CLOEXEC = 0o2000000
-_IN_MODIFY, _IN_CLOSE_WRITE, _IN_CLOSE_NOWRITE = 0x2, 0x8, 0x10
-_IN_CREATE, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x100, 0x400, 0x800
-_WATCHED = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE | _IN_CREATE | _IN_DELETE_SELF \
-    | _IN_MOVE_SELF
+from .._util._errors import CarrierError
+from .._util._inotify import (
+    IN_CLOSE_NOWRITE,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE_SELF,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    watch_directory,
+)
+
+_WATCHED = IN_MODIFY | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF
 _CHUNK = 1 << 16
 
 
@@ -55,13 +61,10 @@ def copy(f: BinaryIO, out: BinaryIO) -> None:
 
 def follow(f: BinaryIO, container_dir: Path, out: BinaryIO) -> None:
     """Copy *f* to *out* as it grows until the container's supervisor has ended."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    notify = libc.inotify_init1(_IN_CLOEXEC)
-    if notify < 0:
-        raise OSError(ctypes.get_errno(), "cannot watch the log (inotify)")
+    notify = watch_directory(container_dir, _WATCHED)
+    if notify is None:
+        raise CarrierError("cannot follow the log: no inotify instance or watch left for this user")
     try:
-        if libc.inotify_add_watch(notify, os.fsencode(container_dir), _WATCHED) < 0:
-            raise OSError(ctypes.get_errno(), "cannot watch the log (inotify)", str(container_dir))
         try:  # after the watch is set: no release is missed
             lock = os.open(container_dir / "supervisor.lock", os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):

@@ -15,8 +15,21 @@ from pathlib import Path
 import anyio
 
 _IN_CLOEXEC, _IN_NONBLOCK = 0o2000000, 0o4000
-_IN_CREATE, _IN_MOVED_TO = 0x100, 0x80
+IN_MODIFY, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE = 0x2, 0x8, 0x10
+IN_MOVED_TO, IN_CREATE, IN_DELETE_SELF, IN_MOVE_SELF = 0x80, 0x100, 0x400, 0x800
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def watch_directory(directory: Path, mask: int, *, blocking: bool = True) -> int | None:
+    """An inotify descriptor watching *directory* for the events in *mask* (the caller closes
+    it); None when the user's inotify instances or watches are used up."""
+    fd: int = _libc.inotify_init1(_IN_CLOEXEC | (0 if blocking else _IN_NONBLOCK))
+    if fd < 0:  # out of inotify instances (fs.inotify.max_user_instances, 128 by default)
+        return None
+    if _libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+        os.close(fd)
+        return None
+    return fd
 
 
 async def wait_for_file(path: Path, *, give_up: anyio.Event | None = None) -> bool:
@@ -24,12 +37,10 @@ async def wait_for_file(path: Path, *, give_up: anyio.Event | None = None) -> bo
 
     **Cancellation:** safe; the inotify descriptor is closed.
     """
-    fd = _libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
-    if fd < 0:  # out of inotify instances (fs.inotify.max_user_instances, 128 by default)
+    fd = watch_directory(path.parent, IN_CREATE | IN_MOVED_TO, blocking=False)
+    if fd is None:
         return await _poll_for_file(path, give_up)
     try:
-        if _libc.inotify_add_watch(fd, os.fsencode(path.parent), _IN_CREATE | _IN_MOVED_TO) < 0:
-            return await _poll_for_file(path, give_up)
         found = False
         async with anyio.create_task_group() as tg:
 
