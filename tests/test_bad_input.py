@@ -199,7 +199,7 @@ class TestDockerBehaviours:
             res = carrier(command, "--help")
             assert res.code == 0, res.err
             flags = {w for w in res.out.split() if w.startswith("--no-")}
-            assert flags <= {"--no-network", "--no-tls-verify"}, (command, flags)
+            assert flags <= {"--no-network", "--no-tls-verify", "--no-trunc"}, (command, flags)
         assert carrier("run", "--no-rm", "busybox", "true").code == 125
 
     def test_warnings_are_plain_lines_when_piped(self, carrier: Carrier, tmp_path: Path) -> None:
