@@ -247,3 +247,29 @@ def test_read_only_root(carrier: Carrier, image: str) -> None:
     res = carrier(*RUN, "--read-only", "--read-only-tmpfs=false", image, "sh", "-c",
                   "touch /tmp/x; echo tmp=$?")
     assert res.out.split() == ["tmp=1"], res.err
+
+
+def test_volume_rm_force_stops_a_running_user(carrier: Carrier, image: str) -> None:
+    """A volume a running container uses is refused by ``volume rm``; ``-f`` stops and removes
+    that container, then the volume."""
+    res = carrier("run", "-d", "--name", "busy", "--network", "none", "-v", "live:/data", image,
+                  "sleep", "1000")
+    assert res.code == 0, res.err
+    refused = carrier("volume", "rm", "live")
+    assert refused.code == 125
+    assert "used by the following container(s): busy" in refused.err
+    assert carrier.record("busy")["status"] == "running"
+    forced = carrier("volume", "rm", "-f", "live")
+    assert (forced.code, forced.out) == (0, "live\n"), forced.err
+    assert carrier("info", "busy").code == 125
+    assert not (carrier.root / "volumes" / "live").exists()
+
+
+@pytest.mark.parametrize("network", ["pasta", "slirp4netns"])
+def test_read_only_root_with_a_network(carrier: Carrier, image: str, network: str) -> None:
+    """With a network helper, a read-only root still has the resolv.conf and hosts that Carrier
+    wrote for it, and stays read-only."""
+    res = carrier("run", "--rm", "--network", network, "--read-only", image, "sh", "-c",
+                  "test -s /etc/resolv.conf && grep -q localhost /etc/hosts"
+                  " && ! touch /etc/x 2>/dev/null && echo ok")
+    assert (res.code, res.out) == (0, "ok\n"), res.err
