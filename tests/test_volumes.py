@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,17 @@ def test_read_only_root_with_a_network(carrier: Carrier, image: str, network: st
                   "test -s /etc/resolv.conf && grep -q localhost /etc/hosts"
                   " && ! touch /etc/x 2>/dev/null && echo ok")
     assert (res.code, res.out) == (0, "ok\n"), res.err
+
+
+def test_two_first_mounts_at_once_share_one_seeded_volume(carrier: Carrier,
+                                                          layered_image: str) -> None:
+    """Two containers that create and seed the same new volume at once both see it seeded
+    exactly once, and no staging directory is left."""
+    procs = [carrier.popen(*RUN, "-v", "race:/opq", "--entrypoint", "", layered_image,
+                           "ls", "-A", "/opq", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [out.split() for out, _ in outs] == [["new"], ["new"]]
+    assert os.listdir(carrier.root / "volumes") == ["race"]
+    assert sorted(os.listdir(carrier.root / "volumes" / "race")) == ["_data", "volume.json"]
