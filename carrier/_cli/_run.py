@@ -54,6 +54,11 @@ def run(
     dns_search: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     dns_option: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     add_host: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    volume: Annotated[list[str] | None, Parameter(name=["-v", "--volume"], consume_multiple=False)] = None,
+    mount: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    tmpfs: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    read_only: bool = False,
+    read_only_tmpfs: bool = True,
     restart: str = "no",
     restart_delay: str = "100ms",
     restart_max_delay: str = "10s",
@@ -124,6 +129,16 @@ def run(
         resolv.conf option (repeatable).
     add_host: list[str] | None
         Add NAME:IP to the container's /etc/hosts (repeatable).
+    volume: list[str] | None
+        Bind a host path or mount a named volume: HOST|NAME:CONTAINER[:ro|rw] (repeatable).
+    mount: list[str] | None
+        Mount type=bind|volume|tmpfs,src=SOURCE,dst=PATH[,ro] (repeatable).
+    tmpfs: list[str] | None
+        Mount a tmpfs: PATH[:OPTIONS] (repeatable; nosuid,nodev,noexec unless OPTIONS say).
+    read_only: bool
+        Make the root filesystem read-only.
+    read_only_tmpfs: bool
+        With --read-only, keep /run, /tmp and /var/tmp writable tmpfs (default: true; =false to turn off).
     restart: str
         Restart policy: no, on-failure[:N], always or unless-stopped.
     restart_delay: str
@@ -158,7 +173,9 @@ def run(
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
         host_loopback=host_loopback, mtu=mtu, dns=dns or [], dns_search=dns_search or [],
-        dns_option=dns_option or [], add_host=add_host or [], restart=restart,
+        dns_option=dns_option or [], add_host=add_host or [], volumes=volume or [],
+        mounts=mount or [], tmpfs=tmpfs or [], read_only=read_only,
+        read_only_tmpfs=read_only_tmpfs, restart=restart,
         restart_delay=restart_delay, restart_max_delay=restart_max_delay,
         restart_intensity=restart_intensity, restart_period=restart_period,
         health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,

@@ -118,10 +118,13 @@ def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, 
 
 
 def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
-                 in_userns: bool = False, in_mountns: bool = False) -> None:
+                 in_userns: bool = False, in_mountns: bool = False,
+                 extra_mounts: Iterable[dict[str, Any]] = ()) -> None:
     """Write ``bundle/config.json`` for *spec*, joining *holder*'s namespaces; *rootfs* is where
     this process sees the root filesystem (for user and group names). *in_userns* and
-    *in_mountns* say that the runtime runs in the holder's user and mount namespaces already."""
+    *in_mountns* say that the runtime runs in the holder's user and mount namespaces already.
+    *extra_mounts* (binds, volumes, tmpfs; see ``_storage._mounts``) come after the standard
+    ones, so that they may cover them."""
     env = container_env(spec)
     mount: dict[str, str] = {"type": "mount"}
     if holder.mountns and not in_mountns:  # the root filesystem is mounted there
@@ -160,7 +163,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
     config = {
         "ociVersion": "1.0.2",
         "process": process(spec.args, env, spec.cwd, spec.user, rootfs, terminal=spec.tty),
-        "root": {"path": "rootfs", "readonly": False},
+        "root": {"path": "rootfs", "readonly": spec.read_only},
         "hostname": spec.hostname,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -172,6 +175,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
              "options": ["nosuid", "noexec", "nodev"]},
             sys_mount,
+            *extra_mounts,
         ],
         "linux": linux,
     }

@@ -91,6 +91,11 @@ class Spec:
     health_retries: int = 3
     health_start_period: float = 0.0
     health_on_failure: str = "none"
+    volumes: list[str] = field(default_factory=list)  # -v HOST|NAME:CONTAINER[:ro|rw]
+    mounts: list[str] = field(default_factory=list)  # --mount type=...,src=...,dst=...
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs /path[:opts]
+    read_only: bool = False  # the root filesystem read-only
+    read_only_tmpfs: bool = True  # with read_only: tmpfs on /run, /tmp and /var/tmp
     labels: dict[str, str] = field(default_factory=dict)  # e.g. the tree that made it
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,8 @@ from .._runtime._oci import resolve
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
 from .._storage._copy import top_entry
+from .._storage._mounts import parse_mounts
+from .._storage._volumes import Volumes
 from .._util._atomic import locked
 from .._util._durations import check_count, parse_duration
 from .._util._errors import CarrierError
@@ -28,7 +31,11 @@ def create(root: Root, image: str, command: Sequence[str] = (), *, name: str | N
            **options: Any) -> tuple[Record, int]:
     """Build and check the spec (see :func:`build_spec`), then reserve a new container: its
     record and the fd of its supervisor lock. Nothing is stored unless every check passed."""
-    with locked(root.gc_lock, shared=True):  # no rmi or prune between the lookup and the record
+    # No rmi or prune between the lookup and the record, no volume rm before the record shows
+    # that this container uses the volume.
+    uses_volumes = bool(options.get("volumes") or options.get("mounts"))
+    with (locked(root.gc_lock, shared=True),
+          Volumes(root).lock(shared=True) if uses_volumes else contextlib.nullcontext()):
         spec = build_spec(root, image, command, **options)
         record, lock = Containers(root).create(spec, name)
     _events.emit(root.path, record.id, record.name, "created", image=image)
@@ -84,6 +91,7 @@ def build_spec(
     HealthConfig.from_spec(spec)
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
+    parse_mounts(spec)
     return spec
 
 

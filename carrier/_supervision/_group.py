@@ -35,6 +35,7 @@ from .._runtime._oci import Runtime, check_process_headroom, resolve, start_fail
 from .._sandbox._enter import enter_argv
 from .._sandbox._holder import Holder, start_holder
 from .._state._records import Containers, Record, Status, now
+from .._storage._mounts import prepare as prepare_mounts
 from .._storage._rootfs import Rootfs
 from .._util import _process
 from .._util._durations import check_seconds
@@ -383,8 +384,10 @@ class _Group:
         # keep ours (the user's own group, which reads as group 0, root, inside). Real root
         # keeps the runtime outside, where its cgroup writes are allowed.
         in_userns = self.holder.userns and (os.geteuid() != 0 or rootfs.runtime_inside)
+        extra_mounts = await anyio.to_thread.run_sync(prepare_mounts, self.root, spec, image.layers)
         write_bundle(self.bundle, spec, self.holder, rootfs.view(),
-                     in_userns=in_userns, in_mountns=rootfs.runtime_inside)
+                     in_userns=in_userns, in_mountns=rootfs.runtime_inside,
+                     extra_mounts=extra_mounts)
         await rootfs.activate()
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"

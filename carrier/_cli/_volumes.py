@@ -1,0 +1,127 @@
+"""``carrier volume``: create, list, inspect, remove and prune named volumes, as Podman does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from cyclopts import Parameter
+
+from .._util._errors import CarrierError
+from ._common import open_root
+from ._format import ago, table
+
+if TYPE_CHECKING:
+    from .._util._root import Root
+
+
+def create(name: str, *, label: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+           ) -> int:
+    """Create a named volume (an existing one is an error, as in Podman).
+
+    Parameters
+    ----------
+    name: str
+        The volume's name: [a-zA-Z0-9][a-zA-Z0-9_.-]+.
+    label: list[str] | None
+        Set a label, KEY=VALUE (repeatable).
+    """
+    from .._storage._volumes import Volumes, check_name
+
+    labels = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise CarrierError(f"invalid label {item!r}: expected KEY=VALUE")
+        labels[key] = value if sep else ""
+    volumes = Volumes(open_root())
+    with volumes.lock(shared=True):
+        if not volumes.create(check_name(name), labels):
+            raise CarrierError(f"volume with name {name} already exists")
+    print(name)
+    return 0
+
+
+def ls(*, format: Literal["table", "json"] = "table") -> int:
+    """List named volumes."""
+    from .._storage._volumes import Volumes
+
+    volumes = Volumes(open_root())
+    found = [volumes.inspect(n) for n in volumes.names()]
+    if format == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    table([("DRIVER", "VOLUME NAME", "CREATED"),
+           *((v["Driver"], v["Name"], f"{ago(v['CreatedAt'])} ago") for v in found)])
+    return 0
+
+
+def inspect(*names: str) -> int:
+    """Show volumes as JSON: name, mountpoint on the host, creation time, labels."""
+    from .._storage._volumes import Volumes
+
+    if not names:
+        raise CarrierError("inspect needs at least one volume: carrier volume inspect NAME...")
+    volumes = Volumes(open_root())
+    print(json.dumps([volumes.inspect(n) for n in names], indent=2))
+    return 0
+
+
+def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
+    """Remove volumes and their data; one a container uses is refused, unless -f, which removes
+    those containers first (stopping them), as Podman does.
+
+    Each volume is removed on its own: one that cannot be is reported in one line and the exit
+    code is 125.
+    """
+    from .._storage._mounts import remove_unused, volume_users
+    from .._storage._volumes import Volumes
+
+    if not names:
+        raise CarrierError("rm needs at least one volume: carrier volume rm [-f] NAME...")
+    root = open_root()
+    volumes = Volumes(root)
+    failed = False
+    for name in names:
+        try:
+            with volumes.lock(shared=False):
+                if force:
+                    _remove_containers(root, volume_users(root, name))
+                remove_unused(root, name)
+        except CarrierError as e:
+            print(f"carrier: {e}", file=sys.stderr)
+            failed = True
+            continue
+        print(name)
+    return 125 if failed else 0
+
+
+def prune() -> int:
+    """Remove every volume that no container uses (no confirmation asked)."""
+    from .._storage._mounts import volume_users
+    from .._storage._volumes import Volumes
+
+    root = open_root()
+    volumes = Volumes(root)
+    with volumes.lock(shared=False):
+        for name in volumes.names():
+            if not volume_users(root, name):
+                volumes.remove(name)
+                print(name)
+    return 0
+
+
+def _remove_containers(root: Root, names: list[str]) -> None:
+    """``rm -f`` the containers *names* (for ``volume rm -f``)."""
+    import anyio
+
+    from .._state._records import Containers
+    from .._supervision._control import remove, request_stop
+
+    found = Containers(root)
+    for ref in names:
+        cid = found.resolve(ref)
+        if found.supervisor_alive(cid):
+            request_stop(root, cid, ref, 0)
+        anyio.run(remove, root, cid)
