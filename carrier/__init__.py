@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._library._run import run as run
     from ._supervision._events import events as events
     from ._supervision._group import Container as Container
+    from ._supervision._group import ExitedBeforeReadyError as ExitedBeforeReadyError
     from ._supervision._group import Outcome as Outcome
     from ._supervision._group import Reason as Reason
     from ._supervision._group import Stdio as Stdio
@@ -26,11 +27,18 @@ if TYPE_CHECKING:
     from ._supervision._ready import tcp as tcp
     from ._util._errors import CarrierError as CarrierError
     from ._util._errors import ConflictError as ConflictError
+    from ._util._errors import ImageNotFoundError as ImageNotFoundError
+    from ._util._errors import NameInUseError as NameInUseError
     from ._util._errors import NotFoundError as NotFoundError
+    from ._util._errors import PullError as PullError
+    from ._util._errors import ReadyTimeoutError as ReadyTimeoutError
+    from ._util._errors import RuntimeFailure as RuntimeFailure
 
 _HOME = {
     "CarrierError": "_util._errors", "ConflictError": "_util._errors",
-    "NotFoundError": "_util._errors",
+    "NotFoundError": "_util._errors", "ImageNotFoundError": "_util._errors",
+    "NameInUseError": "_util._errors", "PullError": "_util._errors",
+    "ReadyTimeoutError": "_util._errors", "RuntimeFailure": "_util._errors",
     "events": "_supervision._events",
     "Condition": "_supervision._ready", "all_of": "_supervision._ready",
     "healthy": "_supervision._ready", "http": "_supervision._ready",
@@ -38,6 +46,7 @@ _HOME = {
     "predicate": "_supervision._ready", "tcp": "_supervision._ready",
     "run": "_library._run",
     "Container": "_supervision._group", "Outcome": "_supervision._group",
+    "ExitedBeforeReadyError": "_supervision._group",
     "Reason": "_supervision._group", "Stdio": "_supervision._group",
 }
 
@@ -46,9 +55,15 @@ __all__ = [
     "Condition",
     "ConflictError",
     "Container",
+    "ExitedBeforeReadyError",
+    "ImageNotFoundError",
+    "NameInUseError",
     "NotFoundError",
     "Outcome",
+    "PullError",
+    "ReadyTimeoutError",
     "Reason",
+    "RuntimeFailure",
     "Stdio",
     "all_of",
     "events",

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import Carrier, user_processes
+from registry import HOST, free_port, run_registry
 
 import carrier
 
@@ -81,7 +82,7 @@ async def web(cli: Carrier, image: str) -> AsyncIterator[carrier.Container]:
     """A test-suite fixture: a web server that is really ready, on a free host port."""
     script = ("mkdir -p /www && echo hello-lib > /www/index.html && echo serving && "
               "exec httpd -f -p 80 -h /www")
-    async with carrier.run(image, ["sh", "-c", script], root=cli.root, ports={"127.0.0.1:0": 80},
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, ports={80: "127.0.0.1:0"},
                            wait_for=carrier.all_of(carrier.log_line("^serving$"),
                                                    carrier.port(80))) as c:
         yield c
@@ -125,7 +126,7 @@ async def test_host_side_probes_and_events(cli: Carrier, image: str) -> None:
               "trap 'kill %1; exit 0' TERM; sleep 1000 & wait")
     seen: list[str] = []
     async with carrier.run(image, ["sh", "-c", script], root=cli.root, name="probed",
-                           ports={"127.0.0.1:0": 80}, health=carrier.http(80, "/index.html"),
+                           ports={80: "127.0.0.1:0"}, health=carrier.http(80, "/index.html"),
                            health_interval=0.1, health_retries=1, health_on_failure="kill",
                            wait_for=carrier.all_of(carrier.tcp(80), carrier.http(80, "/index.html"))
                            ) as c:
@@ -155,3 +156,90 @@ async def test_own_errors_come_back_as_raised(cli: Carrier, image: str) -> None:
                                stop_timeout=0.2):
             raise KeyError("mine")
     assert not any((cli.root / "containers").iterdir())
+
+
+async def test_env_mapping_and_nothing_dropped(cli: Carrier, image: str, tmp_path: Path) -> None:
+    """env= takes a mapping; a value that would be dropped or split is refused, naming env."""
+    out = tmp_path / "out"
+    with out.open("wb") as f:
+        async with carrier.run(image, ["sh", "-c", "echo \"$A|$B\""], root=cli.root,
+                               network="none", env={"A": "x=1", "B": "two words"},
+                               stdio=carrier.Stdio(stdout=f)) as c:
+            assert (await c.wait()).exit_code == 0
+    assert out.read_bytes() == b"x=1|two words\n"
+    for bad in (["CARRIER_SURELY_UNSET_VAR"], "A=1", {"A=B": "c"}, {"A": 1}):
+        with pytest.raises(carrier.CarrierError, match="env"):
+            async with carrier.run(image, ["true"], root=cli.root, env=bad):  # type: ignore[arg-type]
+                pass
+    assert not any((cli.root / "containers").iterdir())
+
+
+async def test_wrong_option_values_name_the_option(cli: Carrier, image: str) -> None:
+    """A value outside an option's choices, or a string where a list belongs, fails with a
+    CarrierError naming the option before anything is pulled or stored."""
+    cases = [({"pull": "sometimes"}, "pull"), ({"network": "bogus"}, "network"),
+             ({"health_on_failure": "explode"}, "health_on_failure"),
+             ({"storage_driver": "zfs"}, "storage_driver"), ({"dns": "127.0.0.1"}, "dns")]
+    for options, option in cases:
+        with pytest.raises(carrier.CarrierError, match=f"invalid {option}"):
+            async with carrier.run("not-stored", ["true"], root=cli.root, **options):
+                pass
+    with pytest.raises(carrier.CarrierError, match="invalid command"):
+        async with carrier.run(image, "true", root=cli.root):  # a str would run "t" "r" "u" "e"
+            pass
+    assert not any((cli.root / "containers").iterdir())
+
+
+async def test_unknown_image_in_a_registry(cli: Carrier, tmp_path: Path) -> None:
+    """An image its registry does not know raises ImageNotFoundError (a NotFoundError); an
+    unreachable registry raises PullError."""
+    with run_registry(tmp_path / "registry") as reg, \
+            pytest.raises(carrier.ImageNotFoundError, match="manifest unknown"):
+        async with carrier.run(f"{reg.host}/test/none:latest", ["true"], root=cli.root):
+            pass
+    with pytest.raises(carrier.PullError, match="cannot reach"):
+        async with carrier.run(f"{HOST}:{free_port()}/test/none:latest", ["true"], root=cli.root):
+            pass
+    assert not any((cli.root / "containers").iterdir())
+
+
+async def test_name_in_use(cli: Carrier, image: str) -> None:
+    """A second container with a taken name raises NameInUseError (a ConflictError)."""
+    async with carrier.run(image, ["sleep", "100"], root=cli.root, name="taken", network="none",
+                           stop_timeout=0.2):
+        with pytest.raises(carrier.NameInUseError, match="taken"):
+            async with carrier.run(image, ["true"], root=cli.root, name="taken"):
+                pass
+        assert isinstance(carrier.NameInUseError("x"), carrier.ConflictError)
+
+
+async def test_readiness_timeout(cli: Carrier, image: str) -> None:
+    """A condition that does not hold in time raises ReadyTimeoutError, also a TimeoutError."""
+    with pytest.raises(TimeoutError, match="not ready within") as info:
+        async with carrier.run(image, ["sleep", "100"], root=cli.root, network="none",
+                               stop_timeout=0.2, wait_for=carrier.log_line("never"),
+                               wait_timeout=0.3):
+            pass
+    assert isinstance(info.value, carrier.ReadyTimeoutError)
+    assert not any((cli.root / "containers").iterdir())
+
+
+async def test_exited_before_ready(cli: Carrier, image: str) -> None:
+    """A container that ends before it is ready raises ExitedBeforeReadyError with its
+    Outcome and the last lines of its output."""
+    script = "for i in $(seq 1 30); do echo line $i; done; echo boom >&2; exit 3"
+    with pytest.raises(carrier.ExitedBeforeReadyError, match="boom") as info:
+        async with carrier.run(image, ["sh", "-c", script], root=cli.root, network="none",
+                               wait_for=carrier.log_line("never")):
+            pass
+    assert info.value.outcome == carrier.Outcome(3, carrier.Reason.EXITED)
+    assert info.value.log_tail[-2:] == ("line 30", "boom")
+    assert len(info.value.log_tail) == 20
+
+
+async def test_runtime_failure(cli: Carrier, image: str) -> None:
+    """An OCI runtime that fails before the command starts raises RuntimeFailure."""
+    with pytest.raises(carrier.RuntimeFailure, match="failed before the command"):
+        async with carrier.run(image, ["true"], root=cli.root, network="none",
+                               runtime="/bin/false"):
+            pass

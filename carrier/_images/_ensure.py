@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .._util._errors import CarrierError, NotFoundError
+from .._util._errors import CarrierError, ImageNotFoundError, NotFoundError, PullError
 from .._util._root import Root
 from ._store import Image, Store
 
@@ -26,7 +26,7 @@ def _needs_pull(root: Root, ref: str, policy: str) -> bool:
         return False
     except NotFoundError:
         if policy == "never":
-            raise NotFoundError(f"no such image: {ref} (and --pull never)") from None
+            raise ImageNotFoundError(f"no such image: {ref} (and --pull never)") from None
         return True
 
 
@@ -39,7 +39,12 @@ async def pull_showing_progress(root: Root, ref: str, platform: str | None = Non
     from ._pull import console_progress, pull
 
     with console_progress(sys.stderr) as progress:
-        return await pull(root, ref, platform=platform, tls_verify=tls_verify, progress=progress)
+        try:
+            return await pull(root, ref, platform=platform, tls_verify=tls_verify, progress=progress)
+        except (NotFoundError, PullError):
+            raise
+        except CarrierError as e:  # one class for "the pull failed", whatever the cause
+            raise PullError(str(e)) from e
 
 
 async def ensure_image(root: Root, ref: str, policy: str = "missing", platform: str | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .._util._errors import CarrierError
+from .._util._errors import CarrierError, ImageNotFoundError
 from ._auth import credentials
 from ._platform import Platform
 from ._reference import Reference, is_loopback_host
@@ -264,8 +264,9 @@ class Registry:
             if resp.status_code == 404:
                 await resp.aread()
                 detail = _error_text(resp)
-                raise self._fail(f"manifest unknown: {self.ref.name}:{reference} not found in registry "
-                                 f"{self.ref.domain}" + (f" ({detail})" if detail else ""))
+                raise ImageNotFoundError(f"{self.label}: manifest unknown: {self.ref.name}:{reference} not "
+                                         f"found in registry {self.ref.domain}"
+                                         + (f" ({detail})" if detail else ""))
             if resp.status_code != 200:
                 raise self._fail(f"manifest {reference}: HTTP {resp.status_code}")
             data = bytearray()

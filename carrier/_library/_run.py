@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -20,6 +20,18 @@ from .._supervision._group import Container, Stdio, supervise
 from .._supervision._ready import Condition
 from .._util._errors import unwrapped
 from .._util._root import Root
+from ._options import (
+    Env,
+    HealthAction,
+    Network,
+    Ports,
+    Pull,
+    StorageDriver,
+    check_choice,
+    env_items,
+    port_specs,
+    strings,
+)
 
 
 @asynccontextmanager
@@ -28,48 +40,92 @@ async def run(
     command: Sequence[str] = (),
     *,
     name: str | None = None,
-    env: Iterable[str] = (),
+    env: Env | None = None,
     workdir: str | None = None,
     user: str | None = None,
+    hostname: str | None = None,
+    entrypoint: Sequence[str] | None = None,
     remove: bool = True,
     root: Path | str | None = None,
     stdio: Stdio | None = None,
-    ports: Mapping[str, int | str] | Iterable[str] = (),
+    ports: Ports | None = None,
     wait_for: Condition | None = None,
     wait_timeout: float = 60.0,
     health: Condition | None = None,
-    pull: str = "missing",
-    **settings: Any,
+    pull: Pull = "missing",
+    storage_driver: StorageDriver | None = None,
+    runtime: str | None = None,
+    network: Network | None = None,
+    dns: Sequence[str] | None = None,
+    dns_search: Sequence[str] | None = None,
+    dns_option: Sequence[str] | None = None,
+    add_host: Sequence[str] | None = None,
+    host_loopback: bool | None = None,
+    mtu: int | None = None,
+    stop_timeout: float | str | None = None,
+    restart: str | None = None,
+    restart_delay: float | str | None = None,
+    restart_max_delay: float | str | None = None,
+    restart_intensity: int | None = None,
+    restart_period: float | str | None = None,
+    health_cmd: str | None = None,
+    health_interval: float | str | None = None,
+    health_timeout: float | str | None = None,
+    health_retries: int | None = None,
+    health_start_period: float | str | None = None,
+    health_on_failure: HealthAction | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
 
     Leaving the block stops the container gracefully (unless it has ended already) and waits
     until its group is cleaned up, so nothing outlives the block. By default the container is
-    removed afterwards, as with ``--rm``. Further *settings* are the CLI's options by their
-    long names: ``runtime``, ``network`` (auto, pasta, slirp4netns, none, host), ``ports``
-    (``["127.0.0.1:8080:80"]``), ``dns``, ``dns_search``, ``dns_option``, ``add_host``,
-    ``host_loopback``, ``stop_timeout``, ``hostname``, ``entrypoint``, ``restart``,
-    ``health_cmd`` and the other ``health_*`` and ``restart_*`` options.
+    removed afterwards, as with ``--rm``. The options are the CLI's, by their long names; an
+    option left at ``None`` takes the CLI's default. Durations are seconds or ``"1m30s"``.
 
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
-    *ports* maps ``"[HOST_IP:]HOST_PORT"`` to the container's port (``{"127.0.0.1:0": 80}``;
-    port 0 picks a free one, see :meth:`Container.published`), or is a list of ``-p`` values.
+    *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
+    ``"[HOST_IP:]HOST_PORT"`` or a host port (``{80: "127.0.0.1:0"}``; port 0 picks a free
+    one, see :meth:`Container.published`), or is a list of ``-p`` values. *restart* is
+    ``no``, ``always``, ``on-failure[:N]`` or ``unless-stopped``.
     The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
-    otherwise. With *wait_for* the block is entered only once the condition holds. *health* is
-    a host-side health check (``carrier.http(80)``, ``carrier.tcp(80)``, or any condition),
-    run every ``health_interval`` seconds like ``health_cmd``.
+    otherwise. With *wait_for* the block is entered only once the condition holds (else
+    :class:`ReadyTimeoutError` or :class:`ExitedBeforeReadyError`). *health* is a host-side
+    health check (``carrier.http(80)``, ``carrier.tcp(80)``, or any condition), run every
+    ``health_interval`` seconds like ``health_cmd``.
 
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
     """
+    for option, value in (("pull", pull), ("network", network), ("storage_driver", storage_driver),
+                          ("health_on_failure", health_on_failure)):
+        if value is not None:
+            check_choice(option, value)
+    given: dict[str, Any] = {
+        "runtime": runtime, "network": network, "host_loopback": host_loopback, "mtu": mtu,
+        "stop_timeout": stop_timeout, "restart": restart, "restart_delay": restart_delay,
+        "restart_max_delay": restart_max_delay, "restart_intensity": restart_intensity,
+        "restart_period": restart_period, "health_cmd": health_cmd,
+        "health_interval": health_interval, "health_timeout": health_timeout,
+        "health_retries": health_retries, "health_start_period": health_start_period,
+        "health_on_failure": health_on_failure, "hostname": hostname,
+        "storage_driver": storage_driver,
+        "labels": dict(labels) if labels is not None else None,
+        "entrypoint": strings("entrypoint", entrypoint) if entrypoint is not None else None,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
+                          ("add_host", add_host)):
+        settings[option] = strings(option, items)
+    argv = strings("command", command)
+    env_list = env_items(env)
+    port_list = port_specs(ports)
     carrier_root = Root.open(root)
     await reconcile(carrier_root)
     await ensure_image(carrier_root, image, pull)
-    if isinstance(ports, Mapping):
-        ports = [f"{host}:{ctr}" for host, ctr in ports.items()]
     record, lock = create(
-        carrier_root, image, command, name=name, env=env, workdir=workdir, user=user,
-        remove=remove, ports=list(ports), **settings,
+        carrier_root, image, argv, name=name, env=env_list, workdir=workdir, user=user,
+        remove=remove, ports=port_list, **settings,
     )
     with contextlib.ExitStack() as files:
         if stdio is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util._atomic import try_lock, write_json
-from .._util._errors import CarrierError, ConflictError, NotFoundError
+from .._util._errors import CarrierError, ConflictError, NameInUseError, NotFoundError
 from .._util._logging import log
 from .._util._root import Root
 from ._schema import RECORD_VERSION, Damaged, convert, migrate, salvage, split
@@ -221,7 +221,7 @@ class Containers:
             try:
                 os.symlink(cid, self.root.names / name)
             except FileExistsError:
-                raise ConflictError(f"the container name {name!r} is already in use") from None
+                raise NameInUseError(f"the container name {name!r} is already in use") from None
             lock: int | None = None
             try:
                 self.dir(cid).mkdir(mode=0o700)

@@ -39,7 +39,7 @@ from .._storage._mounts import prepare as prepare_mounts
 from .._storage._rootfs import Rootfs
 from .._util import _process
 from .._util._durations import check_seconds
-from .._util._errors import CarrierError, RuntimeFailure
+from .._util._errors import CarrierError, ReadyTimeoutError, RuntimeFailure
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
@@ -47,6 +47,8 @@ from . import _events
 from ._control import serve_control
 from ._health import HealthConfig, describe, watch
 from ._restart import RestartPolicy, RestartTracker
+
+LOG_TAIL = 20  # lines of output an ExitedBeforeReadyError carries
 
 
 class Reason(enum.StrEnum):
@@ -71,6 +73,16 @@ class Outcome:
     exit_code: int
     reason: Reason
     message: str = ""
+
+
+class ExitedBeforeReadyError(CarrierError):
+    """The container ended for good before its readiness condition held: how it ended and the
+    last lines of its output (when that goes to its log) say why."""
+
+    def __init__(self, message: str, outcome: Outcome, log_tail: Sequence[str]) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.log_tail = tuple(log_tail)
 
 
 class Check(Protocol):
@@ -162,13 +174,17 @@ class Container:
         """
         with anyio.move_on_after(timeout):
             while True:
-                if self.outcome is not None:  # ended for good (between restarts: keep probing)
-                    raise CarrierError(f"container {self.name} ended before it was ready "
-                                       f"({condition.description})")
+                if (outcome := self.outcome) is not None:  # ended for good (not between restarts)
+                    output = self.logs() or self._group.last_output
+                    tail = output.decode(errors="replace").splitlines()[-LOG_TAIL:]
+                    raise ExitedBeforeReadyError(
+                        f"container {self.name} ended before it was ready ({condition.description}): "
+                        f"{outcome.reason}, exit code {outcome.exit_code}"
+                        + (f"; last output: {tail[-1]}" if tail else ""), outcome, tail)
                 if await condition(self):
                     return
                 await anyio.sleep(interval)  # bounded poll: sockets and logs announce nothing
-        raise CarrierError(
+        raise ReadyTimeoutError(
             f"container {self.name} not ready within {timeout:g} s ({condition.description})"
         )
 
@@ -242,6 +258,7 @@ class _Group:
         self.health: HealthConfig | None = None
         self.on_running = on_running
         self.on_launch = on_launch
+        self.last_output = b""  # the end of the log, kept when --rm removes the file
 
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
@@ -570,6 +587,7 @@ class _Group:
                 self.record.reason = f"{self.record.reason}; {self.gave_up}"
             self.final = outcome
             if self.record.spec.remove:
+                self.last_output = _log_end(self.bundle / "container.log")
                 self.containers.remove(self.record)
             else:
                 self.containers.save(self.record)
@@ -578,6 +596,16 @@ class _Group:
         finally:
             os.close(self.lock_fd)
             self.cleaned.set()
+
+
+def _log_end(path: Path, size: int = 64 * 1024) -> bytes:
+    """The last *size* bytes of the log at *path* (nothing if there is none)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read()
+    except OSError:
+        return b""
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:

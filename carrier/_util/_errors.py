@@ -16,12 +16,28 @@ class NotFoundError(CarrierError):
     """An image or container that the user named does not exist."""
 
 
+class ImageNotFoundError(NotFoundError):
+    """The image is neither stored nor known to its registry (or ``pull="never"``)."""
+
+
+class PullError(CarrierError):
+    """Pulling the image failed for another reason: registry unreachable, denied, corrupt."""
+
+
 class ConflictError(CarrierError):
     """A name is taken, or an object is in a state that forbids the request."""
 
 
+class NameInUseError(ConflictError):
+    """Another container already has the requested name."""
+
+
 class RuntimeFailure(CarrierError):
     """The OCI runtime, the holder or a helper failed before the container could run."""
+
+
+class ReadyTimeoutError(CarrierError, TimeoutError):
+    """The container's readiness condition did not hold within its time limit."""
 
 
 def only_leaf(exc: BaseException) -> BaseException | None:
