@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._library._run import run as run
     from ._supervision._events import events as events
     from ._supervision._group import Container as Container
+    from ._supervision._group import ExecResult as ExecResult
     from ._supervision._group import ExitedBeforeReadyError as ExitedBeforeReadyError
     from ._supervision._group import Outcome as Outcome
     from ._supervision._group import Reason as Reason
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ._supervision._ready import tcp as tcp
     from ._util._errors import CarrierError as CarrierError
     from ._util._errors import ConflictError as ConflictError
+    from ._util._errors import ExecTimeoutError as ExecTimeoutError
     from ._util._errors import ImageNotFoundError as ImageNotFoundError
     from ._util._errors import NameInUseError as NameInUseError
     from ._util._errors import NotFoundError as NotFoundError
@@ -46,7 +48,8 @@ _HOME = {
     "predicate": "_supervision._ready", "tcp": "_supervision._ready",
     "run": "_library._run",
     "Container": "_supervision._group", "Outcome": "_supervision._group",
-    "ExitedBeforeReadyError": "_supervision._group",
+    "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
+    "ExecTimeoutError": "_util._errors",
     "Reason": "_supervision._group", "Stdio": "_supervision._group",
 }
 
@@ -55,6 +58,8 @@ __all__ = [
     "Condition",
     "ConflictError",
     "Container",
+    "ExecResult",
+    "ExecTimeoutError",
     "ExitedBeforeReadyError",
     "ImageNotFoundError",
     "NameInUseError",

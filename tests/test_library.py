@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -107,8 +108,61 @@ async def test_fixture_gives_a_ready_server(web: carrier.Container) -> None:
 
 
 async def test_exec_from_the_library(web: carrier.Container) -> None:
-    """exec returns the status and the output of a command run inside."""
-    assert await web.exec(["sh", "-c", "cat /www/index.html; exit 2"]) == (2, b"hello-lib\n")
+    """exec returns the status, the stdout and the stderr of a command run inside, apart."""
+    result = await web.exec(["sh", "-c", "cat /www/index.html; echo oops >&2; exit 2"])
+    assert result == carrier.ExecResult(2, b"hello-lib\n", b"oops\n")
+
+
+async def test_exec_options(web: carrier.Container) -> None:
+    """exec takes env (a mapping), workdir, user and bytes for the command's stdin."""
+    result = await web.exec(["sh", "-c", "cat; echo \"$X\"; pwd; id -u"], env={"X": "a b"},
+                            workdir="/www", user="1000", stdin=b"fed\n")
+    assert result == carrier.ExecResult(0, b"fed\na b\n/www\n1000\n", b"")
+    assert (await web.exec(["cat"])).stdout == b"", "no stdin: the command reads nothing"
+
+
+async def test_exec_timeout_kills_the_command(web: carrier.Container) -> None:
+    """An exec past its timeout raises ExecTimeoutError (a TimeoutError), and the command it
+    started is gone from the container, not only the runtime's exec."""
+    with pytest.raises(TimeoutError, match="not done within") as info:
+        await web.exec(["sleep", "1234"], timeout=0.5)
+    assert isinstance(info.value, carrier.ExecTimeoutError)
+    assert b"sleep 1234" not in (await web.exec(["ps", "-o", "args"])).stdout
+
+
+async def _get(host: str, port: int, path: str) -> bytes:
+    """The raw answer of an HTTP/1.0 GET to *host*:*port*."""
+    stream = await anyio.connect_tcp(host, port)
+    async with stream:
+        await stream.send(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        with anyio.fail_after(10):  # a guard, not a wait
+            while True:
+                try:
+                    data += await stream.receive()
+                except anyio.EndOfStream:
+                    return data
+
+
+@pytest.mark.parametrize("network", ["pasta", "slirp4netns"])
+async def test_ports_keyed_by_container_port(cli: Carrier, image: str,
+                                             network: Literal["pasta", "slirp4netns"]) -> None:
+    """ports= maps each container port to a host port (0: any free one) or an address and
+    port; published() names what was picked; the old host-keyed mapping is refused."""
+    script = ("mkdir -p /www && echo p80 > /www/a && httpd -p 80 -h /www && "
+              "httpd -p 81 -h /www && exec sleep 1000")
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, network=network,
+                           ports={80: 0, 81: "127.0.0.1:0"}, stop_timeout=0.2,
+                           wait_for=carrier.all_of(carrier.port(80), carrier.port(81))) as c:
+        (any_ip, p80), (ip81, p81) = c.published(80), c.published(81)
+        assert (any_ip, ip81) == ("0.0.0.0", "127.0.0.1")
+        assert 0 not in (p80, p81)
+        for port in (p80, p81):
+            assert (await _get(HOST, port, "/a")).endswith(b"p80\n")
+    with pytest.raises(carrier.CarrierError, match="keys are container ports"):
+        async with carrier.run(image, ["true"], root=cli.root, network=network,
+                               ports={"127.0.0.1:0": 80}):
+            pass
 
 
 async def test_wait_for_fails_when_the_container_ends(cli: Carrier, image: str) -> None:
@@ -177,9 +231,10 @@ async def test_env_mapping_and_nothing_dropped(cli: Carrier, image: str, tmp_pat
 async def test_wrong_option_values_name_the_option(cli: Carrier, image: str) -> None:
     """A value outside an option's choices, or a string where a list belongs, fails with a
     CarrierError naming the option before anything is pulled or stored."""
-    cases = [({"pull": "sometimes"}, "pull"), ({"network": "bogus"}, "network"),
-             ({"health_on_failure": "explode"}, "health_on_failure"),
-             ({"storage_driver": "zfs"}, "storage_driver"), ({"dns": "127.0.0.1"}, "dns")]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"pull": "sometimes"}, "pull"), ({"network": "bogus"}, "network"),
+        ({"health_on_failure": "explode"}, "health_on_failure"),
+        ({"storage_driver": "zfs"}, "storage_driver"), ({"dns": "127.0.0.1"}, "dns")]
     for options, option in cases:
         with pytest.raises(carrier.CarrierError, match=f"invalid {option}"):
             async with carrier.run("not-stored", ["true"], root=cli.root, **options):

@@ -10,6 +10,7 @@ re-implement the runtime. See docs/exec.md.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -18,12 +19,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+import anyio
+
 from .._sandbox._enter import enter_argv
 from .._state._records import Containers, Record, Status
 from .._storage._rootfs import running_view
 from .._util import _process
 from .._util._atomic import write_json
-from .._util._errors import ConflictError
+from .._util._errors import ConflictError, ExecTimeoutError
 from .._util._root import Root
 from ._bundle import container_env, parse_env, process
 from ._oci import resolve, start_failure
@@ -43,9 +46,9 @@ def running_record(root: Root, ref: str) -> Record:
 
 
 @contextlib.contextmanager
-def _scratch(cdir: Path) -> Iterator[tuple[Path, Path]]:
+def _scratch(cdir: Path) -> Iterator[tuple[Path, Path, Path]]:
     token = secrets.token_hex(6)
-    files = (cdir / f"exec-{token}.json", cdir / f"exec-{token}.log")
+    files = (cdir / f"exec-{token}.json", cdir / f"exec-{token}.log", cdir / f"exec-{token}.pid")
     try:
         yield files
     finally:
@@ -65,14 +68,20 @@ async def exec_in(
     terminal: bool = False,
     session: bool = False,
     output: IO[bytes] | None = None,
+    error: IO[bytes] | None = None,
+    stdin: IO[bytes] | None = None,
+    timeout: float | None = None,
 ) -> int:
     """Run *argv* in *record*'s container; return its exit status (126/127 as for ``run``).
 
     *session* sets the environment of an interactive login (TERM, HOME, USER, SHELL, LANG).
-    With *output* (health checks), stdout and stderr go there and our signals are left alone;
-    otherwise they are ours, and Ctrl-C goes to the command.
+    With *output* (health checks, the library), stdout goes there, stderr to *error* (or there
+    too), stdin comes from *stdin* (else nothing), and our signals are left alone; after
+    *timeout* seconds the command is killed and :class:`ExecTimeoutError` raised. Otherwise
+    the streams are ours, and Ctrl-C goes to the command.
 
-    **Cancellation:** the runtime's exec is killed and reaped before it propagates.
+    **Cancellation:** the command inside and the runtime's exec are killed and reaped before
+    it propagates.
     """
     cdir = Containers(root).dir(record.id)
     rootfs = running_view(cdir, record.spec.storage_driver, record.container_pid)
@@ -86,7 +95,7 @@ async def exec_in(
                                      os.environ.get("LANG")), base=base)
     proc["env"] = parse_env(env, base=base)
     binary = resolve(spec.runtime)
-    with _scratch(cdir) as (process_file, log):
+    with _scratch(cdir) as (process_file, log, pid_file):
         write_json(process_file, proc)
         prefix: list[str] = []
         fuse = record.spec.storage_driver == "fuse-overlayfs"
@@ -97,12 +106,12 @@ async def exec_in(
         if terminal:
             code = await _exec_tty(cmd, record.id)
         elif output is not None:
-            child = _process.spawn([*cmd, record.id], stdout=output, stderr=output)
-            try:
-                code = _process.exit_status(await child.wait())
-            except BaseException:
-                await child.kill()
-                raise
+            status = await _exec_captured(cmd, record.id, pid_file,
+                                          output, error, stdin, timeout)
+            if status is None:
+                raise ExecTimeoutError(f"exec {' '.join(argv)!r} in {record.name}: not done "
+                                       f"within {timeout:g} s, so it was killed")
+            code = status
         else:
             child = _process.spawn([*cmd, record.id], new_session=False,  # our Ctrl-C reaches it
                                    stdin=None if interactive else subprocess.DEVNULL)
@@ -110,6 +119,39 @@ async def exec_in(
         failure = start_failure(log) if code else None
     # The runtime has printed its own message about a failed start on our stderr.
     return failure[0] if failure is not None else code
+
+
+async def _exec_captured(cmd: list[str], cid: str, pid_file: Path, output: IO[bytes],
+                         error: IO[bytes] | None, stdin: IO[bytes] | None,
+                         timeout: float | None) -> int | None:
+    """The runtime's exec with our files as its streams; its exit status, or None when
+    *timeout* passed first and the command inside was killed."""
+    child = _process.spawn([*cmd, "--pid-file", str(pid_file), cid], stdout=output,
+                           stderr=output if error is None else error,
+                           stdin=subprocess.DEVNULL if stdin is None else stdin)
+    code: int | None = None
+    try:
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            code = _process.exit_status(await child.wait())
+    finally:
+        if code is None:  # timed out or cancelled: the command inside goes first, then exec
+            await _kill_exec(child, pid_file)
+    return code
+
+
+async def _kill_exec(child: _process.Child, pid_file: Path) -> None:
+    """SIGKILL the command that the runtime's exec started (killing only the runtime would
+    leave it running inside), then the runtime's exec, and reap it. **Cancellation:** shielded."""
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(OSError, ValueError):
+            pidfd = os.pidfd_open(int(pid_file.read_text()))  # noqa: ASYNC240 - a few bytes
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            finally:
+                os.close(pidfd)
+        with anyio.move_on_after(5):  # a guard: the runtime exits once its command is gone
+            await child.wait()
+        await child.kill()
 
 
 async def _wait(child: _process.Child) -> int:

@@ -17,7 +17,7 @@ import signal as _signal
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, final
@@ -100,6 +100,15 @@ class Check(Protocol):
 
 
 @dataclass(frozen=True)
+class ExecResult:
+    """What :meth:`Container.exec` gives back: the exit status and the two output streams."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
 class Stdio:
     """Where the container's standard streams go (``None`` inherits ours)."""
 
@@ -154,17 +163,36 @@ class Container:
         except FileNotFoundError:
             return b""
 
-    async def exec(self, argv: Sequence[str]) -> tuple[int, bytes]:
-        """Run *argv* inside; return its exit status and its combined output.
+    async def exec(self, argv: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (),
+                   workdir: str | None = None, user: str | None = None,
+                   stdin: bytes | None = None, timeout: float | None = None) -> ExecResult:
+        """Run *argv* inside (as ``carrier exec``); return its exit status, stdout and stderr.
 
-        **Cancellation:** the runtime's exec is killed and reaped.
+        *env* adds to the container's environment (a mapping or ``KEY=VALUE`` strings);
+        *stdin* is fed to the command (else it reads nothing). After *timeout* seconds the
+        command is killed and :class:`carrier.ExecTimeoutError` (a ``TimeoutError``) raised.
+
+        **Cancellation:** the command inside and the runtime's exec are killed and reaped.
         """
-        with tempfile.TemporaryFile() as out:
-            from .._runtime._exec import exec_in  # the exec machinery loads only when used
+        if isinstance(env, Mapping):
+            bad = [k for k in env if not k or "=" in k]
+            if bad:
+                raise CarrierError(f"invalid exec env key {bad[0]!r}: expected a name without '='")
+            env = [f"{k}={v}" for k, v in env.items()]
+        elif isinstance(env, str):
+            raise CarrierError(f"invalid exec env={env!r}: expected a mapping or a list")
+        from .._runtime._exec import exec_in  # the exec machinery loads only when used
 
-            code = await exec_in(self._group.root, self._group.record, argv, output=out)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.TemporaryFile() as inp:
+            inp.write(stdin or b"")
+            inp.seek(0)
+            code = await exec_in(self._group.root, self._group.record, argv, env=env,
+                                 workdir=workdir, user=user, output=out, error=err,
+                                 stdin=inp if stdin is not None else None, timeout=timeout)
             out.seek(0)
-            return code, out.read()
+            err.seek(0)
+            return ExecResult(code, out.read(), err.read())
 
     async def wait_for(self, condition: Check, timeout: float = 60, interval: float = 0.05) -> None:
         """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...); fail if

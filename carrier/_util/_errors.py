@@ -40,6 +40,10 @@ class ReadyTimeoutError(CarrierError, TimeoutError):
     """The container's readiness condition did not hold within its time limit."""
 
 
+class ExecTimeoutError(CarrierError, TimeoutError):
+    """A command run with ``exec`` did not finish within its time limit, so it was killed."""
+
+
 def only_leaf(exc: BaseException) -> BaseException | None:
     """The single exception inside (nested) groups of one; None if there are several."""
     while isinstance(exc, BaseExceptionGroup):
