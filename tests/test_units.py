@@ -43,6 +43,38 @@ class TestExports:
         assert typed == set(carrier.__all__) == set(carrier._HOME)
 
 
+class TestTypedLibrary:
+    def test_docs_examples_pass_and_typos_fail_mypy(self, tmp_path: Path) -> None:
+        """The examples in docs/library.md pass ``mypy --strict``, and a caller's typo in an
+        option's name or fixed value fails it."""
+        import re
+
+        src = Path(carrier.__file__).parent.parent
+        blocks = re.findall(r"```python\n(.*?)```", (src / "docs" / "library.md").read_text(), re.S)
+        assert len(blocks) >= 3
+        files = []
+        for n, block in enumerate(blocks):
+            files.append(tmp_path / f"doc_example_{n}.py")
+            files[-1].write_text(block)
+        typos = tmp_path / "typos.py"
+        typos.write_text(
+            "import carrier\n\n\nasync def f() -> None:\n"
+            '    async with carrier.run("busybox", network="pasat"):\n        pass\n'
+            '    async with carrier.run("busybox", pull="sometimes"):\n        pass\n'
+            '    async with carrier.run("busybox", health_on_failure="explode"):\n        pass\n'
+            '    async with carrier.run("busybox", stop_timout=1):\n        pass\n'
+            '    async with carrier.run("busybox", ports={80: 8.5}):\n        pass\n'
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--cache-dir",
+             str(tmp_path / "cache"), *map(str, files), str(typos)],
+            cwd=src, capture_output=True, text=True, timeout=300,
+        )
+        errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+        assert not [e for e in errors if "doc_example" in e], proc.stdout
+        assert sorted({int(e.split(":")[1]) for e in errors}) == [5, 7, 9, 11, 13], proc.stdout
+
+
 class TestRunArgv:
     @pytest.mark.parametrize(
         ("tokens", "expected"),
