@@ -282,7 +282,7 @@ async def test_readiness_timeout(cli: Carrier, image: str) -> None:
 async def test_exited_before_ready(cli: Carrier, image: str) -> None:
     """A container that ends before it is ready raises ExitedBeforeReadyError with its
     Outcome and the last lines of its output."""
-    script = "for i in $(seq 1 30); do echo line $i; done; echo boom >&2; exit 3"
+    script = "for i in $(seq 1 30); do echo line $i; done; echo boom; exit 3"
     with pytest.raises(carrier.ExitedBeforeReadyError, match="boom") as info:
         async with carrier.run(image, ["sh", "-c", script], root=cli.root, network="none",
                                wait_for=carrier.log_line("never")):
