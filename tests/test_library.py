@@ -298,3 +298,15 @@ async def test_runtime_failure(cli: Carrier, image: str) -> None:
         async with carrier.run(image, ["true"], root=cli.root, network="none",
                                runtime="/bin/false"):
             pass
+
+
+async def test_storage_options_reach_the_container(cli: Carrier, image: str) -> None:
+    """volumes, tmpfs and read_only are typed options of run: a named volume keeps a file for
+    the next container, a tmpfs is writable and the root filesystem is not."""
+    script = "echo kept > /data/f && touch /scratch/x && ! touch /y 2>/dev/null"
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, network="none",
+                           volumes=["vol1:/data"], tmpfs=["/scratch"], read_only=True) as c:
+        assert (await c.wait()).exit_code == 0
+    async with carrier.run(image, ["grep", "-qx", "kept", "/data/f"], root=cli.root,
+                           network="none", volumes=["vol1:/data"]) as c:
+        assert (await c.wait()).exit_code == 0

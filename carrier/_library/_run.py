@@ -74,6 +74,11 @@ async def run(
     health_retries: int | None = None,
     health_start_period: float | str | None = None,
     health_on_failure: HealthAction | None = None,
+    volumes: Sequence[str] | None = None,
+    mounts: Sequence[str] | None = None,
+    tmpfs: Sequence[str] | None = None,
+    read_only: bool | None = None,
+    read_only_tmpfs: bool | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
@@ -82,6 +87,9 @@ async def run(
     until its group is cleaned up, so nothing outlives the block. By default the container is
     removed afterwards, as with ``--rm``. The options are the CLI's, by their long names; an
     option left at ``None`` takes the CLI's default. Durations are seconds or ``"1m30s"``.
+
+    *volumes* are ``-v`` values (``"NAME:/data"``, ``"/host:/ctr:ro"``), *mounts* ``--mount``
+    values, *tmpfs* ``--tmpfs`` values (docs/volumes.md).
 
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
@@ -109,13 +117,15 @@ async def run(
         "health_interval": health_interval, "health_timeout": health_timeout,
         "health_retries": health_retries, "health_start_period": health_start_period,
         "health_on_failure": health_on_failure, "hostname": hostname,
-        "storage_driver": storage_driver,
+        "storage_driver": storage_driver, "read_only": read_only,
+        "read_only_tmpfs": read_only_tmpfs,
         "labels": dict(labels) if labels is not None else None,
         "entrypoint": strings("entrypoint", entrypoint) if entrypoint is not None else None,
     }
     settings = {k: v for k, v in given.items() if v is not None}
     for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
-                          ("add_host", add_host)):
+                          ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
+                          ("tmpfs", tmpfs)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)
