@@ -138,6 +138,19 @@ class TestPorts:
         assert _udp_echo(port, b"ping") == b"ping"
         assert carrier("rm", "-f", "echo").code == 0
 
+    @pytest.mark.parametrize("bind", ["own-address", "loopback"])
+    def test_udp_published_to_a_bound_server(self, carrier: Carrier, image: str, helper: str,
+                                             bind: str) -> None:
+        """A UDP server bound to the container's own address, or to its loopback, gets the
+        datagrams of -p .../udp and answers (the relay used to send to 127.0.0.1 only)."""
+        port = free_port(socket.SOCK_DGRAM)
+        where = "$(hostname -i)" if bind == "own-address" else "127.0.0.1"
+        assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                       f"127.0.0.1:{port}:5353/udp", image, "sh", "-c",
+                       f"exec udpecho 5353 {where}").code == 0
+        assert _udp_echo(port, b"ping") == b"ping"
+        assert carrier("rm", "-f", "echo").code == 0
+
     def test_taken_port_fails_cleanly(self, carrier: Carrier, image: str, helper: str) -> None:
         """A host port already in use fails the start with a clear error and no leftovers."""
         with socket.socket() as taken:

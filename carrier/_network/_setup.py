@@ -78,9 +78,10 @@ class ContainerNetwork:
 
     async def run_relays(self, holder: Holder) -> None:
         """Relay the published UDP ports until cancelled (a member of the container's group)."""
+        address = str(self.info.get("address") or "").split("/")[0] or None
         async with anyio.create_task_group() as tg:
-            for relay in self.relays:
-                tg.start_soon(relay.run, holder.pid, holder.userns)
+            for relay in self.relays:  # to the container's own address, then its loopback
+                tg.start_soon(relay.run, holder.pid, holder.userns, address)
 
     async def stop(self) -> None:
         """End the helper and remove its files. **Cancellation:** shielded."""
