@@ -128,13 +128,15 @@ def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not BUSYBOX.exists():
         pytest.fail("busybox-static is not installed (apt install busybox-static)")
     work = tmp_path_factory.mktemp("image")
-    udpecho = work / "udpecho"
-    source = Path(__file__).parent / "tools" / "udpecho.c"
-    try:
-        subprocess.run(["gcc", "-static", "-O2", "-o", str(udpecho), str(source)], check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.fail(f"cannot build the test image's udpecho ({e}): apt install gcc libc6-dev")
-    return make_rootfs_tar(work, {"udpecho": udpecho})
+    tools = {}
+    for source in sorted((Path(__file__).parent / "tools").glob("*.c")):  # udpecho, tcpecho
+        tools[source.stem] = work / source.stem
+        try:
+            subprocess.run(["gcc", "-static", "-O2", "-o", str(tools[source.stem]), str(source)],
+                           check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            pytest.fail(f"cannot build the test image's {source.stem} ({e}): apt install gcc libc6-dev")
+    return make_rootfs_tar(work, tools)
 
 
 @pytest.fixture
