@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
-import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,19 +81,6 @@ def parse_ports(specs: list[str]) -> list[PortMapping]:
     return mappings
 
 
-def pick_free(mappings: list[PortMapping]) -> list[PortMapping]:
-    """Give each TCP mapping with host port 0 a port that is free now."""
-    chosen = []
-    for pm in mappings:
-        if pm.host_port == 0 and pm.proto == "tcp":
-            family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.bind((pm.host_ip, 0))
-                pm = PortMapping(pm.host_ip, s.getsockname()[1], pm.container_port, pm.proto)
-        chosen.append(pm)
-    return chosen
-
-
 def check_addresses(mappings: list[PortMapping]) -> None:
     """Fail with a clear message if a host address to publish on is not one of this host's
     (binding there would fail later with a confusing "already in use")."""
@@ -113,17 +99,3 @@ def check_addresses(mappings: list[PortMapping]) -> None:
                                        "this host") from None
                 raise
 
-
-def check_free(mappings: list[PortMapping]) -> None:
-    """Fail early, with a clear message, if a host port to publish on is already taken."""
-    for pm in mappings:
-        family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
-        kind = socket.SOCK_STREAM if pm.proto == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(family, kind) as s:
-            try:
-                s.bind((pm.host_ip, pm.host_port))
-            except OSError as e:
-                raise PortInUseError(
-                    f"cannot publish {pm}: host port {pm.host_ip}:{pm.host_port}/{pm.proto} "
-                    f"is already in use ({e.strerror})"
-                ) from None

@@ -1,0 +1,190 @@
+"""Published ports with the real helpers, rootless, for pasta and slirp4netns alike.
+
+Clients on the host's loopback reach servers inside through ``-p``: TCP through the helper or
+Carrier's forwarder, UDP through Carrier's relay. Traffic goes only to 127.0.0.1 and to the
+container's own namespace (CI runs this inside a network namespace whose uplink leads nowhere).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import Carrier
+from helpers import alive, wait_pidfd
+from test_network import HELPERS, free_port
+
+# Inside a container: the address the helper gave its interface (the only global IPv4 one).
+OWN_ADDRESS = "$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1)"
+BINDS = {"wildcard": "0.0.0.0", "loopback": "127.0.0.1", "own address": OWN_ADDRESS}
+
+
+@pytest.fixture(params=HELPERS)
+def helper(request: pytest.FixtureRequest) -> str:
+    """Every port test runs with each helper."""
+    return str(request.param)
+
+
+def test_tcp_published(carrier: Carrier, image: str, helper: str) -> None:
+    """A server inside is reached from the host through -p 127.0.0.1:P:80."""
+    port = free_port()
+    script = "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www"
+    assert carrier("run", "-d", "--name", "web", "--network", helper, "-p",
+                   f"127.0.0.1:{port}:80", image, "sh", "-c", script).code == 0
+    assert _http_get(port, "/index.html").endswith(b"published\n")
+    assert carrier("rm", "-f", "web").code == 0
+
+
+@pytest.mark.parametrize("bind", list(BINDS))
+def test_udp_published(carrier: Carrier, image: str, helper: str, bind: str) -> None:
+    """A UDP server inside, bound to the wildcard, to loopback or to the container's own
+    address, gets datagrams through -p .../udp and its answers come back."""
+    port = free_port(socket.SOCK_DGRAM)
+    assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                   f"127.0.0.1:{port}:5353/udp", image, "sh", "-c",
+                   f"exec udpecho 5353 {BINDS[bind]}").code == 0
+    assert _udp_echo(port, b"ping") == b"ping"
+    assert _udp_echo(port, b"again") == b"again"
+    assert carrier("rm", "-f", "echo").code == 0
+
+
+def test_taken_port_fails_cleanly(carrier: Carrier, image: str, helper: str) -> None:
+    """A host port already in use fails the start with a clear error and no leftovers."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = carrier("run", "--rm", "--network", helper, "-p", f"127.0.0.1:{port}:80",
+                      image, "true")
+    assert res.code == 125
+    assert f"127.0.0.1:{port}/tcp is already in use" in res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert not any((carrier.root / "containers").iterdir())
+
+
+CONNECTIONS = 64
+
+
+def test_concurrent_connections(carrier: Carrier, image: str, helper: str) -> None:
+    """64 connections through -p, all open at once, each echo their own 64 KiB back intact
+    after a half-close."""
+    port = free_port()
+    assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                   f"127.0.0.1:{port}:7", image, "tcpecho", "7").code == 0
+    _tcp_echo(port, b"ready?", retry=True)
+    all_open = threading.Barrier(CONNECTIONS, timeout=60)  # a guard: they open at once
+
+    def one(i: int) -> bool:
+        payload = i.to_bytes(2, "big") + os.urandom(64 * 1024)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            all_open.wait()
+            return _exchange(s, payload) == payload
+
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        results = list(pool.map(one, range(CONNECTIONS)))
+    assert results == [True] * CONNECTIONS
+    assert carrier("rm", "-f", "echo").code == 0
+
+
+@pytest.mark.parametrize("bind", list(BINDS))
+def test_tcp_reaches_each_bind(carrier: Carrier, image: str, helper: str, bind: str) -> None:
+    """A TCP server inside, bound to the wildcard, to loopback or to the container's own
+    address, is reached through -p."""
+    port = free_port()
+    assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                   f"127.0.0.1:{port}:7", image, "sh", "-c", f"exec tcpecho 7 {BINDS[bind]}").code == 0
+    assert _tcp_echo(port, b"hello", retry=True) == b"hello"
+    assert carrier("rm", "-f", "echo").code == 0
+
+
+@pytest.mark.parametrize("ending", ["forwarder-kill", "supervisor-kill"])
+def test_forwarder_is_a_member(carrier: Carrier, image: str, helper: str, ending: str) -> None:
+    """The TCP forwarder's death ends the group (helper-exited, 125); the supervisor's death
+    ends the forwarder; nothing is left either way."""
+    port = free_port()
+    assert carrier("run", "-d", "--name", "f", "--network", helper, "--stop-timeout", "0.5",
+                   "-p", f"127.0.0.1:{port}:7", image, "tcpecho", "7").code == 0
+    rec = carrier.record("f")
+    forwarder = int(rec["network"]["forwarder_pid"])  # type: ignore[index]
+    supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
+    assert alive(forwarder)
+    assert _tcp_echo(port, b"up", retry=True) == b"up"
+    os.kill(forwarder if ending == "forwarder-kill" else supervisor, signal.SIGKILL)
+    wait_pidfd(supervisor)
+    wait_pidfd(forwarder)
+    carrier("ps", "-a")  # the next command reconciles what a dead supervisor left
+    rec = carrier.record("f")
+    expected = {"forwarder-kill": (125, "helper-exited: the TCP port forwarder exited (status 137)"),
+                "supervisor-kill": (137, "supervisor-died")}[ending]
+    assert (rec["exit_code"], str(rec["reason"])[: len(expected[1])]) == expected
+    with pytest.raises(ConnectionRefusedError):  # the host port is released
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert carrier("rm", "f").code == 0
+
+
+def _exchange(s: socket.socket, payload: bytes) -> bytes:
+    """Send *payload*, half-close, and read until the server closes."""
+    sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+    sender.start()  # send and receive at once: neither side may wait for the other's buffers
+    got = bytearray()
+    while chunk := s.recv(65536):
+        got += chunk
+    sender.join()
+    return bytes(got)
+
+
+def _tcp_echo(port: int, payload: bytes, *, retry: bool = False, bound: float = 15) -> bytes:
+    """Echo *payload* once through the published port; with *retry*, until the server inside
+    answers (bounded: it starts on its own schedule)."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                got = _exchange(s, payload)
+            if got == payload or not retry:
+                return got
+        except OSError:
+            if not retry:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no TCP echo on port {port} within {bound} s")
+        time.sleep(0.05)  # bounded poll: nothing announces the server's start
+
+
+def _http_get(port: int, path: str, bound: float = 15) -> bytes:
+    """GET from a published port, retrying (bounded) until the server inside has started."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            if data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]:
+                return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no HTTP answer on port {port} within {bound} s")
+        time.sleep(0.05)  # bounded poll: the server inside starts on its own schedule
+
+
+def _udp_echo(port: int, payload: bytes, bound: float = 15) -> bytes:
+    """Send *payload* until it comes back (bounded): the listener inside starts on its own."""
+    deadline = time.monotonic() + bound
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            s.send(payload)
+            try:
+                return s.recv(100)
+            except OSError:
+                continue
+    raise AssertionError(f"no UDP echo on port {port} within {bound} s")
