@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 

@@ -8,7 +8,6 @@ does the runtime start the command.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
