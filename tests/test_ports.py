@@ -7,11 +7,13 @@ container's own namespace (CI runs this inside a network namespace whose uplink 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -125,6 +127,41 @@ def test_forwarder_is_a_member(carrier: Carrier, image: str, helper: str, ending
     with pytest.raises(ConnectionRefusedError):  # the host port is released
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert carrier("rm", "f").code == 0
+
+
+@pytest.fixture
+def answer_after_eof() -> Iterator[int]:
+    """A server on host 127.0.0.1 that reads until the client half-closes, then answers and
+    closes; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    while conn.recv(65536):
+                        pass
+                    conn.sendall(b"answer\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.parametrize("helper", [
+    pytest.param("pasta", marks=pytest.mark.xfail(strict=True, reason=(
+        "pasta 2023-03-09 never passes the host's FIN on once the container has half-closed "
+        "(by hand too, with pasta's defaults): docs/networking.md"))),
+    "slirp4netns",
+])
+def test_half_close_to_host(carrier: Carrier, image: str, helper: str, answer_after_eof: int) -> None:
+    """A client inside that half-closes towards host loopback (busybox nc) gets the whole
+    answer and the end of it, so it exits by itself."""
+    res = carrier("run", "--rm", "--network", helper, "--host-loopback", image, "sh", "-c",
+                  f"printf request | timeout 5 nc host.containers.internal {answer_after_eof}; "
+                  "echo rc=$?")
+    assert res.out == "answer\nrc=0\n", res.err
 
 
 def _exchange(s: socket.socket, payload: bytes) -> bytes:
