@@ -55,6 +55,21 @@ def test_udp_published(carrier: Carrier, image: str, helper: str, bind: str) -> 
     assert carrier("rm", "-f", "echo").code == 0
 
 
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_every_address(carrier: Carrier, image: str, helper: str, proto: str) -> None:
+    """Without a host address, the port is published on IPv4 and IPv6 loopback alike."""
+    port = free_port(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    server = "tcpecho" if proto == "tcp" else "udpecho"
+    assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
+                   f"{port}:7/{proto}", image, server, "7").code == 0
+    for host in ("127.0.0.1", "::1"):
+        if proto == "tcp":
+            assert _tcp_echo(port, host.encode(), retry=True, host=host) == host.encode()
+        else:
+            assert _udp_echo(port, host.encode(), host=host) == host.encode()
+    assert carrier("rm", "-f", "echo").code == 0
+
+
 def test_taken_port_fails_cleanly(carrier: Carrier, image: str, helper: str) -> None:
     """A host port already in use fails the start with a clear error and no leftovers."""
     with socket.socket() as taken:
@@ -91,6 +106,23 @@ def test_concurrent_connections(carrier: Carrier, image: str, helper: str) -> No
         results = list(pool.map(one, range(CONNECTIONS)))
     assert results == [True] * CONNECTIONS
     assert carrier("rm", "-f", "echo").code == 0
+
+
+def test_reset_is_passed_on(carrier: Carrier, image: str, helper: str) -> None:
+    """A connection the server inside resets is reset for the client too, not ended as if the
+    answer were complete."""
+    reset, ready = free_port(), free_port()
+    script = ("tcpecho 7 0.0.0.0 reset & "
+              "until netstat -ltn | grep -q ':7 '; do sleep 0.05; done; exec tcpecho 8")
+    assert carrier("run", "-d", "--name", "reset", "--network", helper,
+                   "-p", f"127.0.0.1:{reset}:7", "-p", f"127.0.0.1:{ready}:8",
+                   image, "sh", "-c", script).code == 0
+    _tcp_echo(ready, b"up", retry=True)  # port 8 serves once port 7 listens
+    with socket.create_connection(("127.0.0.1", reset), timeout=5) as s:
+        s.sendall(b"x")
+        with pytest.raises(ConnectionResetError):
+            s.recv(1)
+    assert carrier("rm", "-f", "reset").code == 0
 
 
 @pytest.mark.parametrize("bind", list(BINDS))
@@ -175,13 +207,14 @@ def _exchange(s: socket.socket, payload: bytes) -> bytes:
     return bytes(got)
 
 
-def _tcp_echo(port: int, payload: bytes, *, retry: bool = False, bound: float = 15) -> bytes:
+def _tcp_echo(port: int, payload: bytes, *, retry: bool = False, bound: float = 15,
+              host: str = "127.0.0.1") -> bytes:
     """Echo *payload* once through the published port; with *retry*, until the server inside
     answers (bounded: it starts on its own schedule)."""
     deadline = time.monotonic() + bound
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            with socket.create_connection((host, port), timeout=5) as s:
                 got = _exchange(s, payload)
             if got == payload or not retry:
                 return got
@@ -212,11 +245,11 @@ def _http_get(port: int, path: str, bound: float = 15) -> bytes:
         time.sleep(0.05)  # bounded poll: the server inside starts on its own schedule
 
 
-def _udp_echo(port: int, payload: bytes, bound: float = 15) -> bytes:
+def _udp_echo(port: int, payload: bytes, bound: float = 15, host: str = "127.0.0.1") -> bytes:
     """Send *payload* until it comes back (bounded): the listener inside starts on its own."""
     deadline = time.monotonic() + bound
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("127.0.0.1", port))
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
         s.settimeout(0.3)
         while time.monotonic() < deadline:
             s.send(payload)

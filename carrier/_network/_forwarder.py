@@ -23,7 +23,7 @@ import anyio
 
 from .._sandbox._holder import Holder
 from .._util import _process
-from ._ports import PortInUseError, PortMapping
+from ._ports import PortMapping, host_socket
 
 _RELAY = Path(__file__).with_name("_tcprelay.py")
 
@@ -31,15 +31,7 @@ _RELAY = Path(__file__).with_name("_tcprelay.py")
 def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
     """Listen on *mapping*'s host address and port (0: any free one); return the socket and the
     mapping with the port the kernel chose."""
-    family = socket.AF_INET6 if ":" in mapping.host_ip else socket.AF_INET
-    try:
-        sock = socket.create_server((mapping.host_ip, mapping.host_port), family=family,
-                                    backlog=socket.SOMAXCONN)
-    except OSError as e:
-        raise PortInUseError(
-            f"cannot publish {mapping}: host port {mapping.host_ip}:{mapping.host_port}/tcp "
-            f"is already in use ({e.strerror})"
-        ) from None
+    sock = host_socket(mapping)
     port = sock.getsockname()[1]
     return sock, PortMapping(mapping.host_ip, port, mapping.container_port, "tcp")
 

@@ -17,8 +17,6 @@ Standard library only: it runs as ``python -I -S _tcprelay.py`` (no site, fast t
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import errno
 import resource
 import select
@@ -239,25 +237,37 @@ class Relay:
 def _reset(sock: socket.socket) -> None:
     """Close with a reset (RST), not an orderly end: the other end must not take a failure for
     a complete answer."""
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib would be one more module to load in every forwarder
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
     sock.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``_tcprelay.py --exit-fd FD --address ADDR [--address ADDR] FD:PORT...``"""
-    parser = argparse.ArgumentParser(prog="carrier-tcprelay")
-    parser.add_argument("--exit-fd", type=int, help="end when this pipe closes")
-    parser.add_argument("--address", action="append", required=True, help="tried in order")
-    parser.add_argument("listeners", nargs="+", help="LISTEN_FD:CONTAINER_PORT")
-    args = parser.parse_args(argv)
+def main(argv: list[str]) -> int:
+    """``_tcprelay.py --exit-fd FD --address ADDR [--address ADDR...] LISTEN_FD:PORT...``
+    (parsed by hand: argparse alone would add a megabyte to every forwarder)."""
+    exit_fd: int | None = None
+    addresses: list[str] = []
+    listeners: dict[int, int] = {}
+    args = iter(argv)
+    for arg in args:
+        if arg == "--exit-fd":
+            exit_fd = int(next(args))
+        elif arg == "--address":
+            addresses.append(next(args))
+        else:
+            fd, _, port = arg.partition(":")
+            listeners[int(fd)] = int(port)
+    if not addresses or not listeners:
+        print(main.__doc__, file=sys.stderr)
+        return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:  # two descriptors per connection
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    listeners = {int(fd): int(port) for fd, port in (item.split(":") for item in args.listeners)}
-    Relay(listeners, args.address, args.exit_fd).run()
+    Relay(listeners, addresses, exit_fd).run()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
