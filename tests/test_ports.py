@@ -198,12 +198,20 @@ def test_half_close_to_host(carrier: Carrier, image: str, helper: str, answer_af
 
 def _exchange(s: socket.socket, payload: bytes) -> bytes:
     """Send *payload*, half-close, and read until the server closes."""
-    sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # a reset: the receiving side below reports it
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send)
     sender.start()  # send and receive at once: neither side may wait for the other's buffers
     got = bytearray()
-    while chunk := s.recv(65536):
-        got += chunk
-    sender.join()
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    finally:
+        sender.join()  # bounded: the socket's timeout ends a stalled send too
     return bytes(got)
 
 

@@ -23,11 +23,13 @@ import select
 import socket
 import struct
 import sys
+import time
 
 _READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
 _BUFFER = 1 << 18  # one recv: large enough for bulk transfers, reused for every connection
 _ACCEPT_BATCH = 64  # connections accepted per wake-up before the others get a turn
 _REFUSED = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class _Side:
@@ -87,17 +89,24 @@ class Relay:
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause_accepting()  # resumes when a connection closes
+                if e.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting()
                     return
                 continue  # the client gave up before we took it (ECONNABORTED and the like)
-            client.setblocking(False)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            outer = _Side(client)
-            inner = self._connect(port, list(self.addresses))
+            try:
+                client.setblocking(False)
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                inner = self._connect(port, list(self.addresses))
+            except OSError as e:
+                _reset(client)
+                if e.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting()
+                    return
+                continue
             if inner is None:
                 _reset(client)
                 continue
+            outer = _Side(client)
             outer.peer, inner.peer = inner, outer
             self.sides[outer.fd] = outer
             self.sides[inner.fd] = inner
@@ -128,7 +137,10 @@ class Relay:
             self._update(side)
             self._update(side.peer)
             return
-        replacement = self._connect(side.port, side.tries) if err in _REFUSED else None
+        try:
+            replacement = self._connect(side.port, side.tries) if err in _REFUSED else None
+        except OSError:  # out of descriptors or memory: this connection fails, not the relay
+            replacement = None
         outer = side.peer
         self._forget(side)
         side.sock.close()
@@ -222,7 +234,12 @@ class Relay:
         self._resume_accepting()
 
     def _pause_accepting(self) -> None:
-        if self.accepting:
+        """Out of descriptors or memory: stop accepting until a connection closes and frees
+        some. With none open to wait for, back off briefly instead (bounded, 20 times a
+        second), since the listeners stay ready."""
+        if not self.sides:
+            time.sleep(0.05)
+        elif self.accepting:
             for fd in self.listeners:
                 self.epoll.unregister(fd)
             self.accepting = False
