@@ -23,7 +23,7 @@ from typing import Any
 
 from bench._common import REPO, Context, machine, one_line
 
-AREAS = ["start", "cli", "scale", "failure", "throughput", "storage"]
+AREAS = ["start", "cli", "scale", "failure", "throughput", "storage", "ports"]
 
 
 def _prepare(ctx: Context, areas: list[str]) -> None:
@@ -38,6 +38,13 @@ def _prepare(ctx: Context, areas: list[str]) -> None:
         ctx.tarballs["net"] = busybox(img / "net", ("iperf3",))
         ctx.images["net"] = "bench-net"
         ctx.carrier("import", str(ctx.tarballs["net"]), "bench-net")
+    if "ports" in areas:
+        from bench.ports import debian_image
+
+        if (debian := debian_image()) is not None:
+            ctx.tarballs["debian"] = debian
+            ctx.images["debian"] = "bench-debian"
+            ctx.carrier("import", str(debian), "bench-debian", timeout=600)
     if "storage" in areas:
         ctx.large_mb = 20 if ctx.quick else 200
         ctx.tarballs["large"] = large(img, ctx.tarballs["small"], ctx.large_mb)

@@ -108,8 +108,35 @@ def _storage(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ports(r: dict[str, Any]) -> list[str]:
+    lines = [f"### Published ports under load (redis-benchmark, {r['clients']} clients, "
+             f"{r['requests']} requests per test, {r['rounds']} rounds; hung = not done in "
+             f"{r['bound_s']:.0f} s, failed = a connection reset)", "",
+             "| variant | SET req/s median | min-max | GET req/s median | min-max | hung, failed "
+             "| forwarder CPU per request |", "|---|---|---|---|---|---|---|"]
+
+    def rate(s: Any) -> list[str]:
+        if not isinstance(s, dict) or "median" not in s:
+            return ["", ""]
+        return [f"{s['median']:.0f}", f"{s['min']:.0f}-{s['max']:.0f}"]
+
+    for name, v in r["variants"].items():
+        if isinstance(v, str):
+            lines.append(f"| {name} | {v} | | | | | |")
+            continue
+        done = max(v.get(m, {}).get("n", 0) for m in ("set_rps", "get_rps"))
+        hung, failed = (v.get(m, {}).get("n", 0) for m in ("hung", "failed"))
+        cpu = v.get("forwarder_us_per_request")
+        lines.append("| " + " | ".join([name, *rate(v.get("set_rps")), *rate(v.get("get_rps")),
+                                        f"{hung}, {failed} of {done + hung + failed}",
+                                        f"{cpu['median']:.1f} µs" if cpu else ""]) + " |")
+    lines += ["", "| ratio of medians | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r.get("ratios", {}).items()]
+    return lines
+
+
 RENDER = {"start": _start, "cli": _cli, "scale": _scale, "failure": _failure,
-          "throughput": _throughput, "storage": _storage}
+          "throughput": _throughput, "storage": _storage, "ports": _ports}
 
 
 def markdown(results: dict[str, Any], plots: list[str]) -> str:

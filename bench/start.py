@@ -50,7 +50,8 @@ def floor_template(work: Path, tarball: Path, args: list[str]) -> Path:
     rootfs = bundle / "rootfs"
     if not rootfs.exists():
         rootfs.mkdir(parents=True)
-        subprocess.run(["tar", "-C", str(rootfs), "-xf", str(tarball)], check=True)
+        # Not /dev's nodes: a rootless user cannot make them, and runc mounts its own /dev.
+        subprocess.run(["tar", "-C", str(rootfs), "--exclude=./dev/*", "-xf", str(tarball)], check=True)
     (bundle / "config.json").unlink(missing_ok=True)
     subprocess.run(["runc", "spec", "--rootless", "--bundle", str(bundle)], check=True)
     config = json.loads((bundle / "config.json").read_text())

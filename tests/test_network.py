@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,85 +117,6 @@ class TestHostLoopback:
         assert lines[0] == "0"
         assert BODY.decode() not in res.out
         assert lines[-1] != "rc=0"
-
-
-class TestPorts:
-    def test_tcp_published(self, carrier: Carrier, image: str, helper: str) -> None:
-        """A server inside is reached from the host through -p 127.0.0.1:P:80."""
-        port = free_port()
-        script = "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www"
-        assert carrier("run", "-d", "--name", "web", "--network", helper, "-p",
-                       f"127.0.0.1:{port}:80", image, "sh", "-c", script).code == 0
-        assert _http_get(port, "/index.html").endswith(b"published\n")
-        assert carrier("rm", "-f", "web").code == 0
-
-    def test_udp_published(self, carrier: Carrier, image: str, helper: str) -> None:
-        """A UDP echo inside is reached through -p 127.0.0.1:P:5353/udp."""
-        port = free_port(socket.SOCK_DGRAM)
-        assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
-                       f"127.0.0.1:{port}:5353/udp", image, "udpecho", "5353").code == 0
-        assert _udp_echo(port, b"ping") == b"ping"
-        assert carrier("rm", "-f", "echo").code == 0
-
-    @pytest.mark.parametrize("bind", ["own-address", "loopback"])
-    def test_udp_published_to_a_bound_server(self, carrier: Carrier, image: str, helper: str,
-                                             bind: str) -> None:
-        """A UDP server bound to the container's own address, or to its loopback, gets the
-        datagrams of -p .../udp and answers (the relay used to send to 127.0.0.1 only)."""
-        port = free_port(socket.SOCK_DGRAM)
-        where = "$(hostname -i)" if bind == "own-address" else "127.0.0.1"
-        assert carrier("run", "-d", "--name", "echo", "--network", helper, "-p",
-                       f"127.0.0.1:{port}:5353/udp", image, "sh", "-c",
-                       f"exec udpecho 5353 {where}").code == 0
-        assert _udp_echo(port, b"ping") == b"ping"
-        assert carrier("rm", "-f", "echo").code == 0
-
-    def test_taken_port_fails_cleanly(self, carrier: Carrier, image: str, helper: str) -> None:
-        """A host port already in use fails the start with a clear error and no leftovers."""
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            res = carrier("run", "--rm", "--network", helper, "-p", f"127.0.0.1:{port}:80",
-                          image, "true")
-        assert res.code == 125
-        assert f"127.0.0.1:{port}/tcp is already in use" in res.err
-        assert len(res.err.strip().splitlines()) == 1
-        assert not any((carrier.root / "containers").iterdir())
-
-
-def _http_get(port: int, path: str, bound: float = 15) -> bytes:
-    """GET from a published port, retrying (bounded) until the server inside has started."""
-    deadline = time.monotonic() + bound
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-            if data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]:
-                return data
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no HTTP answer on port {port} within {bound} s")
-        time.sleep(0.05)  # bounded poll: the server inside starts on its own schedule
-
-
-def _udp_echo(port: int, payload: bytes, bound: float = 15) -> bytes:
-    """Send *payload* until it comes back (bounded): the listener inside starts on its own."""
-    deadline = time.monotonic() + bound
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("127.0.0.1", port))
-        s.settimeout(0.3)
-        while time.monotonic() < deadline:
-            s.send(payload)
-            try:
-                return s.recv(100)
-            except OSError:
-                continue
-    raise AssertionError(f"no UDP echo on port {port} within {bound} s")
 
 
 class TestHosts:

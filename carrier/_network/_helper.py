@@ -2,8 +2,9 @@
 
 A helper connects a holder's network namespace to the host's network from user space. Each
 backend (``_pasta``, ``_slirp4netns``) starts its helper, waits until the namespace is
-configured (confirmed over netlink, never assumed), publishes the ports, and says which
-address inside reaches the host's loopback, which one forwards DNS, and to which host nameserver.
+configured (confirmed over netlink, never assumed), and says which address inside reaches
+the host's loopback, which one forwards DNS, and to which host nameserver. Ports are published
+by Carrier itself (``_forwarder``, ``_udprelay``), not by the helpers.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ RESOLV_CONF = Path("/etc/resolv.conf")  # what pasta and slirp4netns read, whate
 class HelperConfig:
     """What a helper needs to know about the container."""
 
-    ports: list[PortMapping] = field(default_factory=list)
+    ports: list[PortMapping] = field(default_factory=list)  # none: Carrier publishes them
     host_loopback: bool = False
     mtu: int | None = None  # None: the helper's default (65520 for both)
     dns_forward: str | None = None  # the forwarder's address, when the container's resolv.conf uses it
     log: Path | None = None
-    socket_path: Path | None = None
     pid_file: Path | None = None
 
     def spawned(self, child: _process.Child) -> None:

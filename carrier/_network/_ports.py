@@ -82,19 +82,6 @@ def parse_ports(specs: list[str]) -> list[PortMapping]:
     return mappings
 
 
-def pick_free(mappings: list[PortMapping]) -> list[PortMapping]:
-    """Give each TCP mapping with host port 0 a port that is free now."""
-    chosen = []
-    for pm in mappings:
-        if pm.host_port == 0 and pm.proto == "tcp":
-            family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.bind((pm.host_ip, 0))
-                pm = PortMapping(pm.host_ip, s.getsockname()[1], pm.container_port, pm.proto)
-        chosen.append(pm)
-    return chosen
-
-
 def check_addresses(mappings: list[PortMapping]) -> None:
     """Fail with a clear message if a host address to publish on is not one of this host's
     (binding there would fail later with a confusing "already in use")."""
@@ -114,16 +101,41 @@ def check_addresses(mappings: list[PortMapping]) -> None:
                 raise
 
 
-def check_free(mappings: list[PortMapping]) -> None:
-    """Fail early, with a clear message, if a host port to publish on is already taken."""
-    for pm in mappings:
-        family = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
-        kind = socket.SOCK_STREAM if pm.proto == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(family, kind) as s:
+
+def host_socket(mapping: PortMapping) -> socket.socket:
+    """A socket on *mapping*'s host address and port, bound (and listening, for TCP), for
+    Carrier's forwarder and relay. Every address (no HOST_IP) means IPv4 and IPv6 alike: one
+    dual-stack socket where the host has IPv6, as Docker and Podman listen. A taken port is a
+    :class:`PortInUseError` with a one-line message."""
+    tcp = mapping.proto == "tcp"
+    try:
+        if mapping.host_ip == "0.0.0.0" and socket.has_dualstack_ipv6():
             try:
-                s.bind((pm.host_ip, pm.host_port))
+                return _bound(socket.AF_INET6, "::", mapping.host_port, tcp=tcp, dual=True)
             except OSError as e:
-                raise PortInUseError(
-                    f"cannot publish {pm}: host port {pm.host_ip}:{pm.host_port}/{pm.proto} "
-                    f"is already in use ({e.strerror})"
-                ) from None
+                if e.errno == errno.EADDRINUSE:
+                    raise
+                # IPv6 exists but cannot be bound here: IPv4 alone.
+        family = socket.AF_INET6 if ":" in mapping.host_ip else socket.AF_INET
+        return _bound(family, mapping.host_ip, mapping.host_port, tcp=tcp)
+    except OSError as e:
+        raise PortInUseError(
+            f"cannot publish {mapping}: host port {mapping.host_ip}:{mapping.host_port}/"
+            f"{mapping.proto} is already in use ({e.strerror})"
+        ) from None
+
+
+def _bound(family: int, address: str, port: int, *, tcp: bool, dual: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+    try:
+        if dual:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if tcp:  # a restart may find the last run's connections in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        if tcp:
+            sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -8,9 +8,6 @@ does the runtime start the command.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,35 +23,11 @@ from .._util._logging import log
 from . import _netlink
 from ._choice import choose
 from ._dns import DnsOptions, Forwarder, Hosts, ResolvConf, container_resolv_conf, read_host_resolv_conf
+from ._forwarder import TcpForwarder
 from ._helper import RESOLV_CONF, Helper, HelperConfig, RunningHelper
 from ._options import parse_add_host
-from ._ports import check_free, parse_ports, pick_free
+from ._ports import parse_ports
 from ._udprelay import UdpRelay
-
-
-def run_dir() -> Path:
-    """A private directory for sockets: ``$XDG_RUNTIME_DIR/carrier``, else ``run/`` under the
-    Carrier root, never a predictable shared path (another user could take it). A socket path
-    must fit in 108 bytes and a Carrier root's need not: the directory under the root is
-    reached through ``/proc/<this process>/fd/<O_PATH descriptor>``, short, and valid for the
-    helpers this process starts (they are this user's)."""
-    from .._util._root import default_root
-
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "carrier" if base else default_root().absolute() / "run"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise CarrierError(f"{path} is not a private directory of this user: remove it")
-    if base:
-        return path
-    key = (os.getpid(), str(path))
-    if key not in _RUN_DIR_FDS:  # one descriptor per process and directory, kept open
-        _RUN_DIR_FDS[key] = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return Path(f"/proc/{key[0]}/fd/{_RUN_DIR_FDS[key]}")
-
-
-_RUN_DIR_FDS: dict[tuple[int, str], int] = {}
 
 
 def _etc(rootfs: Path) -> Path:
@@ -72,27 +45,40 @@ class ContainerNetwork:
     mode: str
     helper: RunningHelper | None = None
     pid_file: Path | None = None
-    socket_path: Path | None = None
     relays: list[UdpRelay] = field(default_factory=list)
+    tcp_forwarder: TcpForwarder | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    async def run_relays(self, holder: Holder) -> None:
-        """Relay the published UDP ports until cancelled (a member of the container's group)."""
-        address = str(self.info.get("address") or "").split("/")[0] or None
+    @property
+    def forwards(self) -> bool:
+        """Whether Carrier itself carries published ports (UDP relays, the TCP forwarder)."""
+        return bool(self.relays) or self.tcp_forwarder is not None
+
+    async def forward_ports(self, holder: Holder) -> None:
+        """Relay the published UDP ports and watch the TCP forwarder until cancelled (a member
+        of the container's group); raise if the forwarder exits."""
+        address = self.helper.state.address if self.helper is not None else None
+        ended: str | None = None
         async with anyio.create_task_group() as tg:
-            for relay in self.relays:  # to the container's own address, then its loopback
+            for relay in self.relays:
                 tg.start_soon(relay.run, holder.pid, holder.userns, address)
+            if self.tcp_forwarder is not None:
+                ended = await self.tcp_forwarder.wait()
+                tg.cancel_scope.cancel()
+        if ended is not None:
+            raise CarrierError(ended)
 
     async def stop(self) -> None:
-        """End the helper and remove its files. **Cancellation:** shielded."""
+        """End the forwarders and the helper and remove its files. **Cancellation:** shielded."""
         with anyio.CancelScope(shield=True):
             for relay in self.relays:
                 relay.close()
+            if self.tcp_forwarder is not None:
+                await self.tcp_forwarder.stop()
             if self.helper is not None:
                 await self.helper.stop()
-            for path in (self.pid_file, self.socket_path):
-                if path is not None:
-                    path.unlink(missing_ok=True)
+            if self.pid_file is not None:
+                self.pid_file.unlink(missing_ok=True)
 
 
 def plan_dns(spec: Spec, helper: Helper | None) -> tuple[ResolvConf, Forwarder | None]:
@@ -147,28 +133,36 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
                           host_address=None)
         mode = spec.network if spec.network in ("none", "host") else "none"
         return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
-    ports = pick_free(parse_ports(spec.ports))
+    ports = parse_ports(spec.ports)
     tcp = [p for p in ports if p.proto == "tcp"]
-    check_free(tcp)
     write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=None,
                 host_address=None)
-    socket_path = run_dir() / f"{os.path.basename(cdir)[:16]}.slirp.sock"
-    socket_path.unlink(missing_ok=True)
     relays: list[UdpRelay] = []
+    tcp_forwarder: TcpForwarder | None = None
     try:
+        # Carrier publishes every port itself, bound now: a taken port fails before the helper.
         relays += [UdpRelay(p) for p in ports if p.proto == "udp"]
-        config = HelperConfig(ports=tcp, host_loopback=spec.host_loopback, mtu=spec.mtu,
+        if tcp:
+            tcp_forwarder = TcpForwarder.bind_all(tcp)
+        config = HelperConfig(host_loopback=spec.host_loopback, mtu=spec.mtu,
                               dns_forward=forwarder.address if forwarder else None,
-                              log=cdir / "network.log", socket_path=socket_path,
-                              pid_file=cdir / "network.pid")
+                              log=cdir / "network.log", pid_file=cdir / "network.pid")
         running = await helper.start(holder, config)
     except BaseException:
         for relay in relays:
             relay.close()
+        if tcp_forwarder is not None:
+            tcp_forwarder.close()
         (cdir / "network.pid").unlink(missing_ok=True)
         raise
-    net = ContainerNetwork(helper.name, running, cdir / "network.pid", socket_path, relays)
-    ports = tcp + [relay.mapping for relay in relays]
+    net = ContainerNetwork(helper.name, running, cdir / "network.pid", relays, tcp_forwarder)
+    try:
+        if tcp_forwarder is not None:
+            tcp_forwarder.start(holder, running.state.address, cdir / "forwarder.log")
+    except BaseException:
+        await net.stop()
+        raise
+    ports = (tcp_forwarder.mappings if tcp_forwarder else []) + [r.mapping for r in relays]
     try:
         dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder,
                           state=running.state, host_address=running.host_address)
@@ -182,6 +176,8 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
         "host_loopback": spec.host_loopback, "host_address": running.host_address,
         "ports": [str(p) for p in ports], "published": [p.to_json() for p in ports], "dns": dns,
     }
+    if tcp_forwarder is not None and tcp_forwarder.child is not None:
+        net.info["forwarder_pid"] = tcp_forwarder.child.pid
     log.info("network.ready", helper=helper.name, address=st.address, gateway=st.gateway)
     return net
 
@@ -189,5 +185,3 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
 def reap_stale_helper(cdir: Path) -> None:
     """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
     _process.kill_recorded(cdir / "network.pid")
-    with contextlib.suppress(OSError):
-        (run_dir() / f"{cdir.name[:16]}.slirp.sock").unlink(missing_ok=True)

@@ -2,22 +2,22 @@
 
 Inside, tap0 is 10.0.2.100/24, the gateway 10.0.2.2 and the DNS forwarder 10.0.2.3. Host
 loopback access is off unless asked for (``--disable-host-loopback``); with it on, 10.0.2.2
-reaches the host's 127.0.0.1. Ports are published through its API socket. It watches a pipe
-from the supervisor (``--exit-fd``), so it ends with the supervisor, also after SIGKILL.
+reaches the host's 127.0.0.1. It watches a pipe from the supervisor (``--exit-fd``), so it
+ends with the supervisor, also after SIGKILL.
+
+Its own port forwarding (``add_hostfwd`` on the API socket) is not used: it hung under 50
+concurrent connections and reached a fraction of pasta's request rate (docs/performance.md).
+Carrier publishes ports itself (``_forwarder`` for TCP, ``_udprelay`` for UDP).
 """
 
 from __future__ import annotations
 
-import json
 import os
-
-import anyio
 
 from .._sandbox._holder import Holder
 from .._util import _process
 from .._util._errors import RuntimeFailure
 from ._helper import Helper, HelperConfig, RunningHelper
-from ._ports import PortInUseError, PortMapping
 
 GATEWAY = "10.0.2.2"
 DNS_FORWARDER = "10.0.2.3"
@@ -35,8 +35,6 @@ class Slirp4netns(Helper):
         argv = ["slirp4netns", "--configure", f"--mtu={config.mtu or 65520}", f"--exit-fd={exit_fd}"]
         if not config.host_loopback:
             argv.append("--disable-host-loopback")
-        if config.socket_path is not None:
-            argv.append(f"--api-socket={config.socket_path}")
         return [*argv, str(holder.pid), "tap0"]
 
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
@@ -55,9 +53,6 @@ class Slirp4netns(Helper):
         keep = os.fdopen(exit_w, "wb")
         try:
             state = await self._wait_ready(holder, child)
-            for port in config.ports:
-                assert config.socket_path is not None
-                await _add_hostfwd(config.socket_path, port)
         except ChildProcessError:
             await child.kill()
             keep.close()
@@ -70,35 +65,3 @@ class Slirp4netns(Helper):
         host = GATEWAY if config.host_loopback else None
         return RunningHelper(self.name, child, state, host, keep_open=[keep])
 
-
-async def _add_hostfwd(socket_path: os.PathLike[str], port: PortMapping) -> None:
-    """Publish *port* through the API socket (one request per connection, as slirp4netns wants)."""
-    request = {"execute": "add_hostfwd", "arguments": {
-        "proto": port.proto, "host_addr": port.host_ip, "host_port": port.host_port,
-        "guest_port": port.container_port,
-    }}
-    # slirp4netns may configure the namespace before its API socket listens: wait (bounded).
-    with anyio.fail_after(5):
-        while True:
-            try:
-                stream = await anyio.connect_unix(socket_path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                await anyio.sleep(0.01)
-    async with stream:
-        await stream.send(json.dumps(request).encode())
-        await stream.send_eof()
-        reply = b""
-        with anyio.fail_after(5):
-            while True:
-                try:
-                    reply += await stream.receive()
-                except anyio.EndOfStream:
-                    break
-    answer = json.loads(reply or b"{}")
-    if "error" in answer:
-        desc = answer["error"].get("desc", answer["error"])
-        if "in use" in str(desc).lower() or "bind" in str(desc).lower():
-            raise PortInUseError(f"cannot publish {port}: host port {port.host_ip}:{port.host_port}/"
-                                 f"{port.proto} is already in use")
-        raise RuntimeFailure(f"slirp4netns could not publish {port}: {desc}")

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from .._sandbox._enter import sockets_in
-from ._ports import PortInUseError, PortMapping
+from ._ports import PortMapping, host_socket
 
 _MAX_PEERS = 256
 
@@ -46,16 +46,7 @@ class UdpRelay:
 
     def __init__(self, mapping: PortMapping) -> None:
         self.mapping = mapping
-        family = socket.AF_INET6 if ":" in mapping.host_ip else socket.AF_INET
-        self.host = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            self.host.bind((mapping.host_ip, mapping.host_port))
-        except OSError as e:
-            self.host.close()
-            raise PortInUseError(
-                f"cannot publish {mapping}: host port {mapping.host_ip}:{mapping.host_port}/udp "
-                f"is already in use ({e.strerror})"
-            ) from None
+        self.host = host_socket(mapping)
         self.host.setblocking(False)
         port = self.host.getsockname()[1]  # the chosen one, for host port 0
         self.mapping = PortMapping(mapping.host_ip, port, mapping.container_port, "udp")

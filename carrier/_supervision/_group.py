@@ -1,4 +1,4 @@
-"""A container's supervision group: the container process, its network helper and UDP relay,
+"""A container's supervision group: the container process, its network helper and port forwarders,
 its holder, its health watcher, and its stop and restart watchers (docs/supervisors.md).
 
 Each member is a task in one anyio task group. The first member to end records the outcome
@@ -390,8 +390,8 @@ class _Group:
                 tg.start_soon(self._watch_restart, tg)
                 if self.network is not None and self.network.helper is not None:
                     tg.start_soon(self._watch_helper, tg)
-                if self.network is not None and self.network.relays:
-                    tg.start_soon(self._relay_ports, tg)
+                if self.network is not None and self.network.forwards:
+                    tg.start_soon(self._forward_ports, tg)
                 if self.health is not None:
                     tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
@@ -515,13 +515,14 @@ class _Group:
         message = f"the network helper {helper.name} exited (status {_process.exit_status(code)})"
         self.end(Outcome(125, Reason.HELPER_EXITED, message), tg)
 
-    async def _relay_ports(self, tg: TaskGroup) -> None:
+    async def _forward_ports(self, tg: TaskGroup) -> None:
         assert self.network is not None
         assert self.holder is not None
         try:
-            await self.network.run_relays(self.holder)
-        except Exception as e:  # the relay is a member: its failure ends the group
-            self.end(Outcome(125, Reason.HELPER_EXITED, f"the UDP port relay failed: {e!r}"), tg)
+            await self.network.forward_ports(self.holder)
+        except Exception as e:  # the relays and the forwarder are members: their end ends the group
+            message = str(e) if isinstance(e, CarrierError) else f"port forwarding failed: {e!r}"
+            self.end(Outcome(125, Reason.HELPER_EXITED, message), tg)
 
     async def _watch_health(self, tg: TaskGroup, config: HealthConfig) -> None:
         async def probe(argv: list[str], out: IO[bytes]) -> int:

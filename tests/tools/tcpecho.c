@@ -1,7 +1,8 @@
-/* A TCP echo server for tests: tcpecho PORT [ADDRESS]. One child per connection echoes until
- * the client half-closes, then closes. It listens with a full backlog so that many clients can
- * connect at once (busybox nc listens with a backlog of 2, and then the kernel drops and resets
- * connections under load). Without ADDRESS it binds the wildcard. */
+/* A TCP echo server for tests: tcpecho PORT [ADDRESS [reset]]. One child per connection echoes
+ * until the client half-closes, then closes; with "reset" it reads once and resets the
+ * connection instead. It listens with a full backlog so that many clients can connect at once
+ * (busybox nc listens with a backlog of 2, and then the kernel drops and resets connections
+ * under load). Without ADDRESS (or with 0.0.0.0) it binds the wildcard. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,9 +10,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void echo(int fd) {
+static void echo(int fd, int reset) {
     char buf[65536];
     ssize_t n;
+    if (reset) {
+        struct linger now = {.l_onoff = 1, .l_linger = 0};
+        read(fd, buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+        _exit(0); /* closing with a zero linger sends a reset */
+    }
     while ((n = read(fd, buf, sizeof buf)) > 0)
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(fd, buf + off, (size_t)(n - off));
@@ -39,7 +46,7 @@ int main(int argc, char **argv) {
             continue;
         if (fork() == 0) {
             close(fd);
-            echo(conn);
+            echo(conn, argc > 3);
         }
         close(conn);
     }
