@@ -33,10 +33,11 @@ def console() -> NoReturn:
     (``_fastpath``, ``_zygote``) when there is one, else here. Either way it exits without the
     interpreter's teardown (30-60 ms of freeing modules on every command)."""
     argv = sys.argv[1:]
-    from . import _fastpath
+    try:
+        from . import _fastpath
 
-    if _fastpath.enabled():
-        code = _fastpath.run(argv)
-        if code is not None:
-            os._exit(code)
-    os._exit(run_main(argv))
+        code = _fastpath.run(argv) if _fastpath.enabled() else None
+    except KeyboardInterrupt:  # a Ctrl-C before the command was handed over: nothing ran
+        print("carrier: interrupted", file=sys.stderr)
+        os._exit(130)
+    os._exit(code if code is not None else run_main(argv))

@@ -120,6 +120,9 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
              inherited: list[int]) -> NoReturn:
     """The forked command: become the caller's ``carrier`` process, run it, report its code."""
     code = 125
+    # Signals wait until the command runs: one that comes during the set-up (the caller passes
+    # them on as soon as it knows this pid) must reach the command, not this code.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         for fd in inherited:
             os.close(fd)
@@ -129,16 +132,12 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
                 signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as any Python program starts
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         os.fchdir(fds[3])
         for fd in fds:
             os.close(fd)
         os.umask(int(request["umask"]))
-        for name, (soft, hard) in request.get("limits", {}).items():
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                resource.setrlimit(getattr(resource, name), (soft, hard))
         os.environ.clear()
         os.environ.update(request["env"])
         _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
@@ -148,6 +147,7 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
         setproctitle(" ".join(request.get("title") or sys.argv))  # ps shows the caller's command
         conn.send(json.dumps({"pid": os.getpid()}).encode())
         watch = _die_with(caller)
+
         # A supervisor this command forks into the background keeps neither (Python-level forks
         # only; the tools it runs are exec'd, and both are close-on-exec).
         def forget() -> None:
@@ -155,9 +155,23 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
             os.close(watch)
 
         os.register_at_fork(after_in_child=forget)
+        # The caller's limits last: its process limit counts the watcher thread above too.
+        for name, (soft, hard) in request.get("limits", {}).items():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                resource.setrlimit(getattr(resource, name), (soft, hard))
+    except BaseException as e:  # the caller gets one line, never a silent 125 (nor server code)
+        print(f"carrier: the fork server could not take this command: {e!r}", file=sys.stderr)
+        os._exit(code)
+    try:
         from . import run_main
 
-        code = run_main(list(request["argv"]))
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a Ctrl-C held so far is raised here
+        except KeyboardInterrupt:
+            print("carrier: interrupted", file=sys.stderr)
+            code = 130
+        else:
+            code = run_main(list(request["argv"]))
         with contextlib.suppress(OSError):
             conn.send(json.dumps({"code": code}).encode())
     finally:
