@@ -18,7 +18,19 @@ from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
-from . import _containers, _enter, _images, _kill, _network, _port, _run, _trees, _volumes, _wait
+from . import (
+    _containers,
+    _enter,
+    _images,
+    _kill,
+    _lifecycle,
+    _network,
+    _port,
+    _run,
+    _trees,
+    _volumes,
+    _wait,
+)
 
 app = App(
     name="carrier",
@@ -51,6 +63,10 @@ def _meta(
 
 # Containers
 app.command(_run.run)
+app.command(_lifecycle.create, name="create")
+app.command(_lifecycle.start)
+app.command(_lifecycle.restart)
+app.command(_lifecycle.rename)
 app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)
@@ -104,7 +120,8 @@ def _flag_names(func: Any) -> set[str]:
     return names
 
 
-_FLAGS = {"run": _flag_names(_run.run), "exec": _flag_names(_enter.exec_)}
+_FLAGS = {"run": _flag_names(_run.run), "create": _flag_names(_run.run),
+          "exec": _flag_names(_enter.exec_)}
 for _name in ("shell", "sh", "terminal", "t", "term"):
     _FLAGS[_name] = _flag_names(_enter.terminal)
 

@@ -162,12 +162,36 @@ def run(
     health_on_failure: str
         When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
     """
-    if no_network and elevated:
+    return launch(dict(locals()), create_only=False)
+
+
+def launch(options: dict[str, Any], *, create_only: bool) -> int:
+    """``run``, or ``create`` (*create_only*: the container is stored, not started), from the
+    options of :func:`run` by name: the one path from a command line to a container."""
+    o = options
+    image, command, detach, interactive, tty = (o["image"], o["command"], o["detach"],
+                                                o["interactive"], o["tty"])
+    if o["no_network"] and o["elevated"]:
         raise CarrierError("--no-network and --elevated contradict each other")
-    mode = "none" if no_network else "host" if elevated else network
-    _check_tty(tty, interactive=interactive, detach=detach)
+    if create_only and detach:
+        raise CarrierError("create never starts the container: -d/--detach belongs to run")
+    mode = "none" if o["no_network"] else "host" if o["elevated"] else o["network"]
+    if not create_only:
+        _check_tty(tty, interactive=interactive, detach=detach)
+    (name, env, workdir, user, hostname, entrypoint, runtime, storage_driver, pull, platform,
+     stop_timeout, rm, publish, host_loopback, mtu, dns, dns_search, dns_option, add_host,
+     volume, mount, tmpfs, read_only, read_only_tmpfs, restart, restart_delay, restart_max_delay,
+     restart_intensity, restart_period, health_cmd, health_interval, health_timeout,
+     health_retries, health_start_period, health_on_failure) = (o[k] for k in (
+        "name", "env", "workdir", "user", "hostname", "entrypoint", "runtime", "storage_driver",
+        "pull", "platform", "stop_timeout", "rm", "publish", "host_loopback", "mtu", "dns",
+        "dns_search", "dns_option", "add_host", "volume", "mount", "tmpfs", "read_only",
+        "read_only_tmpfs", "restart", "restart_delay", "restart_max_delay", "restart_intensity",
+        "restart_period", "health_cmd", "health_interval", "health_timeout", "health_retries",
+        "health_start_period", "health_on_failure"))
     return _run(
-        image, list(command), detach=detach, interactive=interactive, tty=tty, name=name,
+        image, list(command), create_only=create_only, detach=detach, interactive=interactive,
+        tty=tty, name=name,
         env=env or [], workdir=workdir, user=user, hostname=hostname,
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
@@ -198,16 +222,14 @@ def _entrypoint(text: str | None) -> list[str] | None:
     return [text] if text else []
 
 
-def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
-         name: str | None, env: list[str], workdir: str | None, user: str | None,
-         hostname: str | None, entrypoint: list[str] | None, pull: str = "missing",
-         platform: str | None = None, **settings: Any) -> int:
-    """Create the container, then supervise it here or in a forked background supervisor."""
-    import anyio
-
+def _run(image: str, command: list[str], *, create_only: bool, detach: bool,
+         interactive: bool, name: str | None, env: list[str], workdir: str | None,
+         user: str | None, hostname: str | None, entrypoint: list[str] | None,
+         pull: str = "missing", platform: str | None = None, **settings: Any) -> int:
+    """Create the container, then supervise it here or in a forked background supervisor
+    (*create_only*: print its id and leave it created, for ``start``)."""
     from .._images._ensure import ensure_image_sync
     from .._supervision._create import create
-    from .._supervision._group import Stdio
 
     root = open_root()
     ensure_image_sync(root, image, pull, platform)
@@ -218,11 +240,25 @@ def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
             root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
             user=user, hostname=hostname, detach=detach, **settings,
         )
+        if create_only:
+            os.close(lock)
+            print(record.id)
+            return 0
         if detach:
-            return _detach(root, record, lock)
-        stdin = None if interactive else subprocess.DEVNULL
-        with _terminal_for(record.spec.tty, interactive):
-            outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
+            return run_detached(root, record, lock)
+        return supervise_here(root, record, lock, interactive=interactive)
+
+
+def supervise_here(root: Root, record: Record, lock: int, *, interactive: bool) -> int:
+    """Run *record*'s container supervised by this process, its output on ours; its exit
+    code. The caller holds the signals (:func:`held`) and the container's lock *lock*."""
+    import anyio
+
+    from .._supervision._group import Stdio
+
+    stdin = None if interactive else subprocess.DEVNULL
+    with _terminal_for(record.spec.tty, interactive):
+        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
     return _report(outcome)
 
 
@@ -343,8 +379,9 @@ class _Proxy:
                 await self._container.signal(sig)
 
 
-def _detach(root: Root, record: Record, lock: int) -> int:
-    """Fork a supervisor into its own session; print the id once the command runs."""
+def run_detached(root: Root, record: Record, lock: int, shown: str | None = None) -> int:
+    """Fork a supervisor into its own session; print the id (or *shown*) once the command
+    runs."""
     import anyio
 
     from .._state._records import Containers
@@ -361,7 +398,7 @@ def _detach(root: Root, record: Record, lock: int) -> int:
         raise CarrierError(message or "the detached supervisor failed to start the container")
     while signal.sigtimedwait(FORWARDED, 0) is not None:
         pass  # what came while we waited: the container runs, detached, as asked
-    print(record.id)
+    print(record.id if shown is None else shown)
     return 0
 
 
