@@ -75,13 +75,20 @@ class TestCreateStart:
 
     def test_bad_input(self, carrier: Carrier, image: str) -> None:
         """Bad create or start input is one line and 125, and nothing is stored or started."""
-        for args in (["create", "--restart", "bogus", image], ["create", "-d", image, "true"],
-                     ["create", "--name", "bad/name", image, "true"], ["start"],
-                     ["start", "ghost"], ["start", "-a", "x", "y"], ["restart", "ghost"],
-                     ["restart", "-t", "soon", "ghost"], ["rename", "ghost", "new"]):
+        cases = [(["create", "--restart", "bogus", image, "true"], "restart"),
+                 (["create", "-d", image, "true"], "create never starts"),
+                 (["create", "--name", "bad/name", image, "true"], "invalid container name"),
+                 (["start"], "start needs at least one container"),
+                 (["start", "ghost"], "no such container: ghost"),
+                 (["start", "-a", "x", "y"], "cannot start and attach multiple"),
+                 (["restart", "ghost"], "no such container: ghost"),
+                 (["restart", "-t", "soon", "ghost"], "-t/--time"),
+                 (["rename", "ghost", "new"], "no such container: ghost")]
+        for args, message in cases:
             res = carrier(*args)
             assert res.code == 125, (args, res)
-            assert len(res.err.splitlines()) == 1 and res.err.startswith("carrier: "), (args, res)
+            assert len(res.err.splitlines()) == 1, (args, res)
+            assert res.err.startswith("carrier: ") and message in res.err, (args, res)  # noqa: PT018
         assert stored(carrier.root) == []
 
     def test_start_each_on_its_own(self, carrier: Carrier, image: str) -> None:
@@ -135,6 +142,7 @@ class TestRename:
                               (["b", "c"], "cannot rename container b: it is running")):
             res = carrier("rename", *args)
             assert res.code == 125, res
-            assert len(res.err.splitlines()) == 1 and message in res.err, res.err
+            assert len(res.err.splitlines()) == 1, res.err
+            assert message in res.err, res.err
         assert ps_all(carrier).keys() == {"a", "b"}
         assert carrier("rm", "-f", "a", "b").code == 0

@@ -32,6 +32,7 @@ def test_exec_detach_bad_input(carrier: Carrier, image: str) -> None:
                  ["-d", "ghost", "true"]):
         res = carrier("exec", *args)
         assert res.code == 125, (args, res)
-        assert len(res.err.splitlines()) == 1 and res.err.startswith("carrier: "), (args, res)
+        assert len(res.err.splitlines()) == 1, (args, res)
+        assert res.err.startswith("carrier: "), (args, res)
     assert carrier.record("idle")["status"] == "created"
     assert carrier("rm", "idle").code == 0

@@ -19,6 +19,7 @@ from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
 from ._options import EnvOption, UserOption, WorkdirOption
+from ._settings import parse_labels, read_env_files
 
 if TYPE_CHECKING:
     from .._state._records import Record
@@ -35,6 +36,10 @@ def run(
     tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
     name: str | None = None,
     env: EnvOption = None,
+    env_file: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    label: Annotated[list[str] | None, Parameter(name=["-l", "--label"],
+                                                 consume_multiple=False)] = None,
+    init: bool = False,
     workdir: WorkdirOption = None,
     user: UserOption = None,
     hostname: Annotated[str | None, Parameter(name=["-h", "--hostname"])] = None,
@@ -91,6 +96,12 @@ def run(
         Name the container (default: its short id).
     env: list[str] | None
         Set an environment variable, KEY=VALUE (repeatable).
+    env_file: list[str] | None
+        Read environment variables from a file, one KEY=VALUE a line, as Docker (repeatable).
+    label: list[str] | None
+        Set a label, KEY=VALUE (repeatable); ps --filter label= and info show it.
+    init: bool
+        Run catatonit (found on PATH) as PID 1, forwarding signals and reaping orphans.
     workdir: str | None
         Working directory inside the container.
     user: str | None
@@ -182,17 +193,19 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
      stop_timeout, rm, publish, host_loopback, mtu, dns, dns_search, dns_option, add_host,
      volume, mount, tmpfs, read_only, read_only_tmpfs, restart, restart_delay, restart_max_delay,
      restart_intensity, restart_period, health_cmd, health_interval, health_timeout,
-     health_retries, health_start_period, health_on_failure) = (o[k] for k in (
+     health_retries, health_start_period, health_on_failure, env_file, label, init) = (o[k] for k in (
         "name", "env", "workdir", "user", "hostname", "entrypoint", "runtime", "storage_driver",
         "pull", "platform", "stop_timeout", "rm", "publish", "host_loopback", "mtu", "dns",
         "dns_search", "dns_option", "add_host", "volume", "mount", "tmpfs", "read_only",
         "read_only_tmpfs", "restart", "restart_delay", "restart_max_delay", "restart_intensity",
         "restart_period", "health_cmd", "health_interval", "health_timeout", "health_retries",
-        "health_start_period", "health_on_failure"))
+        "health_start_period", "health_on_failure", "env_file", "label", "init"))
+    env = [*read_env_files(env_file or []), *(env or [])]  # -e wins, as in Docker
     return _run(
         image, list(command), create_only=create_only, detach=detach, interactive=interactive,
         tty=tty, name=name,
-        env=env or [], workdir=workdir, user=user, hostname=hostname,
+        env=env, labels=parse_labels(label or []), init=init, workdir=workdir, user=user,
+        hostname=hostname,
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._images._store import Store
 from .._network._options import validate as validate_network
-from .._runtime._bundle import parse_env, resolve_user
+from .._runtime._bundle import init_binary, parse_env, resolve_user
 from .._runtime._oci import resolve
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
@@ -85,6 +85,8 @@ def build_spec(
     _check_numbers(spec)
     resolve_user(spec.user, *(_image_file(img.layers, f"etc/{db}") for db in ("passwd", "group")))
     resolve(spec.runtime)
+    if spec.init:
+        init_binary()
     validate_network(spec)
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
                         intensity=spec.restart_intensity, period=spec.restart_period)
