@@ -50,6 +50,7 @@ def run(
     platform: str | None = None,
     stop_timeout: str = "10s",
     publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
+    publish_all: Annotated[bool, Parameter(name=["-P", "--publish-all"])] = False,
     network: str = "auto",
     no_network: bool = False,
     elevated: bool = False,
@@ -121,7 +122,10 @@ def run(
     stop_timeout: str
         Time between SIGTERM and SIGKILL on stop (10s, 500ms, 1m30s, or seconds).
     publish: list[str] | None
-        Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], ranges allowed (repeatable).
+        Publish a port: [[HOST_IP:][HOST_PORT]:]CONTAINER_PORT[/tcp|udp], ranges allowed; no
+        host port: a free one (repeatable).
+    publish_all: bool
+        Publish each port the image exposes on a free host port.
     network: str
         auto (pasta, else slirp4netns), pasta, slirp4netns, none (loopback only) or host.
     no_network: bool
@@ -200,12 +204,13 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         "read_only_tmpfs", "restart", "restart_delay", "restart_max_delay", "restart_intensity",
         "restart_period", "health_cmd", "health_interval", "health_timeout", "health_retries",
         "health_start_period", "health_on_failure", "env_file", "label", "init"))
+    publish_all = o["publish_all"]
     env = [*read_env_files(env_file or []), *(env or [])]  # -e wins, as in Docker
     return _run(
         image, list(command), create_only=create_only, detach=detach, interactive=interactive,
         tty=tty, name=name,
         env=env, labels=parse_labels(label or []), init=init, workdir=workdir, user=user,
-        hostname=hostname,
+        hostname=hostname, publish_all=publish_all,
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
