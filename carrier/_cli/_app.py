@@ -28,6 +28,7 @@ from . import (
     _port,
     _run,
     _trees,
+    _version,
     _volumes,
     _wait,
 )
@@ -102,6 +103,17 @@ system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
 app.command(system_app)
+app.command(_version.version)
+
+
+@app.command(name="help")
+def _help(*command: str) -> int:
+    """Show the help of Carrier, or of COMMAND (carrier help volume ls)."""
+    _, _, unknown = app.parse_commands(list(command))
+    if unknown:
+        raise CarrierError(f"unknown command {' '.join(command)!r}: see carrier help")
+    app.help_print(list(command))
+    return 0
 
 
 def _flag_names(func: Any) -> set[str]:
