@@ -76,7 +76,7 @@ class TestCreateStart:
     def test_bad_input(self, carrier: Carrier, image: str) -> None:
         """Bad create or start input is one line and 125, and nothing is stored or started."""
         cases = [(["create", "--restart", "bogus", image, "true"], "restart"),
-                 (["create", "-d", image, "true"], "create never starts"),
+                 (["create", "-d", image, "true"], "-d"),
                  (["create", "--name", "bad/name", image, "true"], "invalid container name"),
                  (["start"], "start needs at least one container"),
                  (["start", "ghost"], "no such container: ghost"),

@@ -25,9 +25,13 @@ def _create(*args: Any, **kwargs: Any) -> int:
     return _run.launch(dict(bound.arguments), create_only=True)
 
 
-# ``create`` takes every option of ``run``, declared once (there, with their help lines).
+# ``create`` takes every option of ``run``, declared once (there, with their help lines),
+# but -d/--detach: it never starts anything.
 create = functools.update_wrapper(_create, _run.run)
 create.__name__ = create.__qualname__ = "create"
+_RUN_SIGNATURE = inspect.signature(_run.run)
+create.__signature__ = _RUN_SIGNATURE.replace(  # type: ignore[attr-defined]
+    parameters=[p for p in _RUN_SIGNATURE.parameters.values() if p.name != "detach"])
 create.__doc__ = "Create a container (run's options) without starting it; print its id.\n" + (
     (_run.run.__doc__ or "").partition("\n")[2])
 

@@ -188,8 +188,6 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
                                                 o["interactive"], o["tty"])
     if o["no_network"] and o["elevated"]:
         raise CarrierError("--no-network and --elevated contradict each other")
-    if create_only and detach:
-        raise CarrierError("create never starts the container: -d/--detach belongs to run")
     mode = "none" if o["no_network"] else "host" if o["elevated"] else o["network"]
     if not create_only:
         _check_tty(tty, interactive=interactive, detach=detach)
