@@ -24,10 +24,12 @@ from . import (
     _images,
     _kill,
     _kube,
+    _lifecycle,
     _network,
     _port,
     _run,
     _trees,
+    _version,
     _volumes,
     _wait,
 )
@@ -63,6 +65,10 @@ def _meta(
 
 # Containers
 app.command(_run.run)
+app.command(_lifecycle.create, name="create")
+app.command(_lifecycle.start)
+app.command(_lifecycle.restart)
+app.command(_lifecycle.rename)
 app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)
@@ -101,6 +107,17 @@ system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
 app.command(system_app)
+app.command(_version.version)
+
+
+@app.command(name="help")
+def _help(*command: str) -> int:
+    """Show the help of Carrier, or of COMMAND (carrier help volume ls)."""
+    _, _, unknown = app.parse_commands(list(command))
+    if unknown:
+        raise CarrierError(f"unknown command {' '.join(command)!r}: see carrier help")
+    app.help_print(list(command))
+    return 0
 
 
 def _flag_names(func: Any) -> set[str]:
@@ -119,7 +136,8 @@ def _flag_names(func: Any) -> set[str]:
     return names
 
 
-_FLAGS = {"run": _flag_names(_run.run), "exec": _flag_names(_enter.exec_)}
+_FLAGS = {"run": _flag_names(_run.run), "create": _flag_names(_run.run),
+          "exec": _flag_names(_enter.exec_)}
 for _name in ("shell", "sh", "terminal", "t", "term"):
     _FLAGS[_name] = _flag_names(_enter.terminal)
 

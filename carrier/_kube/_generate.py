@@ -172,7 +172,8 @@ def _container(w: Workload, ports: list[PortMapping], volumes: list[dict[str, An
         if s.health_on_failure in ("kill", "restart"):
             c["livenessProbe"] = dict(probe)
     for item, why in ((s.host_loopback, "--host-loopback (the host's loopback from inside)"),
-                      (s.mtu is not None, f"--mtu {s.mtu}"), (s.remove, "--rm")):
+                      (s.mtu is not None, f"--mtu {s.mtu}"), (s.remove, "--rm"),
+                      (s.init, "--init (Kubernetes has no init process per container)")):
         if item:
             notes.append(f"{w.name}: {why} has no Kubernetes form")
     for option in w.unknown:
