@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._util._root import default_root
+
 
 FORK_SERVER = "carrier._cli._zygote"
 """The CLI's per-user fork server: resident by design (docs/performance.md), so no leak; the
@@ -84,19 +86,31 @@ class Leftovers:
 
 class LeakCheck:
     """Remembers this user's processes now; :meth:`leftovers` later names what is new and
-    still alive, plus runtime state and mounts left under the Carrier *root*."""
+    still alive, plus runtime state and mounts left under the Carrier *root* (default: the
+    one ``carrier.run`` uses)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
         self.before = set(user_processes())
+        self.state_before = set(self._state())
+        self.mounts_before = set(self._mounts())
+
+    def _state(self) -> list[str]:
+        """The containers that have runtime state under the root now."""
+        runtime = self.root / "runtime"
+        return sorted(p.name for p in runtime.iterdir()) if runtime.is_dir() else []
+
+    def _mounts(self) -> list[str]:
+        """This process's mounts under the root now."""
+        return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if str(self.root) in line]
 
     def leftovers(self, bound: float = 10.0) -> Leftovers:
-        """What is left now; processes that are exiting get up to *bound* seconds to go."""
+        """What is new and left now (what was there before, such as a longer-scoped
+        fixture's container, is not counted); exiting processes get *bound* seconds to go."""
         new = {p: c for p, c in user_processes().items() if p not in self.before}
-        runtime = self.root / "runtime"
-        state = sorted(p.name for p in runtime.iterdir()) if runtime.is_dir() else []
-        mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                  if str(self.root) in line]
+        state = [s for s in self._state() if s not in self.state_before]
+        mounts = [m for m in self._mounts() if m not in self.mounts_before]
         return Leftovers(still_alive(new, bound), state, mounts)
 
     def check(self, bound: float = 10.0) -> None:
@@ -106,9 +120,9 @@ class LeakCheck:
 
 
 @contextlib.contextmanager
-def no_leftovers(root: Path | str, bound: float = 10.0) -> Iterator[LeakCheck]:
+def no_leftovers(root: Path | str | None = None, bound: float = 10.0) -> Iterator[LeakCheck]:
     """Fail (AssertionError) if the block leaves a Carrier process, runtime state under
-    *root* or a mount of it behind."""
+    *root* (default: the one ``carrier.run`` uses) or a mount of it behind."""
     check = LeakCheck(root)
     yield check
     check.check(bound)
