@@ -223,7 +223,8 @@ async def test_events_are_typed(cli: Carrier, image: str) -> None:
     assert (started.kind, started.restarts) == ("started", 0)
     assert (exited.kind, exited.exit_code, exited.reason) == ("exited", 5, carrier.Reason.EXITED)
     assert (cleaned.kind, cleaned.exit_code) == ("cleaned", 5)
-    assert (unknown.kind, unknown.attrs, unknown.time) == ("teleported", {"to": "mars"}, 1.5)
+    assert (unknown.kind, unknown.raw_kind, unknown.attrs, unknown.time) == \
+        ("unknown", "teleported", {"to": "mars"}, 1.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         exited.exit_code = 0  # type: ignore[misc]
 

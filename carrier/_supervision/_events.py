@@ -117,16 +117,18 @@ class CleanedEvent(_Base):
 
 @dataclass(frozen=True, kw_only=True)
 class UnknownEvent(_Base):
-    """An event this version does not know (written by another version of Carrier)."""
+    """An event this version does not know (written by another version of Carrier): its
+    kind as written is *raw_kind*, its other attributes *attrs*."""
 
-    kind: str
+    raw_kind: str
     attrs: dict[str, Any] = field(default_factory=dict, hash=False)
+    kind: Literal["unknown"] = field(default="unknown", init=False)
 
 
 Event: TypeAlias = (CreatedEvent | NetworkReadyEvent | StartedEvent | HealthyEvent
                     | UnhealthyEvent | RestartingEvent | GaveUpEvent | ExitedEvent | CleanedEvent
                     | UnknownEvent)
-"""A lifecycle event; match on its class or on ``event.kind``."""
+"""A lifecycle event; match on its class or on ``event.kind`` (both narrow the type)."""
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
@@ -149,7 +151,7 @@ def typed(raw: dict[str, Any]) -> Event:
             return cls(**base, **{k: v for k, v in attrs.items() if k in names})
         except TypeError:  # an attribute missing: keep what there is
             pass
-    return UnknownEvent(**base, kind=kind, attrs=attrs)
+    return UnknownEvent(**base, raw_kind=kind, attrs=attrs)
 
 
 class _Reader:
