@@ -24,12 +24,12 @@ from carrier.testing import build_image, container_fixture, use
 ROOT = {root!r}
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
+@pytest.fixture(scope="{scope}", params=["asyncio", "trio"])
 def anyio_backend(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="{scope}")
 def image():
     return build_image({rootfs!r}, "busybox", root=ROOT)
 
@@ -37,7 +37,7 @@ def image():
 chatty = container_fixture(
     use("image"),
     ["sh", "-c", "for i in $(seq 1 40); do echo line-$i; done; echo ready-now; exec sleep 1000"],
-    scope="module", root=ROOT, network="none", log_lines=5,
+    scope="{scope}", root=ROOT, network="none", log_lines=5,
     wait_for=carrier.log_line("^ready-now$"))
 
 
@@ -58,11 +58,13 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.parametrize("scope", ["module", "session"])
 def test_failed_test_report_shows_the_container_log(pytester: pytest.Pytester, rootfs_tar: Path,
-                                                    carrier_root: Path) -> None:
-    """A module-scoped container fixture from carrier.testing, under the anyio plugin on
-    asyncio and trio, adds its container's last log lines to a failed test's report only."""
-    pytester.makepyfile(test_inner=INNER.format(root=str(carrier_root),
+                                                    carrier_root: Path, scope: str) -> None:
+    """A module- or session-scoped container fixture from carrier.testing, under the anyio
+    plugin on asyncio and trio, adds its container's last log lines to a failed test's report
+    only."""
+    pytester.makepyfile(test_inner=INNER.format(root=str(carrier_root), scope=scope,
                                                 rootfs=str(rootfs_tar.parent / "rootfs")))
     with no_leftovers(carrier_root):
         result = pytester.runpytest_subprocess("-p", "carrier.testing", "-p", "no:cacheprovider",
