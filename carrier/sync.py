@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from functools import partial
-from typing import Literal, ParamSpec, final
+from typing import Literal, ParamSpec, final, get_args
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -19,6 +19,7 @@ from ._library._run import run as _async_run
 from ._supervision._group import Container as _AsyncContainer
 from ._supervision._group import ExecResult, Outcome
 from ._supervision._ready import Condition
+from ._util._errors import CarrierError
 
 P = ParamSpec("P")
 Backend = Literal["asyncio", "trio"]
@@ -81,6 +82,8 @@ def _synchronous(
     start: Callable[P, AbstractAsyncContextManager[_AsyncContainer]], backend: Backend
 ) -> Callable[P, AbstractContextManager[Container]]:
     """*start* (``carrier.run``) as a plain context manager run on a private *backend* loop."""
+    if backend not in get_args(Backend):
+        raise CarrierError(f"invalid backend={backend!r}: choose {', '.join(get_args(Backend))}")
 
     @contextmanager
     def run(*args: P.args, **kwargs: P.kwargs) -> Iterator[Container]:
@@ -93,9 +96,9 @@ def _synchronous(
     return run
 
 
-def using(backend: Backend) -> Callable[..., AbstractContextManager[Container]]:
-    """``run`` on a private event loop of *backend* (``carrier.sync.using("trio")(image, ...)``)."""
-    return _synchronous(_async_run, backend)
+using = partial(_synchronous, _async_run)
+"""``using("trio")`` is ``run`` on a private event loop of that backend:
+``carrier.sync.using("trio")(image, ...)``."""
 
 
 run = _synchronous(_async_run, "asyncio")

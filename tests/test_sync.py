@@ -61,6 +61,8 @@ def test_sync_run_cleans_up_on_error(cli: Carrier, image: str) -> None:
                              stop_timeout=0.2, wait_for=carrier.log_line("never"),
                              wait_timeout=0.2):
         pass
+    with pytest.raises(carrier.CarrierError, match="invalid backend"):
+        carrier.sync.using("curio")  # type: ignore[arg-type]
     with pytest.raises(carrier.CarrierError, match="invalid network"), \
             carrier.sync.run(image, ["true"], root=cli.root, network="bogus"):  # type: ignore[arg-type]
         pass

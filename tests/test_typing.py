@@ -29,6 +29,11 @@ async def exits() -> list[int]:
 def sync() -> bytes:
     with carrier.sync.run("busybox", ["true"], network="none") as c:
         return c.exec(["true"]).stdout
+
+
+def sync_on_trio() -> bytes:
+    with carrier.sync.using("trio")("busybox", ["true"], mtu=1500) as c:
+        return c.logs()
 """
 
 
@@ -45,13 +50,14 @@ def mypy(program: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_events_and_sync_type_check(tmp_path: Path) -> None:
-    """mypy --strict narrows an event by its Literal kind, and checks carrier.sync.run's
-    options as carrier.run's: a correct program passes, a misspelt option or a field read
-    without narrowing fails."""
+    """mypy --strict narrows an event by its Literal kind, and checks the options of
+    carrier.sync.run and using("trio") as carrier.run's: a correct program passes, a misspelt
+    option or a field read without narrowing fails."""
     good = mypy(PROGRAM, tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
-    bad = mypy(PROGRAM.replace('network="none"', 'netwrok="none"')
+    bad = mypy(PROGRAM.replace('network="none"', 'netwrok="none"').replace("mtu=", "mut=")
                .replace('if event.kind == "exited":', "if True:"), tmp_path)
     assert bad.returncode == 1
     assert 'Unexpected keyword argument "netwrok"' in bad.stdout
+    assert 'Unexpected keyword argument "mut"' in bad.stdout
     assert 'has no attribute "exit_code"' in bad.stdout
