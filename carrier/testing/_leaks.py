@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .._util._root import default_root
 
-
 FORK_SERVER = "carrier._cli._zygote"
 """The CLI's per-user fork server: resident by design (docs/performance.md), so no leak; the
 commands it forks carry their caller's command line, and count."""
