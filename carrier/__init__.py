@@ -11,6 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._library._run import run as run
+    from ._supervision._events import CleanedEvent as CleanedEvent
+    from ._supervision._events import CreatedEvent as CreatedEvent
+    from ._supervision._events import Event as Event
+    from ._supervision._events import ExitedEvent as ExitedEvent
+    from ._supervision._events import GaveUpEvent as GaveUpEvent
+    from ._supervision._events import HealthyEvent as HealthyEvent
+    from ._supervision._events import NetworkReadyEvent as NetworkReadyEvent
+    from ._supervision._events import RestartingEvent as RestartingEvent
+    from ._supervision._events import StartedEvent as StartedEvent
+    from ._supervision._events import UnhealthyEvent as UnhealthyEvent
+    from ._supervision._events import UnknownEvent as UnknownEvent
     from ._supervision._events import events as events
     from ._supervision._group import Container as Container
     from ._supervision._group import ExecResult as ExecResult
@@ -42,6 +53,17 @@ _HOME = {
     "NameInUseError": "_util._errors", "PullError": "_util._errors",
     "ReadyTimeoutError": "_util._errors", "RuntimeFailure": "_util._errors",
     "events": "_supervision._events",
+    "CleanedEvent": "_supervision._events",
+    "CreatedEvent": "_supervision._events",
+    "Event": "_supervision._events",
+    "ExitedEvent": "_supervision._events",
+    "GaveUpEvent": "_supervision._events",
+    "HealthyEvent": "_supervision._events",
+    "NetworkReadyEvent": "_supervision._events",
+    "RestartingEvent": "_supervision._events",
+    "StartedEvent": "_supervision._events",
+    "UnhealthyEvent": "_supervision._events",
+    "UnknownEvent": "_supervision._events",
     "Condition": "_supervision._ready", "all_of": "_supervision._ready",
     "healthy": "_supervision._ready", "http": "_supervision._ready",
     "log_line": "_supervision._ready", "port": "_supervision._ready",
@@ -55,21 +77,32 @@ _HOME = {
 
 __all__ = [
     "CarrierError",
+    "CleanedEvent",
     "Condition",
     "ConflictError",
     "Container",
+    "CreatedEvent",
+    "Event",
     "ExecResult",
     "ExecTimeoutError",
     "ExitedBeforeReadyError",
+    "ExitedEvent",
+    "GaveUpEvent",
+    "HealthyEvent",
     "ImageNotFoundError",
     "NameInUseError",
+    "NetworkReadyEvent",
     "NotFoundError",
     "Outcome",
     "PullError",
     "ReadyTimeoutError",
     "Reason",
+    "RestartingEvent",
     "RuntimeFailure",
+    "StartedEvent",
     "Stdio",
+    "UnhealthyEvent",
+    "UnknownEvent",
     "all_of",
     "events",
     "healthy",

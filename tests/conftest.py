@@ -4,62 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from carrier.testing import LeakCheck
+from carrier.testing import still_alive as still_alive  # re-exported for the tests
+from carrier.testing import user_processes as user_processes
+
 BUSYBOX = Path("/bin/busybox")
-
-
-FORK_SERVER = "carrier._cli._zygote"  # resident by design (docs/performance.md), no leak
-
-
-def user_processes() -> dict[int, str]:
-    """Live (non-zombie) processes of this user, except this test process and the fork server
-    (its forked commands carry their caller's command line, and count): pid -> cmdline."""
-    found = {}
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}")
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if st.st_uid == os.getuid() and fields[0] != b"Z" and FORK_SERVER not in cmd:
-            found[int(entry)] = cmd
-    return found
-
-
-def still_alive(processes: dict[int, str], bound: float = 10.0) -> dict[int, str]:
-    """Those of *processes* that have not exited within *bound* seconds in all, waited for on
-    pidfds: one that is exiting (its command line already gone) or a zombie is no leak."""
-    deadline = time.monotonic() + bound
-    alive = {}
-    for pid, cmd in processes.items():
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                continue  # it exited
-        finally:
-            os.close(fd)
-        alive[pid] = cmd
-    return alive
 
 
 @dataclass
@@ -152,17 +111,13 @@ def carrier_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def carrier(carrier_root: Path) -> Iterator[Carrier]:
     """The CLI against a fresh root; afterwards, proves nothing leaked."""
-    before = set(user_processes())
+    leaks = LeakCheck(carrier_root)  # carrier.testing's check: one implementation for all
     cli = Carrier(carrier_root)
     yield cli
-    leftover = still_alive({p: c for p, c in user_processes().items() if p not in before})
-    if leftover:  # clean up first so one failure does not cascade, then fail
+    left = leaks.leftovers()
+    if left.processes:  # clean up first so one failure does not cascade, then fail
         cli("rm", "-f", *[d.name for d in (carrier_root / "containers").iterdir()])
-    assert not leftover, f"processes left behind: {leftover}"
-    runtime = carrier_root / "runtime"
-    assert not runtime.exists() or not any(runtime.iterdir()), "runtime state left behind"
-    mounts = Path("/proc/self/mountinfo").read_text()
-    assert str(carrier_root) not in mounts, "mounts left behind"
+    assert not left, str(left)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -188,11 +189,11 @@ async def test_host_side_probes_and_events(cli: Carrier, image: str) -> None:
 
             async def collect() -> None:
                 async for event in carrier.events(cli.root):
-                    if event["name"] == "probed":
-                        seen.append(str(event["type"]))
-                        if event["type"] == "healthy":
+                    if event.name == "probed":
+                        seen.append(event.kind)
+                        if event.kind == "healthy":
                             await c.exec(["rm", "/www/index.html"])
-                        if event["type"] == "cleaned":
+                        if event.kind == "cleaned":
                             tg.cancel_scope.cancel()
 
             tg.start_soon(collect)
@@ -200,6 +201,32 @@ async def test_host_side_probes_and_events(cli: Carrier, image: str) -> None:
     assert outcome.reason is carrier.Reason.UNHEALTHY
     assert seen[:3] == ["created", "network-ready", "started"]
     assert seen.index("healthy") < seen.index("unhealthy") < seen.index("cleaned")
+
+
+async def test_events_are_typed(cli: Carrier, image: str) -> None:
+    """carrier.events() yields frozen, typed event objects whose kind is a Literal and whose
+    attributes are fields; a kind this version does not know comes as an UnknownEvent."""
+    async with carrier.run(image, ["sh", "-c", "exit 5"], root=cli.root, name="typed",
+                           network="none") as c:
+        await c.wait()
+    with (cli.root / "events.jsonl").open("a") as f:
+        f.write('{"id": "x", "name": "typed", "time": 1.5, "type": "teleported", "to": "mars"}\n')
+    seen = [e async for e in carrier.events(cli.root, follow=False)]
+    assert [type(e) for e in seen] == [carrier.CreatedEvent, carrier.NetworkReadyEvent,
+                                       carrier.StartedEvent, carrier.ExitedEvent,
+                                       carrier.CleanedEvent, carrier.UnknownEvent]
+    created, network, started, exited, cleaned, unknown = seen
+    assert {e.name for e in seen} == {"typed"}
+    assert {e.id for e in seen[:5]} == {c.id}
+    assert (created.kind, created.image) == ("created", image)
+    assert (network.kind, network.mode) == ("network-ready", "none")
+    assert (started.kind, started.restarts) == ("started", 0)
+    assert (exited.kind, exited.exit_code, exited.reason) == ("exited", 5, carrier.Reason.EXITED)
+    assert (cleaned.kind, cleaned.exit_code) == ("cleaned", 5)
+    assert (unknown.kind, unknown.raw_kind, unknown.attrs, unknown.time) == \
+        ("unknown", "teleported", {"to": "mars"}, 1.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exited.exit_code = 0  # type: ignore[misc]
 
 
 async def test_own_errors_come_back_as_raised(cli: Carrier, image: str) -> None:
