@@ -140,7 +140,7 @@ def _detached(r: dict[str, Any]) -> list[str]:
              "PSS per container, helpers apart)", "",
              "| tool | start all | own PSS / container | helper PSS / container | ps: median |"
              " p95 | min-max |", "|---|---|---|---|---|---|---|"]
-    for tool in ("carrier", "podman"):
+    for tool in ("carrier", "carrier, plain processes", "podman"):
         v = r.get(tool)
         if not isinstance(v, dict):
             lines.append(f"| {tool} | {v or 'n/a'} | | | | | |")

@@ -132,6 +132,15 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server())
     _end(fork_server())
+    plain = {**ctx.env, "CARRIER_FORK_SERVER": "0"}  # each command its own process, as before
+
+    def plain_start(name: str) -> None:
+        subprocess.run([*cli, "run", "-d", "--name", name, "--network", "pasta", image, "sleep",
+                        "100000"], env=plain, check=True, capture_output=True, timeout=120)
+
+    results["carrier, plain processes"] = _side(
+        "carrier, plain processes", plain_start, lambda: timed([*cli, "ps"], plain), carrier_stop,
+        n, ctx.runs, None)
     podman = Podman(ctx.work)
     try:
         podman.import_image(ctx.tarballs["small"], "bench")
@@ -159,10 +168,15 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def _ratios(r: dict[str, Any]) -> dict[str, float]:
-    c, p = r.get("carrier"), r.get("podman")
+    c, p, q = r.get("carrier"), r.get("podman"), r.get("carrier, plain processes")
+    out: dict[str, float] = {}
+    if isinstance(c, dict) and isinstance(q, dict):
+        out["fork server / plain processes (start all)"] = c["start_all_s"] / q["start_all_s"]
+        out["fork server / plain processes (own PSS per container)"] = (
+            c["own_pss_kib_per_container"] / q["own_pss_kib_per_container"])
     if not isinstance(c, dict) or not isinstance(p, dict):
-        return {}
-    out = {"carrier / podman (start all)": c["start_all_s"] / p["start_all_s"],
+        return out
+    out |= {"carrier / podman (start all)": c["start_all_s"] / p["start_all_s"],
            "carrier / podman (ps median)": c["ps"]["median"] / p["ps"]["median"]}
     if p["own_pss_kib_per_container"] > 0:
         out["carrier / podman (own PSS per container)"] = (c["own_pss_kib_per_container"]

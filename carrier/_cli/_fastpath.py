@@ -44,7 +44,8 @@ def socket_path() -> Path | None:
         return None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None  # someone else's, or open to others: never trust it
-    digest = hashlib.sha256(sys.executable.encode())
+    # The venv and the interpreter, however it was named (python, python3.11).
+    digest = hashlib.sha256(f"{sys.prefix}:{os.path.realpath(sys.executable)}".encode())
     package = Path(__file__).resolve().parent.parent
     for path in sorted(package.rglob("*.py")):
         with contextlib.suppress(OSError):

@@ -50,6 +50,7 @@ def serve(path: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return
+    _sweep(path)
     import importlib
 
     for module in PRELOAD:
@@ -78,6 +79,28 @@ def serve(path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _sweep(path: Path) -> None:
+    """Remove what servers of other installs left (a reinstall changes the socket's name; a
+    killed server leaves its files): each socket whose lock nobody holds, and that lock."""
+    for lock in path.parent.glob("fork-*.sock.lock"):
+        if lock.name == f"{path.name}.lock":
+            continue
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live server's
+        else:
+            with contextlib.suppress(OSError):
+                Path(str(lock).removesuffix(".lock")).unlink()
+                lock.unlink()
+        finally:
+            os.close(fd)
 
 
 def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socket]],
