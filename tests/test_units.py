@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import types
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,14 @@ class TestExports:
         """Each public name is found where ``carrier/__init__.py`` says, and the names that
         type checkers see (its ``TYPE_CHECKING`` imports) are exactly ``__all__``."""
         import ast
+        import importlib
 
         for name in carrier.__all__:
             obj = getattr(carrier, name)
-            assert obj.__module__ == f"carrier.{carrier._HOME[name]}", name
+            home = importlib.import_module(f"carrier.{carrier._HOME[name]}")
+            assert getattr(home, name) is obj, name
+            if not isinstance(obj, types.UnionType):  # a union alias has no module of its own
+                assert obj.__module__ == home.__name__, name
         tree = ast.parse(Path(carrier.__file__).read_text())
         typed = {alias.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                  for alias in node.names if alias.asname}
