@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._supervision._group import Outcome as Outcome
     from ._supervision._group import Reason as Reason
     from ._supervision._group import Stdio as Stdio
+    from ._supervision._logreader import LogLine as LogLine
     from ._supervision._ready import Condition as Condition
     from ._supervision._ready import all_of as all_of
     from ._supervision._ready import healthy as healthy
@@ -51,6 +52,7 @@ _HOME = {
     "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
     "ExecTimeoutError": "_util._errors",
     "Reason": "_supervision._group", "Stdio": "_supervision._group",
+    "LogLine": "_supervision._logreader",
 }
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "ExecTimeoutError",
     "ExitedBeforeReadyError",
     "ImageNotFoundError",
+    "LogLine",
     "NameInUseError",
     "NotFoundError",
     "Outcome",

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
@@ -352,8 +352,7 @@ def _detach(root: Root, record: Record, lock: int) -> int:
     cdir = Containers(root).dir(record.id)
 
     def work(status_fd: int) -> None:
-        with open(cdir / "container.log", "ab") as log:
-            anyio.run(_detached, root, record, lock, log, status_fd)
+        anyio.run(_detached, root, record, lock, status_fd)
 
     message = in_background(cdir / "supervisor.log", work)
     os.close(lock)
@@ -365,7 +364,7 @@ def _detach(root: Root, record: Record, lock: int) -> int:
     return 0
 
 
-async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], status_fd: int) -> None:
+async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
     import anyio
 
     from .._supervision._group import Stdio, supervise
@@ -381,7 +380,8 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
             with unwrapped():
                 async with anyio.create_task_group() as tg:
                     container: Container = await tg.start(
-                        supervise, root, record, lock, Stdio(subprocess.DEVNULL, log, log)
+                        supervise, root, record, lock,  # the output goes to the log only
+                        Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
                     )
                     status.write(b"started")
                     status.close()

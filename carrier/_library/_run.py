@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -13,7 +12,6 @@ from typing import Any
 import anyio
 
 from .._images._ensure import ensure_image
-from .._state._records import Containers
 from .._supervision._control import reconcile
 from .._supervision._create import create
 from .._supervision._group import Container, Stdio, supervise
@@ -137,20 +135,16 @@ async def run(
         carrier_root, image, argv, name=name, env=env_list, workdir=workdir, user=user,
         remove=remove, ports=port_list, **settings,
     )
-    with contextlib.ExitStack() as files:
-        if stdio is None:
-            log = files.enter_context(
-                open(Containers(carrier_root).dir(record.id) / "container.log", "ab")  # noqa: ASYNC230
+    if stdio is None:  # the output goes to the log only
+        stdio = Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+    with unwrapped():
+        async with anyio.create_task_group() as tg:
+            container: Container = await tg.start(
+                partial(supervise, health_probe=health), carrier_root, record, lock, stdio
             )
-            stdio = Stdio(subprocess.DEVNULL, log, log)
-        with unwrapped():
-            async with anyio.create_task_group() as tg:
-                container: Container = await tg.start(
-                    partial(supervise, health_probe=health), carrier_root, record, lock, stdio
-                )
-                try:
-                    if wait_for is not None:
-                        await container.wait_for(wait_for, wait_timeout)
-                    yield container
-                finally:
-                    container.stop()
+            try:
+                if wait_for is not None:
+                    await container.wait_for(wait_for, wait_timeout)
+                yield container
+            finally:
+                container.stop()

@@ -1,0 +1,140 @@
+"""Container logs: stdout and stderr kept apart and stamped, ``logs`` filters and follows them,
+foreground runs are logged too, the log rotates, and the library reads it as it grows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import select
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Carrier
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+# Prints its first line, then waits (bounded) for /tmp/go, made by `carrier exec`, before its last.
+GATED = "echo first; i=0; while [ ! -e /tmp/go ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; "
+
+
+def container_dir(carrier: Carrier, name: str) -> Path:
+    """The directory of container *name*."""
+    return Path(str(carrier.record(name)["Dir"]))
+
+
+def wait_done(carrier: Carrier, name: str) -> None:
+    """Wait until container *name* has ended (``carrier wait``)."""
+    res = carrier("wait", name)
+    assert res.code == 0, res.err
+
+
+def read_line(proc: subprocess.Popen[str], bound: float = 20) -> str:
+    """The next line *proc* writes on stdout (a guard against a hang, not a wait)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], bound)
+    assert ready, "no line within the bound"
+    return proc.stdout.readline()
+
+
+def test_streams_apart(carrier: Carrier, image: str) -> None:
+    """``logs`` writes the container's stdout to stdout and its stderr to stderr, byte for byte,
+    a line written in parts included."""
+    script = "echo out1; echo err1 >&2; printf part; echo rest; printf 'err2' >&2"
+    assert carrier("run", "-d", "--name", "s", image, "sh", "-c", script).code == 0
+    wait_done(carrier, "s")
+    res = carrier("logs", "s")
+    assert (res.code, res.out, res.err) == (0, "out1\npartrest\n", "err1\nerr2")
+    records = (container_dir(carrier, "s") / "ctr.log").read_text().splitlines()
+    assert all(re.fullmatch(STAMP + r" (stdout|stderr) [FP] .*", r) for r in records), records
+    carrier("rm", "s")
+
+
+def test_timestamps_tail_since_until(carrier: Carrier, image: str) -> None:
+    """``-t`` puts each line's RFC 3339 time first; ``--since``/``--until`` (a time or a
+    duration) and ``--tail`` choose lines by those times and by count."""
+    go = carrier.popen("run", "-d", "--name", "t", image, "sh", "-c", GATED + "echo second >&2",
+                       stdout=subprocess.PIPE)
+    assert go.wait(60) == 0
+    follow = carrier.popen("logs", "-f", "t", stdout=subprocess.PIPE)
+    assert read_line(follow) == "first\n"  # logged: the second line is written after this
+    assert carrier("exec", "t", "touch", "/tmp/go").code == 0
+    follow.wait(60)
+    wait_done(carrier, "t")
+    res = carrier("logs", "-t", "t")
+    assert re.fullmatch(f"({STAMP}) first\n", res.out), res.out
+    assert re.fullmatch(f"({STAMP}) second\n", res.err), res.err
+    first, second = res.out.split()[0], res.err.split()[0]
+    assert first < second
+    assert carrier("logs", "--since", second, "t").out == ""
+    assert carrier("logs", "--since", second, "t").err == "second\n"
+    assert (carrier("logs", "--until", first, "t").out, carrier("logs", "--until", first, "t").err) \
+        == ("first\n", "")
+    both = carrier("logs", "--since", "10m", "t")
+    assert (both.out, both.err) == ("first\n", "second\n")
+    assert carrier("logs", "--until", "10m", "t").out == ""
+    tail = carrier("logs", "--tail", "1", "t")
+    assert (tail.out, tail.err) == ("", "second\n")
+    carrier("rm", "t")
+
+
+def test_follow_with_tail(carrier: Carrier, image: str) -> None:
+    """``logs -f --tail N -t`` prints the last N lines, then each new one (stamped, on its
+    stream) as it comes, and ends when the container's supervisor has ended."""
+    script = "echo zero; " + GATED + "echo later; echo oops >&2"
+    assert carrier("run", "-d", "--name", "f", image, "sh", "-c", script).code == 0
+    follow = carrier.popen("logs", "-f", "--tail", "1", "-t", "f", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    assert re.fullmatch(f"{STAMP} first\n", read_line(follow))
+    assert carrier("exec", "f", "touch", "/tmp/go").code == 0
+    assert re.fullmatch(f"{STAMP} later\n", read_line(follow))
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0
+    assert out == ""
+    assert re.fullmatch(f"{STAMP} oops\n", err), err
+    carrier("rm", "f")
+
+
+def test_foreground_run_is_logged(carrier: Carrier, image: str) -> None:
+    """A foreground run's output reaches our stdout and stderr as before and is logged too,
+    its streams apart."""
+    res = carrier("run", "--name", "fg", image, "sh", "-c", "echo o; echo e >&2; exit 3")
+    assert (res.code, res.out, res.err) == (3, "o\n", "e\n")
+    logs = carrier("logs", "fg")
+    assert (logs.code, logs.out, logs.err) == (0, "o\n", "e\n")
+    carrier("rm", "fg")
+
+
+def test_older_log_format_is_read(carrier: Carrier, image: str) -> None:
+    """A log written before streams were kept apart (raw ``container.log``) is still shown,
+    as stdout, with its file's time under ``-t``."""
+    assert carrier("run", "--name", "old", image, "true").code == 0
+    cdir = container_dir(carrier, "old")
+    (cdir / "ctr.log").unlink(missing_ok=True)
+    (cdir / "container.log").write_bytes(b"legacy 1\nlegacy 2")
+    res = carrier("logs", "old")
+    assert (res.code, res.out, res.err) == (0, "legacy 1\nlegacy 2", "")
+    stamped = carrier("logs", "-t", "old").out
+    assert re.fullmatch(f"{STAMP} legacy 1\n{STAMP} legacy 2", stamped), stamped
+    carrier("rm", "old")
+
+
+@pytest.mark.parametrize("value", ["yesterday", "10x", "2026-13-40T00:00:00Z"])
+def test_bad_since(carrier: Carrier, image: str, value: str) -> None:
+    """A time ``--since`` cannot read is refused in one line, exit 125."""
+    assert carrier("run", "--name", "b", image, "true").code == 0
+    res = carrier("logs", "--since", value, "b")
+    assert res.code == 125
+    assert res.err.startswith("carrier: invalid --since")
+    assert res.err.count("\n") == 1
+    carrier("rm", "b")
+
+
+def test_timestamps_are_utc_now(carrier: Carrier, image: str) -> None:
+    """The stamps are the wall-clock time of the output, in UTC."""
+    before = dt.datetime.now(dt.UTC)
+    assert carrier("run", "--name", "u", image, "echo", "x").code == 0
+    stamp = carrier("logs", "-t", "u").out.split()[0]
+    when = dt.datetime.fromisoformat(stamp[:26] + "+00:00")
+    assert before - dt.timedelta(seconds=1) <= when <= dt.datetime.now(dt.UTC)
+    carrier("rm", "u")
+
