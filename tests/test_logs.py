@@ -138,3 +138,59 @@ def test_timestamps_are_utc_now(carrier: Carrier, image: str) -> None:
     assert before - dt.timedelta(seconds=1) <= when <= dt.datetime.now(dt.UTC)
     carrier("rm", "u")
 
+
+
+def test_rotation_keeps_max_file(carrier: Carrier, image: str) -> None:
+    """``--log-opt max-size=16k --log-opt max-file=3`` keeps three files of about 16 KiB, and
+    ``logs`` reads across them: the newest lines, in order, none missing in between."""
+    script = "seq 1 20000"
+    assert carrier("run", "--name", "r", "--log-opt", "max-size=16k", "--log-opt", "max-file=3",
+                   image, "sh", "-c", script).code == 0
+    cdir = container_dir(carrier, "r")
+    names = sorted(p.name for p in cdir.glob("ctr.log*"))
+    assert names == ["ctr.log", "ctr.log.1", "ctr.log.2"]
+    assert all(p.stat().st_size < 16 * 1024 + 64 * 1024 for p in cdir.glob("ctr.log*"))
+    shown = [int(n) for n in carrier("logs", "r").out.split()]
+    in_current = len((cdir / "ctr.log").read_text().splitlines())
+    assert shown == list(range(20001 - len(shown), 20001))
+    assert len(shown) > in_current  # the rotated files were read too
+    carrier("rm", "r")
+
+
+def test_follow_across_rotations(carrier: Carrier, image: str) -> None:
+    """``logs -f`` follows the log as it rotates many times: every line, in order, once."""
+    script = GATED + "seq 1 5000"
+    assert carrier("run", "-d", "--name", "fr", "--log-opt", "max-size=8k", "--log-opt",
+                   "max-file=1000", image, "sh", "-c", script).code == 0
+    follow = carrier.popen("logs", "-f", "fr", stdout=subprocess.PIPE)
+    assert read_line(follow) == "first\n"
+    assert carrier("exec", "fr", "touch", "/tmp/go").code == 0
+    out, _ = follow.communicate(timeout=60)
+    assert out.split() == [str(n) for n in range(1, 5001)]
+    assert len(list(container_dir(carrier, "fr").glob("ctr.log.*"))) > 3
+    carrier("rm", "fr")
+
+
+def test_rotation_with_one_file(carrier: Carrier, image: str) -> None:
+    """``max-size`` alone (``max-file`` 1, Docker's default) keeps just the current file,
+    started over at each rotation."""
+    assert carrier("run", "--name", "one", "--log-opt", "max-size=4k", image, "seq", "1", "5000").code == 0
+    cdir = container_dir(carrier, "one")
+    assert [p.name for p in cdir.glob("ctr.log*")] == ["ctr.log"]
+    shown = [int(n) for n in carrier("logs", "one").out.split()]
+    assert 0 < len(shown) < 5000
+    assert shown == list(range(5001 - len(shown), 5001))
+    carrier("rm", "one")
+
+
+@pytest.mark.parametrize("opt", ["max-size=lots", "max-size=0", "max-file=0", "max-file=2",
+                                 "colour=blue", "max-size"])
+def test_bad_log_opt(carrier: Carrier, image: str, opt: str) -> None:
+    """A ``--log-opt`` Carrier cannot honour is refused in one line, exit 125, and no
+    container is created."""
+    res = carrier("run", "--log-opt", opt, image, "true")
+    assert res.code == 125
+    assert res.err.startswith("carrier: invalid --log-opt")
+    assert res.err.count("\n") == 1
+    containers = carrier.root / "containers"
+    assert not containers.exists() or not any(containers.iterdir())

@@ -70,6 +70,7 @@ def run(
     health_retries: int = 3,
     health_start_period: str = "0s",
     health_on_failure: Literal["none", "kill", "restart"] = "none",
+    log_opt: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
 ) -> int:
     """Run a command in a new container.
 
@@ -161,6 +162,8 @@ def run(
         Failures during this time after the start do not count.
     health_on_failure: str
         When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
+    log_opt: list[str] | None
+        Log option, as Docker's json-file: max-size=SIZE (rotate at 10m, 512k, ...), max-file=N (repeatable).
     """
     if no_network and elevated:
         raise CarrierError("--no-network and --elevated contradict each other")
@@ -180,7 +183,7 @@ def run(
         restart_intensity=restart_intensity, restart_period=restart_period,
         health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,
         health_retries=health_retries, health_start_period=health_start_period,
-        health_on_failure=health_on_failure,
+        health_on_failure=health_on_failure, log_opt=log_opt or [],
     )
 
 

@@ -49,7 +49,7 @@ from ._health import HealthConfig, describe, watch
 from ._logreader import Joiner, LogLine, lines
 from ._logreader import follow as follow_log
 from ._logrecords import Record as LogRecord
-from ._logwriter import LogWriter
+from ._logwriter import LogWriter, log_options
 from ._output import Output
 from ._restart import RestartPolicy, RestartTracker
 
@@ -480,7 +480,7 @@ class _Group:
         pid_file.unlink(missing_ok=True)
         self.record.container_pid = None
         if self.log is None:
-            self.log = LogWriter(self.bundle)
+            self.log = LogWriter(self.bundle, *log_options(spec.log_opt))
         writer = self.log
         streams: tuple[int | IO[Any] | None, ...]
         if spec.tty and not is_terminal(self.stdio.stdin):  # no terminal input to relay

@@ -14,7 +14,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._logrecords import Record, Stream, encode
@@ -22,6 +24,38 @@ from ._logrecords import Record, Stream, encode
 LOG_NAME = "ctr.log"
 KEPT_LINES = 200  # the lines kept in memory
 KEPT_BYTES = 64 * 1024  # the output they are taken from
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kmgt]?)i?b?", re.IGNORECASE)
+
+
+def log_options(opts: Sequence[str]) -> tuple[int | None, int]:
+    """``--log-opt`` values as Docker's json-file driver takes them: ``max-size`` (bytes, or
+    with k, m, g, t: powers of 1024; at least 1) and ``max-file`` (a count from 1, only with
+    max-size); the size limit (None: none) and the number of files."""
+    from .._util._errors import CarrierError
+
+    given: dict[str, str] = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq or key not in ("max-size", "max-file"):
+            raise CarrierError(f"invalid --log-opt {opt!r}: expected max-size=SIZE or max-file=N")
+        given[key] = value
+    size: int | None = None
+    if "max-size" in given:
+        m = _SIZE.fullmatch(given["max-size"])
+        if m is None or (size := int(float(m[1]) * 1024 ** " kmgt".index(m[2].lower() or " "))) < 1:
+            raise CarrierError(f"invalid --log-opt max-size={given['max-size']}: expected a size "
+                               "such as 10m, 512k or a number of bytes")
+    count = 1
+    if "max-file" in given:
+        if not given["max-file"].isdigit() or not 1 <= int(given["max-file"]) <= 1000:
+            raise CarrierError(f"invalid --log-opt max-file={given['max-file']}: expected a "
+                               "number of files from 1 to 1000")
+        if size is None:
+            raise CarrierError("invalid --log-opt max-file: it needs max-size too")
+        count = int(given["max-file"])
+    return size, count
 
 
 def rotated(directory: Path, index: int) -> Path:
@@ -50,16 +84,22 @@ class LogWriter:
             return
         now = time.time_ns()
         chunk = encode(stream, now, data)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self._size += len(chunk)
+        while chunk:
+            if self.max_size is not None and self._size >= self.max_size:
+                self._rotate()  # before a write, as Docker does: no file is left empty
+            piece = chunk
+            if self.max_size is not None and len(chunk) > self.max_size - self._size:
+                cut = chunk.rfind(b"\n", 0, self.max_size - self._size) + 1  # whole records
+                piece = chunk[:cut or chunk.index(b"\n") + 1]
+            chunk = chunk[len(piece):]
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(self._fd, view):]
+            self._size += len(piece)
         self._recent.append((stream, now, data))  # cheap: lines are made only when asked
         self._recent_size += len(data)
         while self._recent_size - len(self._recent[0][2]) >= KEPT_BYTES:
             self._recent_size -= len(self._recent.popleft()[2])
-        if self.max_size is not None and self._size >= self.max_size:
-            self._rotate()
 
     def _rotate(self) -> None:
         """The current file moves to ``.1`` (the others up by one, the oldest beyond
