@@ -194,3 +194,86 @@ def test_bad_log_opt(carrier: Carrier, image: str, opt: str) -> None:
     assert res.err.count("\n") == 1
     containers = carrier.root / "containers"
     assert not containers.exists() or not any(containers.iterdir())
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The library tests run on both event loops."""
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_library_logs_follow(cli: Carrier, image: str) -> None:
+    """``Container.logs(follow=True)`` yields each line with its stream as it is written (the
+    first before the rest exists) and ends when the container has ended; ``stdout=False``
+    leaves stdout out."""
+    import anyio
+
+    import carrier
+
+    script = GATED + "echo second >&2; echo third"
+    async with carrier.run(image, ["sh", "-c", script], root=cli.root, network="none") as c:
+        seen: list[tuple[str, str]] = []
+        with anyio.fail_after(60):  # a guard, not a wait
+            async for line in c.logs(follow=True):
+                seen.append((line.stream, line.text))
+                if line.text == "first":
+                    await c.exec(["touch", "/tmp/go"])
+        # Each stream in order; between the two, the order is the supervisor's reads (as conmon's).
+        assert [t for s, t in seen if s == "stdout"] == ["first", "third"]
+        assert [t for s, t in seen if s == "stderr"] == ["second"]
+        assert [line.text async for line in c.logs(stdout=False)] == ["second"]
+        assert all([isinstance(line, carrier.LogLine) async for line in c.logs()])
+
+
+@pytest.mark.anyio
+async def test_log_line_is_woken_not_polled(cli: Carrier, image: str) -> None:
+    """``log_line`` readiness is woken by the new output itself: with a probe interval of an
+    hour it still returns as soon as the line is written."""
+    import anyio
+
+    import carrier
+
+    async with carrier.run(image, ["sh", "-c", GATED + "echo ready; sleep 100"], root=cli.root,
+                           network="none", stop_timeout=0) as c:
+        done = anyio.Event()
+
+        async def ready() -> None:
+            await c.wait_for(carrier.log_line("^ready$"), timeout=3600, interval=3600)
+            done.set()
+
+        with anyio.fail_after(60):  # a guard, not a wait
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ready)
+                await c.exec(["touch", "/tmp/go"])  # the condition was probed before this
+                await done.wait()
+
+
+@pytest.mark.anyio
+async def test_logs_outlive_a_removed_container(cli: Carrier, image: str) -> None:
+    """After the block of a ``remove=True`` container has ended and its files are gone, its
+    last lines can still be read, streams apart."""
+    import carrier
+
+    async with carrier.run(image, ["sh", "-c", "echo out; echo err >&2; printf end"],
+                           root=cli.root, network="none", remove=True) as c:
+        await c.wait()
+    assert not any((cli.root / "containers").iterdir())
+    lines = [(line.stream, line.text) async for line in c.logs()]
+    assert sorted(lines) == [("stderr", "err"), ("stdout", "end"), ("stdout", "out")]
+    assert [line.text async for line in c.logs(follow=True, stderr=False)] == ["out", "end"]
+
+
+@pytest.mark.anyio
+async def test_library_stdio_is_logged_too(cli: Carrier, image: str, tmp_path: Path) -> None:
+    """Output sent to a caller's file (``stdio=``) reaches the file whole and the log too."""
+    import carrier
+
+    out = tmp_path / "out"
+    with out.open("wb") as f:
+        async with carrier.run(image, ["sh", "-c", "echo hi; echo there >&2"], root=cli.root,
+                               network="none", stdio=carrier.Stdio(stdout=f)) as c:
+            await c.wait()
+            logged = [(line.stream, line.text) async for line in c.logs()]
+    assert out.read_bytes() == b"hi\n"
+    assert sorted(logged) == [("stderr", "there"), ("stdout", "hi")]
