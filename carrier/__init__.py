@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._library._run import run as run
     from ._supervision._events import events as events
+    from ._supervision._execstream import ExecProcess as ExecProcess
     from ._supervision._group import Container as Container
     from ._supervision._group import ExecResult as ExecResult
     from ._supervision._group import ExitedBeforeReadyError as ExitedBeforeReadyError
@@ -52,7 +53,7 @@ _HOME = {
     "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
     "ExecTimeoutError": "_util._errors",
     "Reason": "_supervision._group", "Stdio": "_supervision._group",
-    "LogLine": "_supervision._logreader",
+    "LogLine": "_supervision._logreader", "ExecProcess": "_supervision._execstream",
 }
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Condition",
     "ConflictError",
     "Container",
+    "ExecProcess",
     "ExecResult",
     "ExecTimeoutError",
     "ExitedBeforeReadyError",

@@ -277,3 +277,48 @@ async def test_library_stdio_is_logged_too(cli: Carrier, image: str, tmp_path: P
             logged = [(line.stream, line.text) async for line in c.logs()]
     assert out.read_bytes() == b"hi\n"
     assert sorted(logged) == [("stderr", "there"), ("stdout", "hi")]
+
+
+@pytest.mark.anyio
+async def test_exec_stream(cli: Carrier, image: str) -> None:
+    """``exec_stream`` gives the command's stdout and stderr as streams read while it runs (its
+    first line arrives before it has its input), stdin as a stream, and its exit status."""
+    import anyio
+
+    import carrier
+
+    script = "echo one; read x; echo two >&2; echo got $x; exit 5"
+    async with carrier.run(image, ["sleep", "100"], root=cli.root, network="none",
+                           stop_timeout=0) as c:
+        with anyio.fail_after(60):  # a guard, not a wait
+            async with c.exec_stream(["sh", "-c", script], stdin=True) as proc:
+                assert isinstance(proc, carrier.ExecProcess)
+                assert await proc.stdout.receive() == b"one\n"  # it now waits for input
+                assert proc.stdin is not None
+                await proc.stdin.send(b"three\n")
+                await proc.stdin.aclose()
+                err = b"".join([chunk async for chunk in proc.stderr])
+                out = b"".join([chunk async for chunk in proc.stdout])
+                assert await proc.wait() == 5
+    assert (out, err) == (b"got three\n", b"two\n")
+
+
+@pytest.mark.anyio
+async def test_exec_stream_block_end_kills(cli: Carrier, image: str) -> None:
+    """Leaving an ``exec_stream`` block ends a command that still runs (nothing is left
+    inside), and a command past its timeout raises ``ExecTimeoutError`` from ``wait``."""
+    import anyio
+
+    import carrier
+
+    async with carrier.run(image, ["sleep", "100"], root=cli.root, network="none",
+                           stop_timeout=0) as c:
+        with anyio.fail_after(60):  # a guard, not a wait
+            async with c.exec_stream(["sh", "-c", "echo up; exec sleep 1000"]) as proc:
+                assert await proc.stdout.receive() == b"up\n"
+            assert proc.returncode is None
+            ps = await c.exec(["ps", "-o", "args"])
+            assert b"sleep 1000" not in ps.stdout, ps.stdout
+            async with c.exec_stream(["sleep", "1000"], timeout=0.2) as late:
+                with pytest.raises(carrier.ExecTimeoutError):
+                    await late.wait()

@@ -18,9 +18,10 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, final
+from typing import IO, TYPE_CHECKING, Any, Protocol, final
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -52,6 +53,9 @@ from ._logrecords import Record as LogRecord
 from ._logwriter import LogWriter, log_options
 from ._output import Output
 from ._restart import RestartPolicy, RestartTracker
+
+if TYPE_CHECKING:
+    from ._execstream import ExecProcess
 
 LOG_TAIL = 20  # lines of output an ExitedBeforeReadyError carries
 
@@ -199,13 +203,7 @@ class Container:
 
         **Cancellation:** the command inside and the runtime's exec are killed and reaped.
         """
-        if isinstance(env, Mapping):
-            bad = [k for k in env if not k or "=" in k]
-            if bad:
-                raise CarrierError(f"invalid exec env key {bad[0]!r}: expected a name without '='")
-            env = [f"{k}={v}" for k, v in env.items()]
-        elif isinstance(env, str):
-            raise CarrierError(f"invalid exec env={env!r}: expected a mapping or a list")
+        env = _env_list(env)
         from .._runtime._exec import exec_in  # the exec machinery loads only when used
 
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
@@ -218,6 +216,23 @@ class Container:
             out.seek(0)
             err.seek(0)
             return ExecResult(code, out.read(), err.read())
+
+    def exec_stream(self, argv: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (),
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False,
+                    timeout: float | None = None) -> AbstractAsyncContextManager[ExecProcess]:
+        """Run *argv* inside while the block reads its output as it comes:
+        ``async with c.exec_stream(argv) as proc:`` gives ``proc.stdout`` and ``proc.stderr``
+        (anyio byte streams), ``proc.stdin`` with *stdin* True (close it to end the input),
+        and ``await proc.wait()``, the exit status. *env*, *workdir*, *user* and *timeout* are
+        :meth:`exec`'s.
+
+        **Leaving the block** ends the command: if it still runs, it is killed (inside, and the
+        runtime's exec) and reaped; so does cancellation.
+        """
+        from ._execstream import exec_stream  # the exec machinery loads only when used
+
+        return exec_stream(self._group.root, self._group.record, argv, env=_env_list(env),
+                           workdir=workdir, user=user, stdin=stdin, timeout=timeout)
 
     async def wait_for(self, condition: Check, timeout: float = 60, interval: float = 0.05) -> None:
         """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...); fail if
@@ -683,6 +698,18 @@ class _Group:
         finally:
             os.close(self.lock_fd)
             self.cleaned.set()
+
+
+def _env_list(env: Mapping[str, str] | Sequence[str]) -> Sequence[str]:
+    """An exec's *env* as ``KEY=VALUE`` strings (a mapping's keys checked)."""
+    if isinstance(env, Mapping):
+        bad = [k for k in env if not k or "=" in k]
+        if bad:
+            raise CarrierError(f"invalid exec env key {bad[0]!r}: expected a name without '='")
+        return [f"{k}={v}" for k, v in env.items()]
+    if isinstance(env, str):
+        raise CarrierError(f"invalid exec env={env!r}: expected a mapping or a list")
+    return env
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
