@@ -83,8 +83,12 @@ class Cursor:
             if not self._rotated():
                 break
             out.extend(self._records(self._drain(), final=True))  # what came before the rename
+            mine = os.fstat(self._fd)
             os.close(self._fd)
             self._fd = -1
+            for path in self._newer_than(mine):  # rotated more than once since the last read
+                with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+                    out.extend(self._records(f.read(), final=True))
             try:
                 self._fd = os.open(rotated(self.directory, 0), os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -105,6 +109,17 @@ class Cursor:
             return False  # mid-rotation, or the container is gone: keep what is open
         mine = os.fstat(self._fd)
         return (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev)
+
+    def _newer_than(self, mine: os.stat_result) -> list[Path]:
+        """The rotated files written after the one *mine* describes, oldest first."""
+        for index in range(1, 1001):
+            try:
+                st = os.stat(rotated(self.directory, index))
+            except FileNotFoundError:
+                return []  # not found: it was dropped, and nothing is known to be newer
+            if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev):
+                return [rotated(self.directory, i) for i in range(index - 1, 0, -1)]
+        return []
 
     def _records(self, data: bytes, *, final: bool) -> list[Record]:
         data = self._rest + data
