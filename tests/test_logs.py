@@ -341,3 +341,14 @@ def test_reader_catches_up_across_several_rotations(tmp_path: Path) -> None:
     writer.close()
     assert len(list(tmp_path.glob("ctr.log.*"))) > 3
     assert [int(line.data) for line in seen] == list(range(60))
+
+
+def test_foreground_reader_going_away_ends_the_writer(carrier: Carrier, image: str) -> None:
+    """When whoever reads a foreground run's stdout goes away (``run IMG yes | head -1``), the
+    container's writes fail as they would on that pipe itself, so it ends (EPIPE)."""
+    proc = carrier.popen("run", "--rm", image, "yes", stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    assert read_line(proc) == "y\n"
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=60) != 0  # a guard: before, it ran (and logged) for ever

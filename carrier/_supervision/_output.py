@@ -42,6 +42,8 @@ class _Pipe:
     def copy(self, log: LogWriter) -> bool | None:
         """One read into the log and the target: True if something came, None if nothing is
         ready, False at the end."""
+        if self.read_end < 0:
+            return False
         chunks: list[bytes] = []
         for _ in range(_READS):  # what is there now, in one log record batch: fewer writes
             try:
@@ -63,8 +65,11 @@ class _Pipe:
                 view = view[os.write(self.target, view):]
             except BlockingIOError:  # a non-blocking target that is full: it loses the rest
                 break
-            except OSError:  # the reader went away (EPIPE): the log still gets everything
-                self.target = -1
+            except OSError:  # our reader went away (EPIPE): so does the container's, as if
+                self.target = -1  # it wrote there itself (`run IMG yes | head -1` ends)
+                os.close(self.read_end)
+                self.read_end = -1
+                return False
         return True
 
 
