@@ -352,3 +352,21 @@ def test_foreground_reader_going_away_ends_the_writer(carrier: Carrier, image: s
     assert proc.stdout is not None
     proc.stdout.close()
     assert proc.wait(timeout=60) != 0  # a guard: before, it ran (and logged) for ever
+
+
+@pytest.mark.anyio
+async def test_library_log_opt(cli: Carrier, image: str) -> None:
+    """``carrier.run(log_opt=[...])`` rotates as ``--log-opt`` does, ``logs()`` reads across
+    the files, and a bad value is refused before anything is created."""
+    import carrier
+
+    async with carrier.run(image, ["seq", "1", "2000"], root=cli.root, network="none",
+                           log_opt=["max-size=2k", "max-file=3"]) as c:
+        await c.wait()
+        shown = [int(line.data) async for line in c.logs()]
+    assert 0 < len(shown) < 2000
+    assert shown == list(range(2001 - len(shown), 2001))
+    with pytest.raises(carrier.CarrierError, match="invalid --log-opt"):
+        async with carrier.run(image, ["true"], root=cli.root, log_opt=["max-size=lots"]):
+            pass
+    assert not any((cli.root / "containers").iterdir())

@@ -78,6 +78,7 @@ async def run(
     read_only: bool | None = None,
     read_only_tmpfs: bool | None = None,
     labels: Mapping[str, str] | None = None,
+    log_opt: Sequence[str] | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
 
@@ -94,8 +95,9 @@ async def run(
     ``"[HOST_IP:]HOST_PORT"`` or a host port (``{80: "127.0.0.1:0"}``; port 0 picks a free
     one, see :meth:`Container.published`), or is a list of ``-p`` values. *restart* is
     ``no``, ``always``, ``on-failure[:N]`` or ``unless-stopped``.
-    The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
-    otherwise. With *wait_for* the block is entered only once the condition holds (else
+    The output goes to the container's log (:meth:`Container.logs`), and also where *stdio*
+    says; *log_opt* are ``--log-opt`` values (``["max-size=10m", "max-file=3"]``).
+    With *wait_for* the block is entered only once the condition holds (else
     :class:`ReadyTimeoutError` or :class:`ExitedBeforeReadyError`). *health* is a host-side
     health check (``carrier.http(80)``, ``carrier.tcp(80)``, or any condition), run every
     ``health_interval`` seconds like ``health_cmd``.
@@ -123,7 +125,7 @@ async def run(
     settings = {k: v for k, v in given.items() if v is not None}
     for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
                           ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
-                          ("tmpfs", tmpfs)):
+                          ("tmpfs", tmpfs), ("log_opt", log_opt)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)
