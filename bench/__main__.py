@@ -23,7 +23,7 @@ from typing import Any
 
 from bench._common import REPO, Context, machine, one_line
 
-AREAS = ["start", "cli", "scale", "failure", "throughput", "storage", "ports"]
+AREAS = ["start", "cli", "detached", "scale", "failure", "throughput", "storage", "ports"]
 
 
 def _prepare(ctx: Context, areas: list[str]) -> None:

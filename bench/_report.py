@@ -135,7 +135,29 @@ def _ports(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-RENDER = {"start": _start, "cli": _cli, "scale": _scale, "failure": _failure,
+def _detached(r: dict[str, Any]) -> list[str]:
+    lines = [f"### Detached containers ({r['n']} x `run -d IMG sleep`, one after another; "
+             "PSS per container, helpers apart)", "",
+             "| tool | start all | own PSS / container | helper PSS / container | ps: median |"
+             " p95 | min-max |", "|---|---|---|---|---|---|---|"]
+    for tool in ("carrier", "podman"):
+        v = r.get(tool)
+        if not isinstance(v, dict):
+            lines.append(f"| {tool} | {v or 'n/a'} | | | | | |")
+            continue
+        lines.append("| " + " | ".join([
+            tool, f"{v['start_all_s']:.1f} s ({v['start_each_ms']:.0f} ms each)",
+            f"{v['own_pss_kib_per_container'] / 1024:.2f} MiB",
+            f"{v['helper_pss_kib_per_container'] / 1024:.2f} MiB", *_cells(v["ps"])]) + " |")
+        parts = ", ".join(f"{c} x{b['count']} {b['pss_kib_per_container'] / 1024:.2f}"
+                          for c, b in v["by_process"].items())
+        lines.append(f"| | {tool}'s processes (MiB per container): {parts} | | | | | |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r.get("ratios", {}).items()]
+    return lines
+
+
+RENDER = {"start": _start, "detached": _detached, "cli": _cli, "scale": _scale, "failure": _failure,
           "throughput": _throughput, "storage": _storage, "ports": _ports}
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Context, baseline_python, interleave, ms_since
+from bench._common import Context, baseline_python, interleave, ms_since, wait_for
 from bench._podman import Podman
 
 FLOOR = Path(__file__).resolve().parent / "floor.sh"
@@ -100,8 +100,22 @@ def run(ctx: Context) -> dict[str, Any]:
     def floor(network: str) -> Any:
         return lambda: stamped(["bash", str(FLOOR), str(template), network], env)
 
+    def nothing_warm() -> Any:
+        from bench.detached import _end, fork_server
+
+        _end(fork_server())  # before the clock starts: this sample finds no fork server
+        got = stamped([*cli, "run", "--rm", "--network", "pasta", image, "stamp"], env)
+        # The server it started must be up before the next sample, or its start-up (imports)
+        # would slow whichever variant runs next.
+        wait_for(lambda: fork_server() is not None, 10, "the fork server to listen", step=0.01)
+        return got
+
+    plain_env = {**env, "CARRIER_FORK_SERVER": "0"}
     variants = {
         "carrier pasta": carrier("--network", "pasta"),
+        "carrier pasta, plain process": lambda: stamped(
+            [*cli, "run", "--rm", "--network", "pasta", image, "stamp"], plain_env),
+        "carrier pasta, nothing warm": nothing_warm,
         "floor pasta": floor("pasta"),
         "carrier slirp4netns": carrier("--network", "slirp4netns"),
         "floor slirp4netns": floor("slirp4netns"),
@@ -136,7 +150,10 @@ def ratios(variants: dict[str, Any]) -> dict[str, float]:
     pairs = [("carrier pasta", "floor pasta"), ("carrier slirp4netns", "floor slirp4netns"),
              ("carrier --no-network", "floor none"), ("carrier pasta", "podman slirp4netns"),
              ("carrier slirp4netns", "podman slirp4netns"),
-             ("carrier pasta", "baseline carrier pasta")]
+             ("carrier pasta", "baseline carrier pasta"),
+             ("carrier pasta", "carrier pasta, plain process"),
+             ("carrier pasta, nothing warm", "carrier pasta, plain process"),
+             ("carrier pasta, nothing warm", "baseline carrier pasta")]
     for a, b in pairs:
         for metric in ("to_command", "wall"):
             x, y = _median(variants.get(a), metric), _median(variants.get(b), metric)

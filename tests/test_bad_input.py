@@ -87,6 +87,20 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return snap
 
 
+def _user_threads() -> int:
+    """Threads of every process of this user (what RLIMIT_NPROC counts)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(os.getuid())]:
+            total += int(fields.get("Threads", "1"))
+    return total
+
+
 def _one_line(res_err: str) -> str:
     lines = res_err.strip().splitlines()
     assert len(lines) == 1, res_err
@@ -136,7 +150,9 @@ class TestRuntimeFailure:
     def test_process_limit_too_low(self, carrier: Carrier, image: str) -> None:
         """A user process limit that leaves runc no room is one line and 125 (runc itself
         would die mid-start with a page of Go runtime errors)."""
-        used = sum(1 for _ in Path("/proc/self/task").iterdir()) + 20
+        # The limit counts every thread of this user: leave room for the commands themselves
+        # (20), but not for a container (about 32).
+        used = _user_threads() + 20
         res = carrier("run", "--rm", image, "true", prefix=["prlimit", f"--nproc={used}:{used}"])
         assert res.code == 125, res.err
         assert "ulimit -u" in _one_line(res.err)

@@ -14,7 +14,7 @@ from helpers import alive, events, helper_pid, wait_event, wait_pidfd
 class TestPolicies:
     def test_on_failure_n_restarts_exactly_n_times(self, carrier: Carrier, image: str) -> None:
         """on-failure:3 with a failing command: 3 restarts, then it gives up with the last code,
-        and the delays between runs grow."""
+        and the delays between runs grow, each one really waited."""
         res = carrier("run", "--name", "f", "--no-network", "--restart", "on-failure:3",
                       "--restart-delay", "0.05", image, "sh", "-c", "exit 2")
         assert res.code == 2
@@ -22,7 +22,9 @@ class TestPolicies:
         starts = [float(e["time"]) for e in events(carrier, "started")]  # type: ignore[arg-type]
         assert len(starts) == 4
         gaps = [b - a for a, b in itertools.pairwise(starts)]
-        assert gaps == sorted(gaps), "backoff: each wait longer than the one before"
+        # Start to start is the run plus the delay; the run's own length varies with the load,
+        # so only "no sooner than the delay" is the supervisor's promise.
+        assert all(gap >= delay for gap, delay in zip(gaps, [0.05, 0.1, 0.2], strict=True)), gaps
         rec = carrier.record("f")
         assert rec["restarts"] == 3
         assert "gave up after 3 restarts" in str(rec["reason"])

@@ -18,7 +18,21 @@ from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
-from . import _containers, _enter, _images, _kill, _network, _port, _run, _trees, _volumes, _wait
+from . import (
+    _containers,
+    _enter,
+    _images,
+    _kill,
+    _kube,
+    _lifecycle,
+    _network,
+    _port,
+    _run,
+    _trees,
+    _version,
+    _volumes,
+    _wait,
+)
 
 app = App(
     name="carrier",
@@ -51,6 +65,10 @@ def _meta(
 
 # Containers
 app.command(_run.run)
+app.command(_lifecycle.create, name="create")
+app.command(_lifecycle.start)
+app.command(_lifecycle.restart)
+app.command(_lifecycle.rename)
 app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)
@@ -82,10 +100,24 @@ volume_app = App(name="volume", help="Named volumes: storage that outlives conta
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):
     volume_app.command(_command)
 app.command(volume_app)
+kube_app = App(name="kube", help="Kubernetes: write containers and trees as manifests.")
+kube_app.command(_kube.generate)
+app.command(kube_app)
 system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
 app.command(system_app)
+app.command(_version.version)
+
+
+@app.command(name="help")
+def _help(*command: str) -> int:
+    """Show the help of Carrier, or of COMMAND (carrier help volume ls)."""
+    _, _, unknown = app.parse_commands(list(command))
+    if unknown:
+        raise CarrierError(f"unknown command {' '.join(command)!r}: see carrier help")
+    app.help_print(list(command))
+    return 0
 
 
 def _flag_names(func: Any) -> set[str]:
@@ -104,7 +136,8 @@ def _flag_names(func: Any) -> set[str]:
     return names
 
 
-_FLAGS = {"run": _flag_names(_run.run), "exec": _flag_names(_enter.exec_)}
+_FLAGS = {"run": _flag_names(_run.run), "create": _flag_names(_run.run),
+          "exec": _flag_names(_enter.exec_)}
 for _name in ("shell", "sh", "terminal", "t", "term"):
     _FLAGS[_name] = _flag_names(_enter.terminal)
 

@@ -98,6 +98,7 @@ def _summary(r: Record) -> dict[str, Any]:
         "Id": r.id, "Names": [r.name], "Image": r.spec.image, "ImageID": r.spec.image_id,
         "Command": r.spec.args, "Created": r.created, "State": str(r.status),
         "Status": _status_text(r), "ExitCode": r.exit_code, "Reason": r.reason,
+        "Labels": r.spec.labels,
         "StartedAt": r.started, "FinishedAt": r.finished,
     }
 

@@ -23,6 +23,7 @@ def exec_(
     *command: str,
     interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
     tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
+    detach: Annotated[bool, Parameter(name=["-d", "--detach"])] = False,
     env: EnvOption = None,
     workdir: WorkdirOption = None,
     user: UserOption = None,
@@ -39,6 +40,8 @@ def exec_(
         Pass standard input to the command.
     tty: bool
         Give the command a pseudo-terminal.
+    detach: bool
+        Start the command and return at once; it runs on inside, its output discarded.
     env: list[str] | None
         Set an environment variable, KEY=VALUE (repeatable).
     workdir: str | None
@@ -48,8 +51,10 @@ def exec_(
     """
     if not command:
         raise CarrierError("exec needs a command: carrier exec CONTAINER COMMAND...")
+    if detach and (interactive or tty):
+        raise CarrierError("exec -d attaches nothing: -i and -t cannot go with it")
     return _enter(container, list(command), interactive=interactive, terminal=tty,
-                  env=env or [], workdir=workdir, user=user)
+                  env=env or [], workdir=workdir, user=user, detach=detach)
 
 
 def shell(
@@ -84,7 +89,8 @@ def terminal(
 
 
 def _enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env: list[str],
-           workdir: str | None, user: str | None, session: bool = False) -> int:
+           workdir: str | None, user: str | None, session: bool = False,
+           detach: bool = False) -> int:
     """Check the network, then run *argv* inside."""
     from functools import partial
 
@@ -106,7 +112,8 @@ def _enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env:
         print(f"carrier: repaired the network of {record.name}: {', '.join(repaired)}",
               file=sys.stderr)
     return int(anyio.run(partial(exec_in, root, record, argv, env=env, workdir=workdir, user=user,
-                                 interactive=interactive, terminal=terminal, session=session)))
+                                 interactive=interactive, terminal=terminal, session=session,
+                                 detach=detach)))
 
 
 def _wait_started(root: Root, ref: str, bound: float = 30) -> Record:

@@ -19,6 +19,7 @@ from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
 from ._options import EnvOption, UserOption, WorkdirOption
+from ._settings import parse_labels, read_env_files
 
 if TYPE_CHECKING:
     from .._state._records import Record
@@ -35,6 +36,10 @@ def run(
     tty: Annotated[bool, Parameter(name=["-t", "--tty"])] = False,
     name: str | None = None,
     env: EnvOption = None,
+    env_file: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    label: Annotated[list[str] | None, Parameter(name=["-l", "--label"],
+                                                 consume_multiple=False)] = None,
+    init: bool = False,
     workdir: WorkdirOption = None,
     user: UserOption = None,
     hostname: Annotated[str | None, Parameter(name=["-h", "--hostname"])] = None,
@@ -45,6 +50,7 @@ def run(
     platform: str | None = None,
     stop_timeout: str = "10s",
     publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
+    publish_all: Annotated[bool, Parameter(name=["-P", "--publish-all"])] = False,
     network: str = "auto",
     no_network: bool = False,
     elevated: bool = False,
@@ -92,6 +98,12 @@ def run(
         Name the container (default: its short id).
     env: list[str] | None
         Set an environment variable, KEY=VALUE (repeatable).
+    env_file: list[str] | None
+        Read environment variables from a file, one KEY=VALUE a line, as Docker (repeatable).
+    label: list[str] | None
+        Set a label, KEY=VALUE (repeatable); ps --filter label= and info show it.
+    init: bool
+        Run catatonit (found on PATH) as PID 1, forwarding signals and reaping orphans.
     workdir: str | None
         Working directory inside the container.
     user: str | None
@@ -111,7 +123,10 @@ def run(
     stop_timeout: str
         Time between SIGTERM and SIGKILL on stop (10s, 500ms, 1m30s, or seconds).
     publish: list[str] | None
-        Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], ranges allowed (repeatable).
+        Publish a port: [[HOST_IP:][HOST_PORT]:]CONTAINER_PORT[/tcp|udp], ranges allowed; no
+        host port: a free one (repeatable).
+    publish_all: bool
+        Publish each port the image exposes on a free host port.
     network: str
         auto (pasta, else slirp4netns), pasta, slirp4netns, none (loopback only) or host.
     no_network: bool
@@ -165,13 +180,38 @@ def run(
     log_opt: list[str] | None
         Log option, as Docker's json-file: max-size=SIZE (rotate at 10m, 512k, ...), max-file=N (repeatable).
     """
-    if no_network and elevated:
+    return launch(dict(locals()), create_only=False)
+
+
+def launch(options: dict[str, Any], *, create_only: bool) -> int:
+    """``run``, or ``create`` (*create_only*: the container is stored, not started), from the
+    options of :func:`run` by name: the one path from a command line to a container."""
+    o = options
+    image, command, detach, interactive, tty = (o["image"], o["command"], o["detach"],
+                                                o["interactive"], o["tty"])
+    if o["no_network"] and o["elevated"]:
         raise CarrierError("--no-network and --elevated contradict each other")
-    mode = "none" if no_network else "host" if elevated else network
-    _check_tty(tty, interactive=interactive, detach=detach)
+    mode = "none" if o["no_network"] else "host" if o["elevated"] else o["network"]
+    if not create_only:
+        _check_tty(tty, interactive=interactive, detach=detach)
+    (name, env, workdir, user, hostname, entrypoint, runtime, storage_driver, pull, platform,
+     stop_timeout, rm, publish, host_loopback, mtu, dns, dns_search, dns_option, add_host,
+     volume, mount, tmpfs, read_only, read_only_tmpfs, restart, restart_delay, restart_max_delay,
+     restart_intensity, restart_period, health_cmd, health_interval, health_timeout,
+     health_retries, health_start_period, health_on_failure, env_file, label, init) = (o[k] for k in (
+        "name", "env", "workdir", "user", "hostname", "entrypoint", "runtime", "storage_driver",
+        "pull", "platform", "stop_timeout", "rm", "publish", "host_loopback", "mtu", "dns",
+        "dns_search", "dns_option", "add_host", "volume", "mount", "tmpfs", "read_only",
+        "read_only_tmpfs", "restart", "restart_delay", "restart_max_delay", "restart_intensity",
+        "restart_period", "health_cmd", "health_interval", "health_timeout", "health_retries",
+        "health_start_period", "health_on_failure", "env_file", "label", "init"))
+    publish_all = o["publish_all"]
+    env = [*read_env_files(env_file or []), *(env or [])]  # -e wins, as in Docker
     return _run(
-        image, list(command), detach=detach, interactive=interactive, tty=tty, name=name,
-        env=env or [], workdir=workdir, user=user, hostname=hostname,
+        image, list(command), create_only=create_only, detach=detach, interactive=interactive,
+        tty=tty, name=name,
+        env=env, labels=parse_labels(label or []), init=init, workdir=workdir, user=user,
+        hostname=hostname, publish_all=publish_all,
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
@@ -183,7 +223,7 @@ def run(
         restart_intensity=restart_intensity, restart_period=restart_period,
         health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,
         health_retries=health_retries, health_start_period=health_start_period,
-        health_on_failure=health_on_failure, log_opt=log_opt or [],
+        health_on_failure=health_on_failure, log_opt=o.get("log_opt") or [],
     )
 
 
@@ -201,16 +241,14 @@ def _entrypoint(text: str | None) -> list[str] | None:
     return [text] if text else []
 
 
-def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
-         name: str | None, env: list[str], workdir: str | None, user: str | None,
-         hostname: str | None, entrypoint: list[str] | None, pull: str = "missing",
-         platform: str | None = None, **settings: Any) -> int:
-    """Create the container, then supervise it here or in a forked background supervisor."""
-    import anyio
-
+def _run(image: str, command: list[str], *, create_only: bool, detach: bool,
+         interactive: bool, name: str | None, env: list[str], workdir: str | None,
+         user: str | None, hostname: str | None, entrypoint: list[str] | None,
+         pull: str = "missing", platform: str | None = None, **settings: Any) -> int:
+    """Create the container, then supervise it here or in a forked background supervisor
+    (*create_only*: print its id and leave it created, for ``start``)."""
     from .._images._ensure import ensure_image_sync
     from .._supervision._create import create
-    from .._supervision._group import Stdio
 
     root = open_root()
     ensure_image_sync(root, image, pull, platform)
@@ -221,11 +259,25 @@ def _run(image: str, command: list[str], *, detach: bool, interactive: bool,
             root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
             user=user, hostname=hostname, detach=detach, **settings,
         )
+        if create_only:
+            os.close(lock)
+            print(record.id)
+            return 0
         if detach:
-            return _detach(root, record, lock)
-        stdin = None if interactive else subprocess.DEVNULL
-        with _terminal_for(record.spec.tty, interactive):
-            outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
+            return run_detached(root, record, lock)
+        return supervise_here(root, record, lock, interactive=interactive)
+
+
+def supervise_here(root: Root, record: Record, lock: int, *, interactive: bool) -> int:
+    """Run *record*'s container supervised by this process, its output on ours; its exit
+    code. The caller holds the signals (:func:`held`) and the container's lock *lock*."""
+    import anyio
+
+    from .._supervision._group import Stdio
+
+    stdin = None if interactive else subprocess.DEVNULL
+    with _terminal_for(record.spec.tty, interactive):
+        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
     return _report(outcome)
 
 
@@ -346,8 +398,9 @@ class _Proxy:
                 await self._container.signal(sig)
 
 
-def _detach(root: Root, record: Record, lock: int) -> int:
-    """Fork a supervisor into its own session; print the id once the command runs."""
+def run_detached(root: Root, record: Record, lock: int, shown: str | None = None) -> int:
+    """Fork a supervisor into its own session; print the id (or *shown*) once the command
+    runs."""
     import anyio
 
     from .._state._records import Containers
@@ -363,7 +416,7 @@ def _detach(root: Root, record: Record, lock: int) -> int:
         raise CarrierError(message or "the detached supervisor failed to start the container")
     while signal.sigtimedwait(FORWARDED, 0) is not None:
         pass  # what came while we waited: the container runs, detached, as asked
-    print(record.id)
+    print(record.id if shown is None else shown)
     return 0
 
 

@@ -39,6 +39,13 @@ def check_choice(option: str, value: object) -> None:
         raise CarrierError(f"invalid {option}={value!r}: choose {', '.join(choices)}")
 
 
+def check_flag(option: str, value: object) -> bool | None:
+    """A yes/no option: True, False or None (the CLI's default); anything else is refused."""
+    if value is not None and not isinstance(value, bool):
+        raise CarrierError(f"invalid {option}={value!r}: expected True or False")
+    return value
+
+
 def strings(option: str, value: Iterable[str] | None) -> list[str]:
     """A list of strings; a lone string is refused (it would be split into characters)."""
     if value is None:

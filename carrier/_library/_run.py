@@ -26,6 +26,7 @@ from ._options import (
     Pull,
     StorageDriver,
     check_choice,
+    check_flag,
     env_items,
     port_specs,
     strings,
@@ -78,6 +79,7 @@ async def run(
     read_only: bool | None = None,
     read_only_tmpfs: bool | None = None,
     labels: Mapping[str, str] | None = None,
+    init: bool | None = None,
     log_opt: Sequence[str] | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
@@ -88,7 +90,8 @@ async def run(
     option left at ``None`` takes the CLI's default. Durations are seconds or ``"1m30s"``.
 
     *volumes* are ``-v`` values (``"NAME:/data"``, ``"/host:/ctr:ro"``), *mounts* ``--mount``
-    values, *tmpfs* ``--tmpfs`` values (docs/volumes.md).
+    values, *tmpfs* ``--tmpfs`` values (docs/volumes.md). *init* runs catatonit as PID 1
+    (``--init``).
 
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
@@ -118,7 +121,7 @@ async def run(
         "health_retries": health_retries, "health_start_period": health_start_period,
         "health_on_failure": health_on_failure, "hostname": hostname,
         "storage_driver": storage_driver, "read_only": read_only,
-        "read_only_tmpfs": read_only_tmpfs,
+        "read_only_tmpfs": read_only_tmpfs, "init": check_flag("init", init),
         "labels": dict(labels) if labels is not None else None,
         "entrypoint": strings("entrypoint", entrypoint) if entrypoint is not None else None,
     }

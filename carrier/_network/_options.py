@@ -30,11 +30,16 @@ def check_hostname(name: str, option: str = "--hostname") -> str:
     return name
 
 
+HOST_GATEWAY = "host-gateway"
+"""``--add-host NAME:host-gateway``: the address that reaches the host (the helper's mapping)."""
+
+
 def parse_add_host(item: str) -> tuple[str, str]:
-    """``NAME:IP`` (IPv6 allowed: ``NAME:fd00::1``) for ``--add-host``."""
+    """``NAME:IP`` (IPv6 allowed: ``NAME:fd00::1``) or ``NAME:host-gateway`` for ``--add-host``."""
     name, sep, ip = item.partition(":")
     try:
-        ipaddress.ip_address(ip.strip("[]"))
+        if ip != HOST_GATEWAY:
+            ipaddress.ip_address(ip.strip("[]"))
     except ValueError:
         raise CarrierError(f"invalid --add-host {item!r}: expected NAME:IP") from None
     if not sep or not name:
@@ -64,7 +69,14 @@ def validate(spec: Spec) -> list[PortMapping]:
             raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
         check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
     for item in spec.add_host:
-        parse_add_host(item)
+        if parse_add_host(item)[1] != HOST_GATEWAY:
+            continue
+        if spec.network in ("none", "host"):
+            raise CarrierError(f"invalid --add-host {item!r}: host-gateway is the network "
+                               f"helper's address for the host: not with --network {spec.network}")
+        if not spec.host_loopback:
+            raise CarrierError(f"invalid --add-host {item!r}: host-gateway needs --host-loopback "
+                               "(the helper maps the host only then)")
     for server in spec.dns:
         try:
             ipaddress.ip_address(server)

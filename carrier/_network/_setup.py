@@ -25,7 +25,7 @@ from ._choice import choose
 from ._dns import DnsOptions, Forwarder, Hosts, ResolvConf, container_resolv_conf, read_host_resolv_conf
 from ._forwarder import TcpForwarder
 from ._helper import RESOLV_CONF, Helper, HelperConfig, RunningHelper
-from ._options import parse_add_host
+from ._options import HOST_GATEWAY, parse_add_host
 from ._ports import parse_ports
 from ._udprelay import UdpRelay
 
@@ -107,7 +107,7 @@ def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, resolv: Reso
     hosts = Hosts(
         hostname=spec.hostname, name=name,
         address=state.address if state else None, host_gateway=host_address,
-        extra=tuple(parse_add_host(h) for h in spec.add_host),
+        extra=_add_hosts(spec.add_host, host_address),
     )
     write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644)
     write_bytes(kept / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
@@ -115,6 +115,19 @@ def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, resolv: Reso
     return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
             "options": list(resolv.options),
             "forwarder": f"{forwarder.address} -> {forwarder.upstream}" if forwarder else None}
+
+
+def _add_hosts(items: list[str], host_address: str | None) -> tuple[tuple[str, str], ...]:
+    """The ``--add-host`` entries, ``host-gateway`` as *host_address* (left out until the
+    helper runs and it is known)."""
+    entries = []
+    for name, ip in map(parse_add_host, items):
+        if ip == HOST_GATEWAY:
+            if host_address is None:
+                continue
+            ip = host_address
+        entries.append((name, ip))
+    return tuple(entries)
 
 
 async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path) -> ContainerNetwork:

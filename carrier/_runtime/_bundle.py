@@ -7,6 +7,7 @@ from the runtime.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,19 @@ _CAPS = [
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]  # Docker's default set
+
+
+INIT_PATH = "/run/carrier-init"
+"""Where ``--init``'s catatonit is bound, read-only, in the container (Podman: /run/podman-init)."""
+
+
+def init_binary() -> str:
+    """The host's catatonit, found on PATH, for ``--init``; one clear line when it is missing."""
+    found = shutil.which("catatonit")
+    if found is None:
+        raise CarrierError("--init needs catatonit, which is not on PATH (Debian: apt install "
+                           "catatonit)")
+    return os.path.realpath(found)
 
 
 def parse_env(items: Iterable[str], *, base: Iterable[str] = ()) -> list[str]:
@@ -126,6 +140,12 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
     *extra_mounts* (binds, volumes, tmpfs; see ``_storage._mounts``) come after the standard
     ones, so that they may cover them."""
     env = container_env(spec)
+    args = list(spec.args)
+    if spec.init:  # PID 1 forwards signals to the command and reaps orphans, as Podman's --init
+        extra_mounts = [*extra_mounts, {"destination": INIT_PATH, "type": "bind",
+                                        "source": init_binary(),
+                                        "options": ["bind", "ro", "nosuid", "nodev"]}]
+        args = [INIT_PATH, "--", *args]
     mount: dict[str, str] = {"type": "mount"}
     if holder.mountns and not in_mountns:  # the root filesystem is mounted there
         mount["path"] = holder.ns_path("mnt")
@@ -162,7 +182,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
         pts_opts.append("gid=5")
     config = {
         "ociVersion": "1.0.2",
-        "process": process(spec.args, env, spec.cwd, spec.user, rootfs, terminal=spec.tty),
+        "process": process(args, env, spec.cwd, spec.user, rootfs, terminal=spec.tty),
         "root": {"path": "rootfs", "readonly": spec.read_only},
         "hostname": spec.hostname,
         "mounts": [

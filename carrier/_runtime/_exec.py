@@ -72,8 +72,10 @@ async def exec_in(
     error: IO[bytes] | None = None,
     stdin: IO[bytes] | None = None,
     timeout: float | None = None,
+    detach: bool = False,
 ) -> int:
     """Run *argv* in *record*'s container; return its exit status (126/127 as for ``run``).
+    With *detach*, return 0 as soon as it has started (``exec -d``); it runs on inside.
 
     *session* sets the environment of an interactive login (TERM, HOME, USER, SHELL, LANG).
     With *output* (health checks, the library), stdout goes there, stderr to *error* (or there
@@ -104,7 +106,11 @@ async def exec_in(
             prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host", mount=fuse)
         cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
-        if terminal:
+        if detach:  # the runtime returns once the command runs; nothing is attached to it
+            child = _process.spawn([*cmd, "--detach", record.id], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            code = _process.exit_status(await child.wait())
+        elif terminal:
             code = await _exec_tty(cmd, record.id)
         elif output is not None:
             status = await _exec_captured(cmd, record.id, pid_file,

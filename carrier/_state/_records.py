@@ -98,6 +98,7 @@ class Spec:
     read_only_tmpfs: bool = True  # with read_only: tmpfs on /run, /tmp and /var/tmp
     labels: dict[str, str] = field(default_factory=dict)  # e.g. the tree that made it
     log_opt: list[str] = field(default_factory=list)  # --log-opt max-size=SIZE, max-file=N
+    init: bool = False  # --init: catatonit is PID 1, the command its child
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 
 
@@ -236,6 +237,28 @@ class Containers:
                     os.close(lock)
                 raise
         return record, lock
+
+    def rename(self, record: Record, new: str) -> None:
+        """Give *record* the name *new*, reserved as :meth:`create` reserves one (the caller
+        holds its supervisor lock, so no supervisor writes the record meanwhile)."""
+        if not _NAME_RE.match(new):
+            raise CarrierError(f"invalid container name {new!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        old = record.name
+        with self._names_shared():
+            try:
+                os.symlink(record.id, self.root.names / new)
+            except FileExistsError:
+                raise NameInUseError(f"the container name {new!r} is already in use") from None
+            record.name = new
+            try:
+                self.save(record)
+            except BaseException:
+                record.name = old
+                os.unlink(self.root.names / new)
+                raise
+            with contextlib.suppress(OSError):
+                if os.readlink(self.root.names / old) == record.id:
+                    os.unlink(self.root.names / old)
 
     def save(self, record: Record) -> None:
         """Write the record atomically."""

@@ -27,7 +27,7 @@ import anyio
 
 from .._network._setup import reap_stale_helper
 from .._runtime._oci import Runtime, resolve
-from .._state._records import Containers, Status, now
+from .._state._records import Containers, Record, Status, now
 from .._state._schema import Damaged
 from .._util import _process
 from .._util._atomic import try_lock, write_json
@@ -209,6 +209,8 @@ async def _clean_stale(root: Root, cid: str) -> None:
     if record is not None:
         if record.status is Status.EXITED:  # cleaned by someone else meanwhile
             return
+        if record.status is Status.CREATED and record.supervisor_pid is None:
+            return  # created and never started (carrier create): nothing ran, nothing to reap
         salvaged = {"holder_pid": record.holder_pid, "holder_start": record.holder_start,
                     "spec": {"runtime": record.spec.runtime}}
     await _reap(root, cid, salvaged)
@@ -254,6 +256,31 @@ async def _reap(root: Root, cid: str, salvaged: dict[str, Any]) -> None:
     for scratch in (*cdir.glob("exec-*"), cdir / SOCKET):  # health checks; the socket
         with contextlib.suppress(OSError):
             scratch.unlink()
+
+
+async def claim(root: Root, cid: str) -> tuple[Record, int] | None:
+    """Take container *cid* to start it again (``start``, ``restart``): its supervisor lock and
+    its record, ready to run (``created``); None if a supervisor holds it (it runs).
+
+    What a dead supervisor left is reaped first, so a new run never meets an old one's holder.
+    """
+    containers = Containers(root)
+    try:
+        lock = try_lock(containers.supervisor_lock(cid), create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFoundError(f"no such container: {cid}") from None
+    if lock is None:
+        return None
+    try:
+        await _clean_stale(root, cid)
+        record = containers.load(cid)
+        if record.status is Status.EXITED:
+            record.transition(Status.CREATED)  # a new run reuses the record
+            containers.save(record)
+    except BaseException:
+        os.close(lock)
+        raise
+    return record, lock
 
 
 async def remove(root: Root, cid: str) -> None:

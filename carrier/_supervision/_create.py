@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from .._images._store import Store
 from .._network._options import validate as validate_network
-from .._runtime._bundle import parse_env, resolve_user
+from .._runtime._bundle import init_binary, parse_env, resolve_user
 from .._runtime._oci import resolve
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
@@ -54,6 +55,7 @@ def build_spec(
     user: str | None = None,
     hostname: str | None = None,
     storage_driver: str | None = None,
+    publish_all: bool = False,
     **settings: Any,
 ) -> Spec:
     """Resolve *image* and build the container's spec, checking every option.
@@ -61,6 +63,7 @@ def build_spec(
     The command is the image's Entrypoint followed by *command* (or the image's Cmd), as
     Docker does; ``entrypoint`` replaces the image's Entrypoint and drops its Cmd. *settings*
     are further :class:`~carrier._state.Spec` fields (runtime, network, ports, dns, ...).
+    *publish_all* (``-P``) publishes each of the image's exposed ports on a free host port.
     """
     img = Store(root).get(image)
     cfg = img.run_config
@@ -71,6 +74,8 @@ def build_spec(
         raise CarrierError(f"no command specified: image {image} has no Cmd or Entrypoint")
     if workdir is not None and not workdir.startswith("/"):
         raise CarrierError(f"invalid working directory {workdir!r}: it must be absolute")
+    settings["ports"] = expand_ports(settings.get("ports") or [],
+                                     (cfg.get("ExposedPorts") or {}) if publish_all else ())
     settings.setdefault("resolv_conf", os.environ.get("CARRIER_RESOLV_CONF", "/etc/resolv.conf"))
     spec = Spec(
         image=image,
@@ -86,6 +91,8 @@ def build_spec(
     _check_numbers(spec)
     resolve_user(spec.user, *(_image_file(img.layers, f"etc/{db}") for db in ("passwd", "group")))
     resolve(spec.runtime)
+    if spec.init:
+        init_binary()
     validate_network(spec)
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
                         intensity=spec.restart_intensity, period=spec.restart_period)
@@ -95,6 +102,42 @@ def build_spec(
     parse_mounts(spec)
     log_options(spec.log_opt)
     return spec
+
+
+_NO_HOST_PORT = re.compile(r"(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+)::)?(?P<lo>[0-9]+)"
+                           r"(?:-(?P<hi>[0-9]+))?(?:/(?P<proto>tcp|udp))?")
+
+
+def expand_ports(specs: Iterable[str], exposed: Iterable[str] = ()) -> list[str]:
+    """``-p`` values without a host port (``PORT``, ``IP::PORT``, ranges too) as host port 0,
+    any free port chosen at start, one per container port; then each *exposed* port of the
+    image (``80/tcp``) that no value publishes already, as ``-P`` does."""
+    out: list[str] = []
+    for spec in specs:
+        m = _NO_HOST_PORT.fullmatch(spec.strip())
+        if m is None:
+            out.append(spec)
+            continue
+        lo, hi = int(m["lo"]), int(m["hi"] or m["lo"])
+        if hi < lo or hi - lo > 65535:
+            raise CarrierError(f"invalid port mapping {spec!r}: bad container port range")
+        ip = f"{m['ip']}:" if m["ip"] else ""
+        proto = f"/{m['proto']}" if m["proto"] else ""
+        out += [f"{ip}0:{port}{proto}" for port in range(lo, hi + 1)]
+    published = {_container_port(spec) for spec in out}
+    for port in exposed:
+        number, _, proto = port.partition("/")
+        key = (number, proto or "tcp")
+        if number.isdigit() and key not in published:
+            out.append(f"0:{number}/{key[1]}")
+            published.add(key)
+    return out
+
+
+def _container_port(spec: str) -> tuple[str, str]:
+    """The container port and protocol of a ``-p`` value with a host port."""
+    rest, _, proto = spec.partition("/")
+    return rest.rpartition(":")[2], proto or "tcp"
 
 
 def _check_numbers(spec: Spec) -> None:

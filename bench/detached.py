@@ -1,0 +1,174 @@
+"""Detached containers: N x ``run -d IMG sleep`` one after another, side by side with Podman.
+
+Per tool: the total time of the N starts, the memory each tool's own processes keep per
+container (PSS from smaps_rollup, so that pages shared copy-on-write are split fairly; the
+network helpers reported apart, the containers' own ``sleep`` not counted), and ``ps`` with
+the N containers running (median of ``runs``). Carrier's own processes: its supervisors, the
+fork server, ``runc``, the holders and port relays; Podman's: conmon, rootlessport and its
+per-user pause process.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import Context, interleave
+from bench._podman import Podman
+from bench.start import carrier_cli
+
+HELPERS = {"pasta", "pasta.avx2", "slirp4netns"}
+CONTAINER = {"sleep"}
+
+
+def _user_pss() -> dict[str, list[int]]:
+    """PSS (KiB) of every process of this user but this one, grouped by command name."""
+    out: dict[str, list[int]] = {}
+    me = os.getpid()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        pid = int(entry)
+        try:
+            if pid == me or os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                continue
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            pss = next(int(ln.split()[1]) for ln in Path(f"/proc/{entry}/smaps_rollup").read_text()
+                       .splitlines() if ln.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        out.setdefault(comm, []).append(pss)
+    return out
+
+
+def _memory(before: dict[str, list[int]], after: dict[str, list[int]], n: int) -> dict[str, Any]:
+    """What the N containers added, per container, by process name; helpers apart."""
+    by: dict[str, Any] = {}
+    for comm in sorted(set(after) | set(before)):
+        if comm in CONTAINER:
+            continue
+        added = sum(after.get(comm, [])) - sum(before.get(comm, []))
+        count = len(after.get(comm, [])) - len(before.get(comm, []))
+        if added > 0 or count > 0:
+            by[comm] = {"count": count, "pss_kib_per_container": added / n}
+    own = sum(v["pss_kib_per_container"] for c, v in by.items() if c not in HELPERS)
+    helpers = sum(v["pss_kib_per_container"] for c, v in by.items() if c in HELPERS)
+    return {"own_pss_kib_per_container": own, "helper_pss_kib_per_container": helpers,
+            "total_pss_kib_per_container": own + helpers, "by_process": by}
+
+
+def fork_server() -> int | None:
+    """The pid of the fork server this bench's ``carrier`` commands use, if one listens."""
+    from carrier._cli._fastpath import socket_path
+
+    path = socket_path()
+    inodes = {ln.split()[6] for ln in Path("/proc/net/unix").read_text().splitlines()[1:]
+              if path is not None and ln.endswith(f" {path}")}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}")[8:-1] in inodes
+                   for fd in os.listdir(f"/proc/{entry}/fd")):
+                return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def _end(pid: int | None) -> None:
+    """SIGKILL *pid* and wait for it to be gone (bounded)."""
+    if pid is None:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, 9)
+        select.select([fd], [], [], 10)
+    finally:
+        os.close(fd)
+
+
+def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
+          resident: int | None) -> dict[str, Any]:
+    """Measure one tool, with its per-user resident process (fork server, pause process) ended
+    first, so that its share is counted among what the N containers cost."""
+    _end(resident)
+    before = _user_pss()
+    t0 = time.perf_counter()
+    for i in range(n):
+        start(f"det{i}")
+    total = time.perf_counter() - t0
+    time.sleep(2)  # settle: the starts' short-lived processes end; not a wait for a result
+    memory = _memory(before, _user_pss(), n)
+    listing = interleave({f"{name} ps": ps}, runs)[f"{name} ps"]["wall"]
+    stop()
+    return {"start_all_s": total, "start_each_ms": total / n * 1000, **memory, "ps": listing}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Carrier, then Podman, with the same image and helper (pasta when Podman has it)."""
+    n = 10 if ctx.quick else 100
+    cli = carrier_cli()
+    image = ctx.images["small"]
+
+    def timed(argv: list[str], env: dict[str, str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120)
+        return (time.perf_counter() - t0) * 1000
+
+    def carrier_start(name: str) -> None:
+        subprocess.run([*cli, "run", "-d", "--name", name, "--network", "pasta", image, "sleep",
+                        "100000"], env=ctx.env, check=True, capture_output=True, timeout=120)
+
+    def carrier_stop() -> None:
+        names = [f"det{i}" for i in range(n)]
+        subprocess.run([*cli, "rm", "-f", *names], env=ctx.env, capture_output=True, timeout=600,
+                       check=False)
+
+    results: dict[str, Any] = {"n": n}
+    results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
+                               carrier_stop, n, ctx.runs, fork_server())
+    _end(fork_server())
+    podman = Podman(ctx.work)
+    try:
+        podman.import_image(ctx.tarballs["small"], "bench")
+        if podman.unavailable is None:
+            def podman_start(name: str) -> None:
+                podman.run("run", "-d", "--name", name, "--network", "slirp4netns",
+                           "localhost/bench", "sleep", "100000")
+
+            def podman_stop() -> None:
+                podman.run("rm", "-f", "-t", "0", *[f"det{i}" for i in range(n)], timeout=600,
+                           check=False)
+
+            pause = podman.dir / "run" / "libpod" / "tmp" / "pause.pid"
+            results["podman"] = _side("podman", podman_start,
+                                      lambda: timed(podman.argv("ps"), podman.env),
+                                      podman_stop, n, ctx.runs,
+                                      int(pause.read_text()) if pause.exists() else None)
+            results["podman_config"] = podman.config()
+        else:
+            results["podman"] = podman.unavailable
+    finally:
+        podman.close()
+    results["ratios"] = _ratios(results)
+    return results
+
+
+def _ratios(r: dict[str, Any]) -> dict[str, float]:
+    c, p = r.get("carrier"), r.get("podman")
+    if not isinstance(c, dict) or not isinstance(p, dict):
+        return {}
+    out = {"carrier / podman (start all)": c["start_all_s"] / p["start_all_s"],
+           "carrier / podman (ps median)": c["ps"]["median"] / p["ps"]["median"]}
+    if p["own_pss_kib_per_container"] > 0:
+        out["carrier / podman (own PSS per container)"] = (c["own_pss_kib_per_container"]
+                                                            / p["own_pss_kib_per_container"])
+    if p["total_pss_kib_per_container"] > 0:
+        out["carrier / podman (PSS with helpers)"] = (c["total_pss_kib_per_container"]
+                                                      / p["total_pss_kib_per_container"])
+    return out
+
