@@ -13,8 +13,9 @@ import pytest
 from conftest import Carrier
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
-# Prints its first line, then waits (bounded) for /tmp/go, made by `carrier exec`, before its last.
-GATED = "echo first; i=0; while [ ! -e /tmp/go ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; "
+# Prints its first line, then waits for /tmp/go (made by `carrier exec`) before the rest; bounded
+# by at least two minutes, the tests' own timeout, so that it never outlives a hung test.
+GATED = "echo first; i=0; while [ ! -e /tmp/go ] && [ $i -lt 12000 ]; do sleep 0.01; i=$((i+1)); done; "
 
 
 def container_dir(carrier: Carrier, name: str) -> Path:
