@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from ._supervision._events import UnhealthyEvent as UnhealthyEvent
     from ._supervision._events import UnknownEvent as UnknownEvent
     from ._supervision._events import events as events
+    from ._supervision._execstream import ExecProcess as ExecProcess
     from ._supervision._group import Container as Container
     from ._supervision._group import ExecResult as ExecResult
     from ._supervision._group import ExitedBeforeReadyError as ExitedBeforeReadyError
     from ._supervision._group import Outcome as Outcome
     from ._supervision._group import Reason as Reason
     from ._supervision._group import Stdio as Stdio
+    from ._supervision._logreader import LogLine as LogLine
     from ._supervision._ready import Condition as Condition
     from ._supervision._ready import all_of as all_of
     from ._supervision._ready import healthy as healthy
@@ -73,6 +75,7 @@ _HOME = {
     "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
     "ExecTimeoutError": "_util._errors",
     "Reason": "_supervision._group", "Stdio": "_supervision._group",
+    "LogLine": "_supervision._logreader", "ExecProcess": "_supervision._execstream",
 }
 
 __all__ = [
@@ -83,6 +86,7 @@ __all__ = [
     "Container",
     "CreatedEvent",
     "Event",
+    "ExecProcess",
     "ExecResult",
     "ExecTimeoutError",
     "ExitedBeforeReadyError",
@@ -90,6 +94,7 @@ __all__ = [
     "GaveUpEvent",
     "HealthyEvent",
     "ImageNotFoundError",
+    "LogLine",
     "NameInUseError",
     "NetworkReadyEvent",
     "NotFoundError",

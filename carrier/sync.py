@@ -18,6 +18,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._library._run import run as _async_run
 from ._supervision._group import Container as _AsyncContainer
 from ._supervision._group import ExecResult, Outcome
+from ._supervision._logreader import LogLine
 from ._supervision._ready import Condition
 from ._util._errors import CarrierError
 
@@ -54,9 +55,13 @@ class Container:
         """The host address and port that publish *container_port*."""
         return self._portal.call(partial(self.aio.published, container_port, proto))
 
-    def logs(self) -> bytes:
-        """What the container wrote so far (when its output goes to its log)."""
-        return self._portal.call(self.aio.logs)
+    def logs(self) -> list[LogLine]:
+        """The lines the container wrote so far, each with its stream (as
+        :meth:`carrier.Container.logs` without ``follow``)."""
+        async def collect() -> list[LogLine]:
+            return [line async for line in self.aio.logs()]
+
+        return self._portal.call(collect)
 
     def exec(self, argv: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (),
              workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,

@@ -105,7 +105,7 @@ async def test_fixture_gives_a_ready_server(web: carrier.Container) -> None:
                 except anyio.EndOfStream:
                     break
     assert data.endswith(b"hello-lib\n")
-    assert b"serving" in web.logs()
+    assert b"serving" in [line.data async for line in web.logs()]
 
 
 async def test_exec_from_the_library(web: carrier.Container) -> None:

@@ -31,7 +31,7 @@ def test_sync_run_serves_execs_and_stops(cli: Carrier, image: str, backend: carr
         assert answer.endswith(b"hi-sync\n")
         assert c.exec(["sh", "-c", "cat /www/i; echo e >&2; exit 4"]) == \
             carrier.ExecResult(4, b"hi-sync\n", b"e\n")
-        assert c.logs() == b"serving\n"
+        assert [line.data for line in c.logs()] == [b"serving"]
         c.stop()
         outcome = c.wait()
         assert outcome.reason is carrier.Reason.STOP_REQUESTED

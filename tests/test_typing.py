@@ -31,9 +31,9 @@ def sync() -> bytes:
         return c.exec(["true"]).stdout
 
 
-def sync_on_trio() -> bytes:
+def sync_on_trio() -> list[bytes]:
     with carrier.sync.using("trio")("busybox", ["true"], mtu=1500) as c:
-        return c.logs()
+        return [line.data for line in c.logs()]
 """
 
 

@@ -184,32 +184,28 @@ def logs(
     *,
     follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
     tail: Annotated[int, Parameter(name=["-n", "--tail"])] = -1,
+    timestamps: Annotated[bool, Parameter(name=["-t", "--timestamps"])] = False,
+    since: str | None = None,
+    until: str | None = None,
 ) -> int:
-    """Print the output of a detached container (--tail N: its last N lines; -f: keep
-    following it until the container's supervisor has ended)."""
+    """Print a container's output: its stdout on stdout, its stderr on stderr (--tail N: the
+    last N lines; -t: each line's time first; --since/--until: RFC 3339, Unix seconds or a
+    duration such as 10m; -f: keep following until the container's supervisor has ended)."""
+    import time
+
     from .._state._records import Containers
-    from ._logfile import copy, tail_offset
-    from ._logfile import follow as follow_log
+    from .._supervision._logrecords import parse_time
+    from ._logfile import Printer, show
 
     if tail < -1:
         raise CarrierError(f"invalid --tail {tail}: a number of lines, or -1 for all")
+    now = time.time_ns()
+    printer = Printer(sys.stdout.buffer, sys.stderr.buffer, timestamps,
+                      parse_time(since, "--since", now) if since is not None else None,
+                      parse_time(until, "--until", now) if until is not None else None)
     root = open_root()
     record = Containers(root).find(container)
-    cdir = Containers(root).dir(record.id)
-    path = cdir / "container.log"
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise CarrierError(f"container {record.name} has no logs: it ran in the foreground") from None
-    with f:
-        if tail >= 0:
-            f.seek(tail_offset(f, tail))
-        else:
-            f.seek(0)
-        if follow:
-            follow_log(f, cdir, sys.stdout.buffer)
-        else:
-            copy(f, sys.stdout.buffer)
+    show(Containers(root).dir(record.id), printer, tail=tail, follow=follow)
     return 0
 
 

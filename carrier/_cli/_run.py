@@ -10,7 +10,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
@@ -76,6 +76,7 @@ def run(
     health_retries: int = 3,
     health_start_period: str = "0s",
     health_on_failure: Literal["none", "kill", "restart"] = "none",
+    log_opt: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
 ) -> int:
     """Run a command in a new container.
 
@@ -176,6 +177,8 @@ def run(
         Failures during this time after the start do not count.
     health_on_failure: str
         When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
+    log_opt: list[str] | None
+        Log option, as Docker's json-file: max-size=SIZE (rotate at 10m, 512k, ...), max-file=N (repeatable).
     """
     return launch(dict(locals()), create_only=False)
 
@@ -220,7 +223,7 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         restart_intensity=restart_intensity, restart_period=restart_period,
         health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,
         health_retries=health_retries, health_start_period=health_start_period,
-        health_on_failure=health_on_failure,
+        health_on_failure=health_on_failure, log_opt=o.get("log_opt") or [],
     )
 
 
@@ -405,8 +408,7 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
     cdir = Containers(root).dir(record.id)
 
     def work(status_fd: int) -> None:
-        with open(cdir / "container.log", "ab") as log:
-            anyio.run(_detached, root, record, lock, log, status_fd)
+        anyio.run(_detached, root, record, lock, status_fd)
 
     message = in_background(cdir / "supervisor.log", work)
     os.close(lock)
@@ -418,7 +420,7 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
     return 0
 
 
-async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], status_fd: int) -> None:
+async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
     import anyio
 
     from .._supervision._group import Stdio, supervise
@@ -434,7 +436,8 @@ async def _detached(root: Root, record: Record, lock: int, log: IO[bytes], statu
             with unwrapped():
                 async with anyio.create_task_group() as tg:
                     container: Container = await tg.start(
-                        supervise, root, record, lock, Stdio(subprocess.DEVNULL, log, log)
+                        supervise, root, record, lock,  # the output goes to the log only
+                        Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
                     )
                     status.write(b"started")
                     status.close()

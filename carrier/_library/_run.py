@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -13,7 +12,6 @@ from typing import Any
 import anyio
 
 from .._images._ensure import ensure_image
-from .._state._records import Containers
 from .._supervision._control import reconcile
 from .._supervision._create import create
 from .._supervision._group import Container, Stdio, supervise
@@ -82,6 +80,7 @@ async def run(
     read_only_tmpfs: bool | None = None,
     labels: Mapping[str, str] | None = None,
     init: bool | None = None,
+    log_opt: Sequence[str] | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
 
@@ -99,8 +98,9 @@ async def run(
     ``"[HOST_IP:]HOST_PORT"`` or a host port (``{80: "127.0.0.1:0"}``; port 0 picks a free
     one, see :meth:`Container.published`), or is a list of ``-p`` values. *restart* is
     ``no``, ``always``, ``on-failure[:N]`` or ``unless-stopped``.
-    The output goes to the container's log (:meth:`Container.logs`) unless *stdio* says
-    otherwise. With *wait_for* the block is entered only once the condition holds (else
+    The output goes to the container's log (:meth:`Container.logs`), and also where *stdio*
+    says; *log_opt* are ``--log-opt`` values (``["max-size=10m", "max-file=3"]``).
+    With *wait_for* the block is entered only once the condition holds (else
     :class:`ReadyTimeoutError` or :class:`ExitedBeforeReadyError`). *health* is a host-side
     health check (``carrier.http(80)``, ``carrier.tcp(80)``, or any condition), run every
     ``health_interval`` seconds like ``health_cmd``.
@@ -128,7 +128,7 @@ async def run(
     settings = {k: v for k, v in given.items() if v is not None}
     for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
                           ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
-                          ("tmpfs", tmpfs)):
+                          ("tmpfs", tmpfs), ("log_opt", log_opt)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)
@@ -140,20 +140,16 @@ async def run(
         carrier_root, image, argv, name=name, env=env_list, workdir=workdir, user=user,
         remove=remove, ports=port_list, **settings,
     )
-    with contextlib.ExitStack() as files:
-        if stdio is None:
-            log = files.enter_context(
-                open(Containers(carrier_root).dir(record.id) / "container.log", "ab")  # noqa: ASYNC230
+    if stdio is None:  # the output goes to the log only
+        stdio = Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+    with unwrapped():
+        async with anyio.create_task_group() as tg:
+            container: Container = await tg.start(
+                partial(supervise, health_probe=health), carrier_root, record, lock, stdio
             )
-            stdio = Stdio(subprocess.DEVNULL, log, log)
-        with unwrapped():
-            async with anyio.create_task_group() as tg:
-                container: Container = await tg.start(
-                    partial(supervise, health_probe=health), carrier_root, record, lock, stdio
-                )
-                try:
-                    if wait_for is not None:
-                        await container.wait_for(wait_for, wait_timeout)
-                    yield container
-                finally:
-                    container.stop()
+            try:
+                if wait_for is not None:
+                    await container.wait_for(wait_for, wait_timeout)
+                yield container
+            finally:
+                container.stop()

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import termios
 import tty
+from collections.abc import Callable
 from typing import IO, Any
 
 import anyio
@@ -40,12 +41,14 @@ def _fd(stream: int | IO[Any] | None, default: int) -> int:
 class Console:
     """A pty pair whose master the supervisor reads into *out* (a :class:`Stdio` stream)."""
 
-    def __init__(self, out: int | IO[Any] | None, rows: int = 24, cols: int = 80) -> None:
+    def __init__(self, out: int | IO[Any] | None, rows: int = 24, cols: int = 80,
+                 sink: Callable[[bytes], None] | None = None) -> None:
         self.master, self.slave = os.openpty()
         fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         tty.setraw(self.slave)  # the container's terminal already turned \n into \r\n
         os.set_blocking(self.master, False)
         self._out = _fd(out, 1)
+        self._sink = sink  # also gets every chunk (the container's log)
 
     def started(self) -> None:
         """The runtime holds the slave now: drop ours, so that the master reads EOF (EIO)
@@ -81,6 +84,8 @@ class Console:
             raise
         if not data:
             return False
+        if self._sink is not None:
+            self._sink(data)
         view = memoryview(data)
         while view and self._out >= 0:
             view = view[os.write(self._out, view):]

@@ -27,6 +27,7 @@ from .._storage._rootfs import running_view
 from .._util import _process
 from .._util._atomic import write_json
 from .._util._errors import ConflictError, ExecTimeoutError
+from .._util._inotify import wait_for_file
 from .._util._root import Root
 from ._bundle import container_env, parse_env, process
 from ._oci import resolve, start_failure
@@ -149,6 +150,19 @@ async def _kill_exec(child: _process.Child, pid_file: Path) -> None:
     """SIGKILL the command that the runtime's exec started (killing only the runtime would
     leave it running inside), then the runtime's exec, and reap it. **Cancellation:** shielded."""
     with anyio.CancelScope(shield=True):
+        # The command may run a moment before the runtime writes its PID file: wait for the
+        # file (or the runtime's end), else the command would outlive us inside.
+        with anyio.move_on_after(5):  # a guard: runc writes it as soon as the command runs
+            async with anyio.create_task_group() as tg:
+                gone = anyio.Event()
+
+                async def runtime_gone() -> None:
+                    await child.wait()
+                    gone.set()
+
+                tg.start_soon(runtime_gone)
+                await wait_for_file(pid_file, give_up=gone)
+                tg.cancel_scope.cancel()
         with contextlib.suppress(OSError, ValueError):
             pidfd = os.pidfd_open(int(pid_file.read_text()))  # noqa: ASYNC240 - a few bytes
             try:

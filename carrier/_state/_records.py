@@ -97,6 +97,7 @@ class Spec:
     read_only: bool = False  # the root filesystem read-only
     read_only_tmpfs: bool = True  # with read_only: tmpfs on /run, /tmp and /var/tmp
     labels: dict[str, str] = field(default_factory=dict)  # e.g. the tree that made it
+    log_opt: list[str] = field(default_factory=list)  # --log-opt max-size=SIZE, max-file=N
     init: bool = False  # --init: catatonit is PID 1, the command its child
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 

@@ -25,6 +25,7 @@ from .._util._errors import CarrierError
 from .._util._root import Root
 from . import _events
 from ._health import HealthConfig
+from ._logwriter import log_options
 from ._restart import RestartPolicy
 
 
@@ -99,6 +100,7 @@ def build_spec(
     if spec.remove and spec.restart != "no":
         raise CarrierError("conflicting options: --restart and --rm")
     parse_mounts(spec)
+    log_options(spec.log_opt)
     return spec
 
 

@@ -17,10 +17,11 @@ import signal as _signal
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, final
+from typing import IO, TYPE_CHECKING, Any, Protocol, final
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -46,7 +47,15 @@ from .._util._root import Root
 from . import _events
 from ._control import serve_control
 from ._health import HealthConfig, describe, watch
+from ._logreader import Joiner, LogLine, lines
+from ._logreader import follow as follow_log
+from ._logrecords import Record as LogRecord
+from ._logwriter import LogWriter, log_options
+from ._output import Output
 from ._restart import RestartPolicy, RestartTracker
+
+if TYPE_CHECKING:
+    from ._execstream import ExecProcess
 
 LOG_TAIL = 20  # lines of output an ExitedBeforeReadyError carries
 
@@ -156,12 +165,37 @@ class Container:
                 return str(p["host_ip"]), int(p["host_port"])
         raise CarrierError(f"container {self.name} does not publish {container_port}/{proto}")
 
-    def logs(self) -> bytes:
-        """What the container wrote so far (when its output goes to the log file)."""
-        try:
-            return (self._group.bundle / "container.log").read_bytes()
-        except FileNotFoundError:
-            return b""
+    def log_tail(self, lines: int = 200) -> list[LogLine]:
+        """The last *lines* lines written so far, read at once: for code that cannot await
+        (a pytest hook's report, the ``carrier.sync`` facade)."""
+        return self._group.output_lines()[-lines:] if lines > 0 else []
+
+    async def logs(self, *, follow: bool = False, stdout: bool = True,
+                   stderr: bool = True) -> AsyncIterator[LogLine]:
+        """The container's output, line by line, each with its stream and time (``async for``).
+
+        With *follow*, it goes on as the container writes, woken by inotify, until the
+        container has ended for good and been cleaned up. Once a ``remove=True`` container's
+        files are gone (its block has ended), the last lines it wrote are still here, kept in
+        memory (the last 200).
+
+        **Cancellation:** safe; the files it reads are closed.
+        """
+        wanted = {s for s, keep in (("stdout", stdout), ("stderr", stderr)) if keep}
+        group = self._group
+        if not follow or group.last_lines is not None:
+            for line in group.output_lines():
+                if line.stream in wanted:
+                    yield line
+            return
+        joiner = Joiner()
+        async for batch in follow_log(group.bundle, group.cleaned):
+            for line in joiner.feed(batch):
+                if line.stream in wanted:
+                    yield line
+        for line in joiner.rest():
+            if line.stream in wanted:
+                yield line
 
     async def exec(self, argv: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (),
                    workdir: str | None = None, user: str | None = None,
@@ -174,13 +208,7 @@ class Container:
 
         **Cancellation:** the command inside and the runtime's exec are killed and reaped.
         """
-        if isinstance(env, Mapping):
-            bad = [k for k in env if not k or "=" in k]
-            if bad:
-                raise CarrierError(f"invalid exec env key {bad[0]!r}: expected a name without '='")
-            env = [f"{k}={v}" for k, v in env.items()]
-        elif isinstance(env, str):
-            raise CarrierError(f"invalid exec env={env!r}: expected a mapping or a list")
+        env = _env_list(env)
         from .._runtime._exec import exec_in  # the exec machinery loads only when used
 
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
@@ -194,24 +222,45 @@ class Container:
             err.seek(0)
             return ExecResult(code, out.read(), err.read())
 
+    def exec_stream(self, argv: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (),
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False,
+                    timeout: float | None = None) -> AbstractAsyncContextManager[ExecProcess]:
+        """Run *argv* inside while the block reads its output as it comes:
+        ``async with c.exec_stream(argv) as proc:`` gives ``proc.stdout`` and ``proc.stderr``
+        (anyio byte streams), ``proc.stdin`` with *stdin* True (close it to end the input),
+        and ``await proc.wait()``, the exit status. *env*, *workdir*, *user* and *timeout* are
+        :meth:`exec`'s.
+
+        **Leaving the block** ends the command: if it still runs, it is killed (inside, and the
+        runtime's exec) and reaped; so does cancellation.
+        """
+        from ._execstream import exec_stream  # the exec machinery loads only when used
+
+        return exec_stream(self._group.root, self._group.record, argv, env=_env_list(env),
+                           workdir=workdir, user=user, stdin=stdin, timeout=timeout)
+
     async def wait_for(self, condition: Check, timeout: float = 60, interval: float = 0.05) -> None:
         """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...); fail if
         the container ends for good or *timeout* passes.
 
         **Cancellation:** safe; nothing is left behind.
         """
+        waits = getattr(condition, "wait", None)
         with anyio.move_on_after(timeout):
+            if waits is not None:  # woken by what it watches: no probing
+                if await waits(self):
+                    return
+                await self._group.cleaned.wait()  # it stopped watching: the container ended
             while True:
                 if (outcome := self.outcome) is not None:  # ended for good (not between restarts)
-                    output = self.logs() or self._group.last_output
-                    tail = output.decode(errors="replace").splitlines()[-LOG_TAIL:]
+                    tail = [line.text for line in self._group.output_lines()[-LOG_TAIL:]]
                     raise ExitedBeforeReadyError(
                         f"container {self.name} ended before it was ready ({condition.description}): "
                         f"{outcome.reason}, exit code {outcome.exit_code}"
                         + (f"; last output: {tail[-1]}" if tail else ""), outcome, tail)
                 if await condition(self):
                     return
-                await anyio.sleep(interval)  # bounded poll: sockets and logs announce nothing
+                await anyio.sleep(interval)  # bounded poll: sockets announce nothing
         raise ReadyTimeoutError(
             f"container {self.name} not ready within {timeout:g} s ({condition.description})"
         )
@@ -272,6 +321,8 @@ class _Group:
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
         self.console: Console | None = None
+        self.output: Output | None = None
+        self.log: LogWriter | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
         self.final: Outcome | None = None
@@ -286,7 +337,14 @@ class _Group:
         self.health: HealthConfig | None = None
         self.on_running = on_running
         self.on_launch = on_launch
-        self.last_output = b""  # the end of the log, kept when --rm removes the file
+        self.last_lines: list[LogRecord] | None = None  # the end of the log once --rm removed it
+
+    def output_lines(self) -> list[LogLine]:
+        """Every line of output the log holds (the last ones, once ``--rm`` removed it)."""
+        if self.last_lines is not None:
+            joiner = Joiner()
+            return [*joiner.feed(self.last_lines), *joiner.rest()]
+        return lines(self.bundle)
 
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
@@ -375,6 +433,7 @@ class _Group:
         self.holder, self.network, self.child, self.outcome = None, None, None, None
         self.rootfs = None
         self.console = None
+        self.output = None
         try:
             await self._start()
             if task_status is not None:
@@ -383,6 +442,8 @@ class _Group:
                 tg.start_soon(self._watch_container, tg)
                 if self.console is not None:
                     tg.start_soon(self.console.relay)
+                if self.output is not None:
+                    tg.start_soon(self.output.relay)
                 tg.start_soon(self._watch_holder, tg)
                 if self.rootfs is not None and self.rootfs.fuse is not None:
                     tg.start_soon(self._watch_storage, tg, self.rootfs.fuse)
@@ -438,10 +499,18 @@ class _Group:
         pid_file = self.bundle / "container.pid"
         pid_file.unlink(missing_ok=True)
         self.record.container_pid = None
-        streams = (self.stdio.stdin, self.stdio.stdout, self.stdio.stderr)
+        if self.log is None:
+            self.log = LogWriter(self.bundle, *log_options(spec.log_opt))
+        writer = self.log
+        streams: tuple[int | IO[Any] | None, ...]
         if spec.tty and not is_terminal(self.stdio.stdin):  # no terminal input to relay
-            self.console = Console(self.stdio.stdout)
+            self.console = Console(self.stdio.stdout, sink=lambda data: writer.write("stdout", data))
             streams = (self.console.slave,) * 3
+        elif spec.tty:  # the runtime relays our own terminal: nothing passes through here
+            streams = (self.stdio.stdin, self.stdio.stdout, self.stdio.stderr)
+        else:
+            self.output = Output(writer, self.stdio.stdout, self.stdio.stderr)
+            streams = (self.stdio.stdin, *self.output.write_ends)
         self.child = self.runtime.run(
             self.record.id, self.bundle, stdin=streams[0], stdout=streams[1], stderr=streams[2],
             inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
@@ -449,6 +518,8 @@ class _Group:
         )
         if self.console is not None:
             self.console.started()
+        if self.output is not None:
+            self.output.started()
         if self.on_launch is not None:  # the command is on its way
             self.on_launch()
         if await self._command_running(pid_file) or pid_file.exists():
@@ -489,6 +560,8 @@ class _Group:
         code = _process.exit_status(await self.child.wait())
         if self.console is not None:
             self.console.drain()  # the runtime has written all; the last of it is still here
+        if self.output is not None:
+            self.output.drain()
         failure = start_failure(self.bundle / "runtime.log") if code else None
         if failure is not None:
             self.end(Outcome(failure[0], Reason.RUNTIME_FAILED, failure[1]), tg)
@@ -586,6 +659,9 @@ class _Group:
         if self.console is not None:
             self.console.drain()
             self.console.close()
+        if self.output is not None:
+            self.output.drain()
+            self.output.close()
         await self.runtime.delete(self.record.id)
         if self.network is not None:
             await self.network.stop()
@@ -615,8 +691,10 @@ class _Group:
                                   "; ".join(filter(None, [outcome.message, self.gave_up])))
                 self.record.reason = f"{self.record.reason}; {self.gave_up}"
             self.final = outcome
+            if self.log is not None:
+                self.log.close()
             if self.record.spec.remove:
-                self.last_output = _log_end(self.bundle / "container.log")
+                self.last_lines = self.log.last_lines() if self.log is not None else []
                 self.containers.remove(self.record)
             else:
                 self.containers.save(self.record)
@@ -627,14 +705,16 @@ class _Group:
             self.cleaned.set()
 
 
-def _log_end(path: Path, size: int = 64 * 1024) -> bytes:
-    """The last *size* bytes of the log at *path* (nothing if there is none)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
-            return f.read()
-    except OSError:
-        return b""
+def _env_list(env: Mapping[str, str] | Sequence[str]) -> Sequence[str]:
+    """An exec's *env* as ``KEY=VALUE`` strings (a mapping's keys checked)."""
+    if isinstance(env, Mapping):
+        bad = [k for k in env if not k or "=" in k]
+        if bad:
+            raise CarrierError(f"invalid exec env key {bad[0]!r}: expected a name without '='")
+        return [f"{k}={v}" for k, v in env.items()]
+    if isinstance(env, str):
+        raise CarrierError(f"invalid exec env={env!r}: expected a mapping or a list")
+    return env
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:

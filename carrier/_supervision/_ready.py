@@ -23,6 +23,9 @@ class Condition:
 
     description: str
     check: Callable[[Container], Awaitable[bool]]
+    # Returns True once the condition holds, or False once it never can (the container ended),
+    # woken by events: :meth:`Container.wait_for` uses it instead of probing, when there is one.
+    wait: Callable[[Container], Awaitable[bool]] | None = None
 
     async def __call__(self, container: Container) -> bool:
         return await self.check(container)
@@ -99,9 +102,18 @@ def log_line(pattern: str) -> Condition:
     regex = re.compile(pattern.encode())
 
     async def check(c: Container) -> bool:
-        return any(regex.search(line) for line in c.logs().splitlines())
+        async for line in c.logs():
+            if regex.search(line.data):
+                return True
+        return False
 
-    return Condition(f"log line /{pattern}/", check)
+    async def wait(c: Container) -> bool:
+        async for line in c.logs(follow=True):  # woken by inotify as output comes
+            if regex.search(line.data):
+                return True
+        return False
+
+    return Condition(f"log line /{pattern}/", check, wait)
 
 
 def healthy() -> Condition:

@@ -18,7 +18,6 @@ import collections
 import os
 import subprocess
 import time
-from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
@@ -124,49 +123,46 @@ class _Run:
             except CarrierError as e:
                 raise CarrierError(f"{self.tree.path}: containers.{decl.name}: {e}") from None
         await self.remove_previous()
-        with ExitStack() as files:
-            async with anyio.create_task_group() as tg:
-                try:
-                    for decl in self.tree.containers:
-                        for dep, cond in decl.depends_on.items():
-                            condition = _condition(cond)
-                            if condition is not None:
-                                await self.handles[dep].wait_for(condition, timeout=300)
-                        record, lock = create(
-                            self.root, decl.image, decl.command,
-                            name=self.tree.container_name(decl.name),
-                            **self.options(decl.name, decl.options),
-                        )
-                        log = files.enter_context(
-                            open(Containers(self.root).dir(record.id) / "container.log", "ab")  # noqa: ASYNC230
-                        )
-                        handle: Container = await tg.start(
-                            supervise, self.root, record, lock, Stdio(subprocess.DEVNULL, log, log)
-                        )
-                        self.handles[decl.name] = handle
-                        self.order.append(decl.name)
-                        group = self.group_of.get(decl.name)
-                        if group is not None and group.strategy != "one_for_one":
-                            handle.on_run_end(partial(self.on_run_end, group, decl.name))
-                    task_status.started(self.handles)
-                    async with anyio.create_task_group() as waiters:
+        async with anyio.create_task_group() as tg:
+            try:
+                for decl in self.tree.containers:
+                    for dep, cond in decl.depends_on.items():
+                        condition = _condition(cond)
+                        if condition is not None:
+                            await self.handles[dep].wait_for(condition, timeout=300)
+                    record, lock = create(
+                        self.root, decl.image, decl.command,
+                        name=self.tree.container_name(decl.name),
+                        **self.options(decl.name, decl.options),
+                    )
+                    quiet = Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+                    handle: Container = await tg.start(  # its output goes to its log
+                        supervise, self.root, record, lock, quiet
+                    )
+                    self.handles[decl.name] = handle
+                    self.order.append(decl.name)
+                    group = self.group_of.get(decl.name)
+                    if group is not None and group.strategy != "one_for_one":
+                        handle.on_run_end(partial(self.on_run_end, group, decl.name))
+                task_status.started(self.handles)
+                async with anyio.create_task_group() as waiters:
 
-                        async def all_ended() -> None:
-                            for h in self.handles.values():
-                                await h.wait()
-                            waiters.cancel_scope.cancel()
+                    async def all_ended() -> None:
+                        for h in self.handles.values():
+                            await h.wait()
+                        waiters.cancel_scope.cancel()
 
-                        async def stop_asked() -> None:
-                            await self.stop.wait()
-                            waiters.cancel_scope.cancel()
+                    async def stop_asked() -> None:
+                        await self.stop.wait()
+                        waiters.cancel_scope.cancel()
 
-                        waiters.start_soon(all_ended)
-                        waiters.start_soon(stop_asked)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        for name in reversed(self.order):  # reverse start order, one by one
-                            self.handles[name].stop()
-                            await self.handles[name].wait()
+                    waiters.start_soon(all_ended)
+                    waiters.start_soon(stop_asked)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for name in reversed(self.order):  # reverse start order, one by one
+                        self.handles[name].stop()
+                        await self.handles[name].wait()
         return self.gave_up
 
 

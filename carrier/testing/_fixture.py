@@ -76,7 +76,7 @@ def container_fixture(
 
 def _log_tail(c: Container, lines: int) -> str:
     """The last *lines* lines of the container's log."""
-    return "\n".join(c.logs().decode(errors="replace").splitlines()[-lines:])
+    return "\n".join(line.text for line in c.log_tail(lines))
 
 
 @pytest.hookimpl(wrapper=True)
