@@ -20,6 +20,7 @@ from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
 from . import (
     _containers,
+    _cp,
     _enter,
     _images,
     _kill,
@@ -79,6 +80,7 @@ app.command(_wait.wait)
 app.command(_port.port)
 app.command(_top.top)
 app.command(_stats.stats)
+app.command(_cp.cp)
 app.command(_enter.exec_, name="exec")
 app.command(_enter.shell, name=["shell", "sh"])
 app.command(_enter.terminal, name=["terminal", "t", "term"])
