@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,12 +144,35 @@ def test_stats_no_stream(carrier: Carrier, image: str, network: str) -> None:
     carrier("rm", "-f", "st")
 
 
+def test_stats_streams_until_the_container_ends(carrier: Carrier, image: str) -> None:
+    """Without --no-stream, stats prints a table each interval, and ends by itself (exit 0)
+    once the container it watches no longer runs."""
+    assert carrier("run", "-d", "--name", "st", image, "sleep", "1000").code == 0
+    stream = carrier.popen("stats", "st", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert stream.stdout is not None
+    try:
+        tables = []
+        for _ in range(100):  # two tables: each line is an event, the stream's own output
+            line = stream.stdout.readline()
+            assert line, stream.communicate(timeout=30)
+            if line.startswith("ID"):
+                tables.append(line)
+            elif tables:
+                assert " st " in line
+            if len(tables) == 2:
+                break
+        assert len(tables) == 2
+        assert carrier("rm", "-f", "st").code == 0
+        _, err = stream.communicate(timeout=30)  # a guard: the stream ends with the container
+        assert stream.returncode == 0, err
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+            stream.wait()
+
+
 def test_stats_bad_input(carrier: Carrier, image: str) -> None:
-    """stats without --no-stream, or of a container that does not run, is one line and 125."""
-    res = carrier("stats")
-    assert res.code == 125
-    assert res.err.count("\n") == 1
-    assert "--no-stream" in res.err
+    """stats of a container that does not run is one line and 125; its record is unchanged."""
     assert carrier("run", "--name", "done", image, "true").code == 0
     res = carrier("stats", "--no-stream", "done")
     assert res.code == 125, res.err

@@ -9,6 +9,7 @@ memory, PIDs, network bytes of the container's interfaces and block I/O bytes.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from .._state._records import Record
 
 WINDOW = 0.5
-"""Seconds over which CPU % is measured (the measurement itself, not a wait for anything)."""
+"""Seconds over which ``--no-stream`` measures CPU % (the measurement itself, not a wait)."""
+INTERVAL = 1.0
+"""Seconds between two measurements of a stream (each measuring CPU % over the last one)."""
 
 
 @dataclass
@@ -51,16 +54,14 @@ def stats(
     containers: str
         Container names, ids or id prefixes (default: every running container).
     no_stream: bool
-        Print one measurement and exit (required for now: Carrier does not stream).
+        Print one measurement and exit (else one a second, until Ctrl-C or until none of
+        the containers runs any more).
     format: str
         ``table`` (Podman's columns) or ``json`` (Podman's fields, plus raw numbers).
     """
     from .._runtime._exec import running_record
     from .._state._records import Containers, Status
 
-    if not no_stream:
-        raise CarrierError("stats streams only with --no-stream for now: "
-                           "carrier stats --no-stream [NAME...]")
     root = open_root()
     found = Containers(root)
     if containers:
@@ -73,15 +74,35 @@ def stats(
     else:
         records = [r for r in found.all()
                    if r.status is Status.RUNNING and found.supervisor_alive(r.id)]
-    before = {r.id: _measure(r) for r in records}
-    started = time.monotonic()
-    time.sleep(WINDOW)  # CPU % is a rate: it needs two measurements some time apart
-    seconds = time.monotonic() - started
-    after = [_measure(r) for r in records]
-    rows = [_row(before[u.record.id], u, seconds) for u in after]
+    from .._sandbox._procs import pid_namespace
+
+    namespaces = {r.id: pid_namespace(r.container_pid) if r.container_pid else None
+                  for r in records}
+    before = {r.id: _measure(r, namespaces[r.id]) for r in records}
+    window = WINDOW if no_stream else INTERVAL
+    while True:  # bounded by the containers' lives: it ends when none of them runs any more
+        started = time.monotonic()
+        time.sleep(window)  # CPU % is a rate: it needs two measurements some time apart
+        seconds = time.monotonic() - started
+        after = [u for u in (_measure(r, namespaces[r.id]) for r in records) if u.pids or no_stream]
+        _show([_row(before[u.record.id], u, seconds) for u in after], format,
+              clear=not no_stream and sys.stdout.isatty())
+        if no_stream:
+            return 0
+        if not after:
+            return 0
+        sys.stdout.flush()
+        before = {u.record.id: u for u in after}
+        records = [u.record for u in after]
+
+
+def _show(rows: list[dict[str, Any]], format: str, *, clear: bool) -> None:
+    """Print one measurement: a JSON array, or Podman's table (after clearing a terminal)."""
+    if clear:
+        print("\033[2J\033[H", end="")
     if format == "json":
         print(json.dumps(rows, indent=1))
-        return 0
+        return
     head = ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET IO", "BLOCK IO", "PIDS",
             "CPU TIME", "AVG CPU %")
     keys = ("id", "name", "cpu_percent", "mem_usage", "mem", "net_io", "block_io", "pids",
@@ -90,17 +111,17 @@ def stats(
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for line in table:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    return 0
 
 
-def _measure(record: Record) -> _Usage:
-    """One reading of *record*'s processes."""
+def _measure(record: Record, namespace: str | None) -> _Usage:
+    """One reading of *record*'s processes (none once its first process has left *namespace*,
+    the one it had when the command began: a PID reused meanwhile is not the container)."""
     from .._sandbox import _procs
 
     usage = _Usage(record)
-    if record.container_pid is None:
+    if record.container_pid is None or namespace is None:
         return usage
-    procs = _procs.members(record.container_pid)
+    procs = _procs.members(record.container_pid, namespace)
     usage.pids = len(procs)
     usage.start_ticks = procs[0].start_ticks if procs else 0
     reads = writes = 0

@@ -50,11 +50,11 @@ def pid_namespace(pid: int) -> str | None:
         return None
 
 
-def members(init_pid: int) -> list[Proc]:
-    """The live processes in *init_pid*'s PID namespace, *init_pid* first, then by namespace PID.
-    Empty when *init_pid* is gone."""
+def members(init_pid: int, namespace: str | None = None) -> list[Proc]:
+    """The live processes in *init_pid*'s PID namespace, by namespace PID (*init_pid* first).
+    Empty when *init_pid* is gone, or when it is no longer in *namespace* (its PID reused)."""
     ns = pid_namespace(init_pid)
-    if ns is None:
+    if ns is None or namespace not in (None, ns):
         return []
     found = []
     for entry in os.listdir("/proc"):
