@@ -193,3 +193,12 @@ def test_host_side_keeps_absolute_names_inside(tmp_path: Path) -> None:
            untrusted=True)
     assert (dest / "abs").read_bytes() == b"x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+
+
+def test_worker_refuses_a_reused_pid(capsys: pytest.CaptureFixture[str]) -> None:
+    """The container's side refuses a /proc/PID/root whose mount namespace is no longer the
+    container's (its PID reused by another process), before it chroots or touches anything."""
+    from carrier._storage._transfer_worker import main
+
+    assert main([f"/proc/{os.getpid()}/root", "unpack", "/x", "mnt:[1]"]) == 125
+    assert capsys.readouterr().err == "carrier: the container stopped while the copy began\n"

@@ -2,7 +2,7 @@
 with Docker's placement rules and the tar safety rules the layers obey.
 
 One side packs (:func:`pack`), the other unpacks (:func:`unpack`); the container's side runs in
-a worker process that is root in the container's user namespace and ``chroot``\\ s into the
+a worker process that is root in the container's user namespace and chroots into the
 container's root first (:mod:`._transfer_worker`), so every path there (``..``, absolute
 symlinks) resolves inside the root, never on the host. On the host's side the archive from the
 container is untrusted: besides ``tarfile.tar_filter`` (no absolute names, nothing that resolves
@@ -164,20 +164,29 @@ def worker_argv(cdir: Path, driver: str, container_pid: int | None, action: str,
     directory in a user namespace of our own. Other stopped containers have no root mounted
     anywhere: refused in one line."""
     rootless = os.geteuid() != 0
+    expect = ""
     if container_pid is not None:
         root = f"/proc/{container_pid}/root"
         prefix: list[str] = []
-        if rootless and _own_userns(container_pid):
+        if _own_userns(container_pid):
             prefix = ["nsenter", "-t", str(container_pid), "-U", "--preserve-credentials"]
+        try:  # the worker checks that the PID still names the container (not a reused PID)
+            expect = os.readlink(f"/proc/{container_pid}/ns/mnt")
+        except OSError:
+            raise CarrierError("the container stopped while the copy began") from None
     elif driver == "copy" and (cdir / "rootfs").is_dir():
         root = str(cdir / "rootfs")
         prefix = ["unshare", "--user", "--map-root-user"] if rootless else []
     else:
         raise CarrierError(f"the root filesystem of a stopped container is reachable only with "
                            f"the copy storage driver (this one uses {driver}): start it first")
-    return [*prefix, sys.executable, "-m", "carrier._storage._transfer_worker", root, action, path]
+    return [*prefix, sys.executable, "-m", "carrier._storage._transfer_worker", root, action, path,
+            expect]
 
 
 def _own_userns(pid: int) -> bool:
     """Whether *pid* is in a user namespace other than ours."""
-    return os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    except OSError:
+        raise CarrierError("the container stopped while the copy began") from None
