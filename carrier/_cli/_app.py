@@ -20,6 +20,7 @@ from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
 from . import (
     _containers,
+    _cp,
     _enter,
     _images,
     _kill,
@@ -28,6 +29,8 @@ from . import (
     _network,
     _port,
     _run,
+    _stats,
+    _top,
     _trees,
     _version,
     _volumes,
@@ -75,6 +78,9 @@ app.command(_containers.rm)
 app.command(_kill.kill)
 app.command(_wait.wait)
 app.command(_port.port)
+app.command(_top.top)
+app.command(_stats.stats)
+app.command(_cp.cp)
 app.command(_enter.exec_, name="exec")
 app.command(_enter.shell, name=["shell", "sh"])
 app.command(_enter.terminal, name=["terminal", "t", "term"])
