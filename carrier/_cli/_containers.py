@@ -11,7 +11,7 @@ from cyclopts import Parameter
 
 from .._util._durations import parse_duration
 from .._util._errors import CarrierError, ConflictError
-from ._common import open_root
+from ._common import each, open_root
 from ._format import ago, table
 
 if TYPE_CHECKING:
@@ -161,22 +161,18 @@ def rm(
         raise CarrierError("rm needs at least one container: carrier rm [-f] NAME...")
     root = open_root()
     found = Containers(root)
-    failed = False
-    for ref in containers:
-        try:
-            cid = found.resolve(ref)
-            if found.supervisor_alive(cid):
-                if not force:
-                    raise ConflictError(f"cannot remove container {ref}: it is running "
-                                        "(stop it first or use -f)")
-                request_stop(root, cid, ref, 0)
-            anyio.run(remove, root, cid)
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-            continue
+
+    def one(ref: str) -> None:
+        cid = found.resolve(ref)
+        if found.supervisor_alive(cid):
+            if not force:
+                raise ConflictError(f"cannot remove container {ref}: it is running "
+                                    "(stop it first or use -f)")
+            request_stop(root, cid, ref, 0)
+        anyio.run(remove, root, cid)
         print(ref)
-    return 125 if failed else 0
+
+    return each(containers, one)
 
 
 def logs(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Annotated
 
 from cyclopts import Parameter
 
 from .._util._errors import CarrierError, ConflictError
-from ._common import open_root
+from ._common import each, open_root
 
 
 def parse_signal(text: str) -> int:
@@ -51,17 +50,13 @@ def kill(
     number = parse_signal(signal_)
     root = open_root()
     found = Containers(root)
-    failed = False
-    for ref in containers:
-        try:
-            record = found.find(ref)
-            if record.status is not Status.RUNNING or not found.supervisor_alive(record.id):
-                raise ConflictError(f"can only kill running containers: {ref} is {record.status}")
-            runtime = Runtime(resolve(record.spec.runtime), root.runtime)
-            anyio.run(runtime.kill, record.id, str(number))
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-            continue
+
+    def one(ref: str) -> None:
+        record = found.find(ref)
+        if record.status is not Status.RUNNING or not found.supervisor_alive(record.id):
+            raise ConflictError(f"can only kill running containers: {ref} is {record.status}")
+        runtime = Runtime(resolve(record.spec.runtime), root.runtime)
+        anyio.run(runtime.kill, record.id, str(number))
         print(ref)
-    return 125 if failed else 0
+
+    return each(containers, one)

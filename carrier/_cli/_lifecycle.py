@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
@@ -13,7 +12,7 @@ from cyclopts import Parameter
 from .._util._errors import CarrierError, ConflictError
 from .._util._signals import held
 from . import _run
-from ._common import open_root
+from ._common import each, open_root
 
 if TYPE_CHECKING:
     from .._util._root import Root
@@ -53,14 +52,7 @@ def start(
     root = open_root()
     if attach:
         return _start_one(root, containers[0], attach=True)
-    failed = False
-    for ref in containers:
-        try:
-            _start_one(root, ref, attach=False)
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-    return 125 if failed else 0
+    return each(containers, lambda ref: _start_one(root, ref, attach=False))
 
 
 def _start_one(root: Root, ref: str, *, attach: bool) -> int:
@@ -107,17 +99,14 @@ def restart(
     timeout = parse_duration(time, "-t/--time") if time is not None else None
     root = open_root()
     found = Containers(root)
-    failed = False
-    for ref in containers:
-        try:
-            cid = found.resolve(ref)
-            if found.supervisor_alive(cid):
-                request_stop(root, cid, ref, timeout, _stop_timeout(found, cid))
-            _start_one(root, ref, attach=False)
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-    return 125 if failed else 0
+
+    def one(ref: str) -> None:
+        cid = found.resolve(ref)
+        if found.supervisor_alive(cid):
+            request_stop(root, cid, ref, timeout, _stop_timeout(found, cid))
+        _start_one(root, ref, attach=False)
+
+    return each(containers, one)
 
 
 def rename(container: str, new_name: str, /) -> int:

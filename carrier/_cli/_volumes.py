@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
 
 from .._util._errors import CarrierError
-from ._common import open_root
+from ._common import each, open_root
 from ._format import ago, table
 
 if TYPE_CHECKING:
@@ -82,19 +81,15 @@ def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = 
         raise CarrierError("rm needs at least one volume: carrier volume rm [-f] NAME...")
     root = open_root()
     volumes = Volumes(root)
-    failed = False
-    for name in names:
-        try:
-            with volumes.lock(shared=False):
-                if force:
-                    _remove_containers(root, volume_users(root, name))
-                remove_unused(root, name)
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-            continue
+
+    def one(name: str) -> None:
+        with volumes.lock(shared=False):
+            if force:
+                _remove_containers(root, volume_users(root, name))
+            remove_unused(root, name)
         print(name)
-    return 125 if failed else 0
+
+    return each(names, one)
 
 
 def prune() -> int:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._util._errors import CarrierError
-from ._common import open_root
+from ._common import each, open_root
 
 if TYPE_CHECKING:
     from .._state._records import Containers
@@ -36,17 +35,14 @@ def wait(*containers: str) -> int:
         raise CarrierError("wait needs at least one container: carrier wait NAME...")
     root = open_root()
     found = Containers(root)
-    failed = False
-    for ref in containers:
-        try:
-            cid = found.resolve(ref)
-            _until_released(found.supervisor_lock(cid))
-            anyio.run(reconcile, root)  # a supervisor that was killed: record its end
-            print(_exit_code(root.path, found, cid, ref), flush=True)
-        except CarrierError as e:
-            print(f"carrier: {e}", file=sys.stderr)
-            failed = True
-    return 125 if failed else 0
+
+    def one(ref: str) -> None:
+        cid = found.resolve(ref)
+        _until_released(found.supervisor_lock(cid))
+        anyio.run(reconcile, root)  # a supervisor that was killed: record its end
+        print(_exit_code(root.path, found, cid, ref), flush=True)
+
+    return each(containers, one)
 
 
 def _until_released(lock: Path) -> None:
