@@ -655,7 +655,14 @@ class _Group:
 
     async def _cleanup_run(self) -> None:
         """Stop the container and release what this run held; record how it ended."""
-        code = await self._stop_container()
+        async with anyio.create_task_group() as relays:
+            # What it writes while it stops (a SIGTERM trap's last words) is logged as it comes,
+            # and a full pipe can never keep it from ending.
+            for relay in (self.console, self.output):
+                if relay is not None:
+                    relays.start_soon(_relay_quietly, relay.relay)
+            code = await self._stop_container()
+            relays.cancel_scope.cancel()
         if self.console is not None:
             self.console.drain()
             self.console.close()
@@ -750,3 +757,12 @@ async def supervise(
     _process.raise_fd_limit()
     group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch)
     await group.run(task_status=task_status)
+
+
+async def _relay_quietly(relay: Callable[[], Awaitable[None]]) -> None:
+    """Run *relay* while the container stops; a failure to copy must not cut the stop short
+    (the drain after it reports nothing either: the output is in the log)."""
+    try:
+        await relay()
+    except Exception as e:
+        log.debug("container.output.lost", error=repr(e))
