@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Collection
 
 from .._state._records import Spec
 from .._util._durations import check_count
@@ -45,9 +46,15 @@ def parse_add_host(item: str) -> tuple[str, str]:
     return name, ip.strip("[]")
 
 
-def validate(spec: Spec) -> list[PortMapping]:
-    """Check the network options of *spec* before anything starts; return the port mappings."""
-    if spec.network not in MODES:
+def validate(spec: Spec, networks: Collection[str] = ()) -> list[PortMapping]:
+    """Check the network options of *spec* before anything starts (*networks*: the names of the
+    existing named networks); return the port mappings."""
+    named = spec.network not in MODES
+    if named and spec.network in networks:
+        return _validate_named(spec)
+    if spec.network_aliases:
+        raise CarrierError("--network-alias names a container on a named network: give --network NAME")
+    if named:
         raise CarrierError(
             f"invalid network mode {spec.network!r}: use auto, pasta, slirp4netns, none or host"
         )
@@ -63,6 +70,13 @@ def validate(spec: Spec) -> list[PortMapping]:
         if spec.network in ("none", "host"):
             raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
         check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
+    _check_dns(spec)
+    choose(spec.network)  # a missing helper fails now, with the install command
+    return ports
+
+
+def _check_dns(spec: Spec) -> None:
+    """--add-host, --dns, --dns-search and --dns-option."""
     for item in spec.add_host:
         parse_add_host(item)
     for server in spec.dns:
@@ -77,5 +91,17 @@ def validate(spec: Spec) -> list[PortMapping]:
         if not _DNS_OPTION.fullmatch(option):
             raise CarrierError(f"invalid --dns-option {option!r}: expected NAME or NAME:NUMBER "
                                "(ndots:2, rotate, edns0)")
-    choose(spec.network)  # a missing helper fails now, with the install command
-    return ports
+
+
+def _validate_named(spec: Spec) -> list[PortMapping]:
+    """The options of a container on a named network (ports through it are not supported yet)."""
+    if spec.hostname:
+        check_hostname(spec.hostname)
+    for alias in spec.network_aliases:
+        check_hostname(alias, "--network-alias")
+    if spec.ports:
+        raise CarrierError(f"-p is not supported yet on a named network ({spec.network})")
+    if spec.mtu is not None:
+        check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
+    _check_dns(spec)
+    return []

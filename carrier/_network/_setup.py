@@ -20,7 +20,7 @@ from .._util import _process
 from .._util._atomic import write_bytes
 from .._util._errors import CarrierError
 from .._util._logging import log
-from . import _netlink
+from . import _bridge, _netlink
 from ._choice import choose
 from ._dns import DnsOptions, Forwarder, Hosts, ResolvConf, container_resolv_conf, read_host_resolv_conf
 from ._forwarder import TcpForwarder
@@ -185,3 +185,49 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
 def reap_stale_helper(cdir: Path) -> None:
     """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
     _process.kill_recorded(cdir / "network.pid")
+
+
+@dataclass(frozen=True)
+class Bridged:
+    """Where a container sits on a named network (from its network's run state)."""
+
+    network_holder: int
+    address: str
+    prefixlen: int
+    gateway: str
+    helper: str | None  # None on an internal network
+    host_address: str | None  # the helper's host-loopback mapping (None: internal)
+
+
+async def setup_bridged(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path,
+                        where: Bridged) -> ContainerNetwork:
+    """Give *holder*'s namespace its eth0 on the network's bridge and write the network files.
+
+    resolv.conf: ``--dns`` if given, else the network helper's DNS forwarder (reached through
+    the network's namespace); an internal network gets no outside DNS, only ``--dns``.
+    """
+    await anyio.to_thread.run_sync(lambda: _netlink.loopback_up(holder.pid, join_user=True))
+    await anyio.to_thread.run_sync(lambda: _bridge.attach(
+        where.network_holder, holder.pid, holder_cid(cdir), where.address, where.prefixlen,
+        where.gateway, spec.mtu))
+    helper = choose(where.helper) if where.helper is not None else None
+    if helper is None:
+        resolv = ResolvConf(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
+        forwarder = None
+    else:
+        resolv, forwarder = plan_dns(spec, helper)
+    host_address = where.host_address if spec.host_loopback else None
+    state = _netlink.NetState("eth0", where.address, where.prefixlen, where.gateway,
+                              spec.mtu or _bridge.MTU)
+    dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=state,
+                      host_address=host_address)
+    info = {"mode": "bridge", "interface": "eth0", "address": f"{where.address}/{where.prefixlen}",
+            "gateway": where.gateway, "mtu": state.mtu, "host_loopback": spec.host_loopback,
+            "host_address": host_address, "ports": [], "published": [], "dns": dns}
+    log.info("network.ready", helper="bridge", address=where.address, gateway=where.gateway)
+    return ContainerNetwork("bridge", info=info)
+
+
+def holder_cid(cdir: Path) -> str:
+    """The container's id: the name of its directory."""
+    return cdir.name

@@ -13,6 +13,7 @@ from .._images._store import Store
 from .._network._options import validate as validate_network
 from .._runtime._bundle import parse_env, resolve_user
 from .._runtime._oci import resolve
+from .._state._networks import Networks
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
 from .._storage._copy import top_entry
@@ -85,7 +86,7 @@ def build_spec(
     _check_numbers(spec)
     resolve_user(spec.user, *(_image_file(img.layers, f"etc/{db}") for db in ("passwd", "group")))
     resolve(spec.runtime)
-    validate_network(spec)
+    validate_network(spec, Networks(root).names())
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
                         intensity=spec.restart_intensity, period=spec.restart_period)
     HealthConfig.from_spec(spec)

@@ -27,7 +27,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._images._store import Store
 from .._network import _netlink
-from .._network._setup import ContainerNetwork
+from .._network._options import MODES
+from .._network._setup import Bridged, ContainerNetwork, setup_bridged
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
@@ -43,7 +44,7 @@ from .._util._errors import CarrierError, ReadyTimeoutError, RuntimeFailure
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
-from . import _events
+from . import _events, _netgroup
 from ._control import serve_control
 from ._health import HealthConfig, describe, watch
 from ._restart import RestartPolicy, RestartTracker
@@ -62,6 +63,7 @@ class Reason(enum.StrEnum):
     HOLDER_EXITED = "holder-exited"
     STORAGE_EXITED = "storage-exited"
     HELPER_EXITED = "helper-exited"
+    NETWORK_EXITED = "network-exited"
     START_FAILED = "start-failed"
     RUNTIME_FAILED = "runtime-failed"
 
@@ -271,6 +273,7 @@ class _Group:
         self.holder: Holder | None = None
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
+        self.attachment: _netgroup.Attachment | None = None  # on a named network
         self.console: Console | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
@@ -373,6 +376,7 @@ class _Group:
     async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
+        self.attachment = None
         self.rootfs = None
         self.console = None
         try:
@@ -392,6 +396,8 @@ class _Group:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.forwards:
                     tg.start_soon(self._forward_ports, tg)
+                if self.attachment is not None:
+                    tg.start_soon(self._watch_network, tg, self.attachment)
                 if self.health is not None:
                     tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
@@ -417,11 +423,16 @@ class _Group:
         image = Store(self.root).get(spec.image_id)
         self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
-        self.holder = await start_holder(userns=not host_network, netns=not host_network,
-                                         mountns=rootfs.needs_mountns)
-        await rootfs.prepare(self.holder)
-        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
-                                           rootfs.view())
+        if spec.network not in MODES:
+            await self._join_network(rootfs)
+        else:
+            self.holder = await start_holder(userns=not host_network, netns=not host_network,
+                                             mountns=rootfs.needs_mountns)
+            await rootfs.prepare(self.holder)
+            self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
+                                               rootfs.view())
+        assert self.holder is not None
+        assert self.network is not None
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
         # Rootless, the runtime runs inside the holder's user namespace, where it is root: outside
@@ -467,6 +478,33 @@ class _Group:
             self.on_running(Container(self))
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    async def _join_network(self, rootfs: Rootfs) -> None:
+        """Attach to the named network (its group started on demand), make the holder in its
+        user namespace, give it eth0 on the bridge, and make every member's hosts file name it."""
+        spec = self.record.spec
+        self.attachment = att = await anyio.to_thread.run_sync(
+            _netgroup.join, self.root, spec.network, self.record.id, self.record.name,
+            list(dict.fromkeys([spec.hostname, *spec.network_aliases])), spec.host_loopback)
+        self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
+                                         inside=att.holder_pid)
+        await rootfs.prepare(self.holder)
+        net = att.network.network
+        host_address = att.run.get("host_address")
+        where = Bridged(att.holder_pid, att.member.address, net.prefixlen, att.network.gateway,
+                        att.run.get("helper"), host_address)
+        self.network = await setup_bridged(spec, self.record.name, self.holder, self.bundle,
+                                           rootfs.view(), where)
+        if host_address is not None:
+            await _netgroup.set_host_loopback(att.holder_pid, att.member.address, host_address,
+                                              spec.host_loopback)
+        await anyio.to_thread.run_sync(_netgroup.announce, self.root, att,
+                                       rootfs.view() / "etc" / "hosts")
+
+    async def _watch_network(self, tg: TaskGroup, att: _netgroup.Attachment) -> None:
+        await anyio.wait_readable(att.holder_pidfd)
+        message = f"the network {att.network.name} ended (its holder exited)"
+        self.end(Outcome(125, Reason.NETWORK_EXITED, message), tg)
 
     async def _command_running(self, pid_file: Path) -> bool:
         """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
@@ -593,6 +631,9 @@ class _Group:
             await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
+        if self.attachment is not None:
+            await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
+            self.attachment = None
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:
