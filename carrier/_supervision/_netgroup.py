@@ -360,6 +360,22 @@ def refresh(root: Root, name: str) -> None:
         rewrite_hosts(nets.members(name))
 
 
+def reconcile_networks(root: Root) -> None:
+    """The run state of every network whose supervisor died without cleaning up (SIGKILL): its
+    helper, if still alive, is ended and its files removed (its holder ended with it)."""
+    nets = Networks(root)
+    for name in nets.names():
+        d = nets.dir(name)
+        if not (d / "run.json").exists() or nets.supervisor_alive(name):
+            continue
+        with nets.lock():
+            if nets.supervisor_alive(name):
+                continue
+            _process.kill_recorded(d / "network.pid")
+            (d / "run.json").unlink(missing_ok=True)
+            nets.members(name)  # drops the members whose supervisors are gone
+
+
 def _main(argv: list[str]) -> int:
     root, name, status_fd = Root.open(argv[0]), argv[1], int(argv[2])
     anyio.run(serve, root, name, status_fd)

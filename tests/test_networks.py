@@ -1,0 +1,309 @@
+"""Named networks with the real parts, rootless, for pasta and slirp4netns alike: records and
+their CLI, containers that find each other by name over a bridge, isolation, ``--internal``,
+host loopback, and the network's supervision group (each member killed in turn).
+
+Traffic goes only to addresses inside namespaces the test made (the network's bridge) and to
+servers on loopback; CI runs this inside the sandbox network namespace (scripts/sandbox).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import Carrier
+from helpers import alive, wait_event, wait_pidfd
+
+HELPERS = ["pasta", "slirp4netns"]
+
+
+@pytest.fixture(params=HELPERS)
+def helper(request: pytest.FixtureRequest) -> str:
+    """Every test that starts a network runs with each helper."""
+    return str(request.param)
+
+
+@pytest.fixture
+def net(carrier: Carrier, image: str, helper: str) -> Iterator[str]:
+    """A network named ``n`` on *helper*; afterwards proves its run state is gone."""
+    res = carrier("network", "create", "n", "-o", f"helper={helper}")
+    assert res.code == 0, res.err
+    yield "n"
+    d = carrier.root / "networks" / "n"
+    supervisor = run_state(carrier, "n")
+    if supervisor is not None:  # it ends once its last container has left: wait for that
+        wait_pidfd(int(supervisor["supervisor_pid"]))
+    assert not (d / "run.json").exists(), "network run state left behind"
+    assert not (d / "members.json").exists(), "network membership left behind"
+
+
+def run_state(carrier: Carrier, name: str) -> dict[str, object] | None:
+    """The network's run.json, or None when it is not running."""
+    try:
+        data = json.loads((carrier.root / "networks" / name / "run.json").read_text())
+    except FileNotFoundError:
+        return None
+    assert isinstance(data, dict)
+    return data
+
+
+def tcp_echo_server(name: str, port: int = 5432) -> list[str]:
+    """The arguments of a ``run -d`` whose container answers every TCP connection on *port*
+    with its *name*."""
+    return ["sh", "-c", f"while true; do echo {name} | nc -l -p {port}; done"]
+
+
+def ask_tcp(carrier: Carrier, net: str, target: str, *extra: str, port: int = 5432) -> tuple[int, str]:
+    """Connect from a fresh container on *net* to *target*:*port*; its exit code and answer."""
+    res = carrier("run", "--rm", "--network", net, *extra, "busybox", "sh", "-c",
+                  f"echo | nc -w 5 {target} {port}")
+    return res.code, res.out.strip()
+
+
+class TestRecords:
+    def test_create_ls_inspect_rm(self, carrier: Carrier) -> None:
+        """A network is a record with Podman's inspect fields, listed, removable; no process."""
+        assert carrier("network", "create", "a", "--label", "k=v").code == 0
+        res = carrier("network", "create", "b", "--subnet", "10.99.0.0/24", "--internal")
+        assert res.code == 0, res.err
+        assert carrier("network", "ls", "-q").out.split() == ["a", "b"]
+        (a, b) = json.loads(carrier("network", "inspect", "a", "b").out)
+        assert a["name"] == "a"
+        assert a["driver"] == "bridge"
+        assert a["labels"] == {"k": "v"}
+        assert a["subnets"] == [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]
+        assert not a["internal"]
+        assert len(a["id"]) == 64
+        assert a["created"]
+        assert b["subnets"] == [{"subnet": "10.99.0.0/24", "gateway": "10.99.0.1"}]
+        assert b["internal"]
+        res = carrier("network", "create", "c")
+        assert json.loads(carrier("network", "inspect", "c").out)[0]["subnets"][0]["subnet"] \
+            == "10.89.1.0/24", "the first free 10.89.N.0/24"
+        assert carrier("network", "rm", "a").out.split() == ["a"]
+        assert carrier("network", "prune").out.split() == ["b", "c"]
+        assert carrier("network", "ls", "-q").out == ""
+
+    @pytest.mark.parametrize("args", [
+        ["create", "x", "--subnet", "10.89.0.300/24"],
+        ["create", "x", "--subnet", "10.89.0.1/24"],
+        ["create", "x", "--subnet", "10.89.0.0/16"],  # overlaps "taken"
+        ["create", "taken"],
+        ["create", "bad/name"],
+        ["create", "host"],
+        ["create", "x", "-o", "helper=tap"],
+        ["inspect", "nope"],
+        ["rm", "nope"],
+    ])
+    def test_bad_input(self, carrier: Carrier, args: list[str]) -> None:
+        """Bad input is one line, exit 125, and nothing stored changes."""
+        assert carrier("network", "create", "taken").code == 0
+        before = sorted(p.name for p in (carrier.root / "networks").iterdir())
+        res = carrier("network", *args)
+        assert res.code == 125
+        assert res.err.startswith("carrier: "), res.err
+        assert res.err.count("\n") == 1, res.err
+        assert sorted(p.name for p in (carrier.root / "networks").iterdir()) == before
+        assert carrier("network", "ls", "-q").out.split() == ["taken"]
+
+    def test_run_on_unknown_network(self, carrier: Carrier, image: str) -> None:
+        """A container on a network that does not exist is refused before anything is stored."""
+        res = carrier("run", "--rm", "--network", "nope", image, "true")
+        assert res.code == 125, res.err
+        assert res.err.count("\n") == 1, res.err
+        assert "nope" in res.err
+        assert carrier("ps", "-a", "-q").out == ""
+
+
+class TestTalk:
+    def test_tcp_by_name_and_alias(self, carrier: Carrier, net: str) -> None:
+        """Containers on one network reach each other over TCP by name and by alias."""
+        assert carrier("run", "-d", "--name", "db", "--network", net, "--network-alias",
+                       "database", "busybox", *tcp_echo_server("db")).code == 0
+        assert ask_tcp(carrier, net, "db") == (0, "db")
+        assert ask_tcp(carrier, net, "database") == (0, "db")
+        assert carrier("rm", "-f", "db").code == 0
+
+    def test_udp_by_name(self, carrier: Carrier, net: str) -> None:
+        """Containers on one network reach each other over UDP by name."""
+        assert carrier("run", "-d", "--name", "echo", "--network", net, "busybox",
+                       "udpecho", "5353").code == 0
+        res = carrier("run", "--rm", "--network", net, "busybox", "udpask", "echo", "5353", "ping")
+        assert (res.code, res.out.strip()) == (0, "ping"), res.err
+        assert carrier("rm", "-f", "echo").code == 0
+
+    def test_names_are_current(self, carrier: Carrier, net: str) -> None:
+        """A member that joins later is in the hosts file of one already running, and one
+        that left is gone from it."""
+        assert carrier("run", "-d", "--name", "a", "--network", net, "busybox", "sleep", "600").code == 0
+        assert carrier("run", "-d", "--name", "b", "--network", net, "busybox", "sleep", "600").code == 0
+        hosts = carrier("exec", "a", "cat", "/etc/hosts").out
+        assert "\tb\n" in hosts, hosts
+        assert "\ta\n" in hosts, hosts
+        assert carrier("rm", "-f", "b").code == 0
+        hosts = carrier("exec", "a", "cat", "/etc/hosts").out
+        assert "\tb\n" not in hosts, hosts
+        assert "\ta\n" in hosts, hosts
+        assert carrier("rm", "-f", "a").code == 0
+
+    def test_networks_are_isolated(self, carrier: Carrier, net: str, helper: str) -> None:
+        """A container on another network reaches neither the name nor the address."""
+        assert carrier("network", "create", "other", "-o", f"helper={helper}").code == 0
+        assert carrier("run", "-d", "--name", "db", "--network", net, "busybox",
+                       *tcp_echo_server("db")).code == 0
+        address = str(carrier.record("db")["network"]["address"]).split("/")[0]  # type: ignore[index]
+        assert ask_tcp(carrier, net, address) == (0, "db")
+        code, out = ask_tcp(carrier, "other", "db")
+        assert code != 0
+        assert out == ""
+        code, out = ask_tcp(carrier, "other", address)
+        assert code != 0
+        assert out == ""
+        assert carrier("rm", "-f", "db").code == 0
+        other = run_state(carrier, "other")
+        if other is not None:
+            wait_pidfd(int(other["supervisor_pid"]))
+
+
+@pytest.fixture
+def host_server() -> Iterator[int]:
+    """A TCP server on host 127.0.0.1 that answers every connection with ``host``."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"host\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    srv.close()
+
+
+class TestWayOut:
+    def test_host_loopback_only_when_asked(self, carrier: Carrier, net: str, host_server: int) -> None:
+        """The host's loopback is reachable from a network's container with --host-loopback
+        and not without it."""
+        code, out = ask_tcp(carrier, net, "host.containers.internal", "--host-loopback",
+                            port=host_server)
+        assert (code, out) == (0, "host")
+        res = carrier("run", "--rm", "--network", net, "--host-loopback", "busybox", "cat",
+                      "/etc/hosts")
+        address = next(ln.split()[0] for ln in res.out.splitlines() if "host.containers.internal" in ln)
+        code, out = ask_tcp(carrier, net, address, port=host_server)
+        assert code != 0
+        assert out == ""
+
+    def test_internal_has_no_way_out(self, carrier: Carrier, image: str, helper: str,
+                                     host_server: int) -> None:
+        """An --internal network reaches neither the host nor the outside, and has no helper;
+        its members still talk to each other."""
+        assert carrier("network", "create", "n", "-o", f"helper={helper}").code == 0
+        assert carrier("network", "create", "i", "--internal").code == 0
+        res = carrier("run", "--rm", "--network", "n", "--host-loopback", "busybox", "cat",
+                      "/etc/hosts")
+        address = next(ln.split()[0] for ln in res.out.splitlines() if "host.containers.internal" in ln)
+        assert ask_tcp(carrier, "n", address, "--host-loopback", port=host_server) == (0, "host")
+        code, out = ask_tcp(carrier, "i", address, "--host-loopback", port=host_server)
+        assert code != 0
+        assert out == ""
+        assert carrier("run", "-d", "--name", "db", "--network", "i", "busybox",
+                       *tcp_echo_server("db")).code == 0
+        state = run_state(carrier, "i")
+        assert state is not None
+        assert state["helper_pid"] is None
+        res = carrier("exec", "db", "ip", "route")
+        assert res.out.startswith("default via 10.89.1.1"), res.out
+        assert ask_tcp(carrier, "i", "db") == (0, "db")
+        assert carrier("exec", "db", "cat", "/etc/resolv.conf").out.strip() == ""
+        assert carrier("rm", "-f", "db").code == 0
+        for name in ("n", "i"):
+            state = run_state(carrier, name)
+            if state is not None:
+                wait_pidfd(int(state["supervisor_pid"]))
+            assert run_state(carrier, name) is None
+
+
+class TestFates:
+    @pytest.mark.parametrize("member", ["holder_pid", "helper_pid", "supervisor_pid"])
+    def test_member_killed_ends_attached(self, carrier: Carrier, net: str, member: str) -> None:
+        """SIGKILL to any member of the network's group ends every attached container's group
+        with reason network-exited, and leaves no process, veth or run state behind."""
+        for name in ("a", "b"):
+            assert carrier("run", "-d", "--name", name, "--network", net, "busybox", "sleep",
+                           "600").code == 0
+        state = run_state(carrier, net)
+        assert state is not None
+        pids = {k: int(state[k]) for k in ("holder_pid", "helper_pid", "supervisor_pid")}  # type: ignore[call-overload]
+        os.kill(pids[member], signal.SIGKILL)
+        res = carrier("wait", "a", "b")
+        assert res.out.split() == ["125", "125"], res
+        for name in ("a", "b"):
+            assert str(carrier.record(name)["reason"]).startswith("network-exited"), \
+                carrier.record(name)["reason"]
+        for pid in pids.values():
+            wait_pidfd(pid)
+            assert not alive(pid)
+        carrier("network", "ls")  # reconciles a killed supervisor's run state
+        assert run_state(carrier, net) is None
+        assert carrier("rm", "a", "b").code == 0
+
+    def test_restart_policy_acts(self, carrier: Carrier, net: str) -> None:
+        """A container whose network ended is restarted by its policy, on a new network group."""
+        assert carrier("run", "-d", "--name", "a", "--restart", "always", "--network", net,
+                       "busybox", "sleep", "600").code == 0
+        first = run_state(carrier, net)
+        assert first is not None
+        os.kill(int(first["holder_pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        wait_event(carrier, "started", 2)
+        second = run_state(carrier, net)
+        assert second is not None
+        assert second["holder_pid"] != first["holder_pid"]
+        assert carrier("exec", "a", "ip", "route").out.startswith("default via 10.89.0.1")
+        assert carrier("rm", "-f", "a").code == 0
+
+
+class TestRemove:
+    def test_rm_refused_while_used(self, carrier: Carrier, net: str) -> None:
+        """A network a container uses is not removed (one line, 125); -f removes the container
+        too."""
+        assert carrier("run", "-d", "--name", "a", "--network", net, "busybox", "sleep",
+                       "600").code == 0
+        res = carrier("network", "rm", net)
+        assert res.code == 125, res.err
+        assert res.err.count("\n") == 1, res.err
+        assert "a" in res.err, res.err
+        assert carrier("network", "ls", "-q").out.split() == [net]
+        assert carrier("network", "rm", "-f", net).code == 0
+        assert carrier("ps", "-a", "-q").out == ""
+        assert carrier("network", "ls", "-q").out == ""
+
+
+def test_thirty_containers(carrier: Carrier, net: str) -> None:
+    """Thirty detached containers on one network all resolve and reach one name."""
+    assert carrier("run", "-d", "--name", "db", "--network", net, "busybox",
+                   *tcp_echo_server("db")).code == 0
+    names = [f"c{i}" for i in range(30)]
+    for name in names:
+        assert carrier("run", "-d", "--name", name, "--network", net, "busybox", "sleep",
+                       "600").code == 0
+    addresses = {str(carrier.record(n)["network"]["address"]) for n in names}  # type: ignore[index]
+    assert len(addresses) == 30
+    for name in names:
+        res = carrier("exec", name, "sh", "-c", "echo | nc -w 5 db 5432")
+        assert res.out.strip() == "db", (name, res)
+    assert carrier("rm", "-f", "db", *names).code == 0
