@@ -463,7 +463,12 @@ class _Group:
         if self.on_launch is not None:  # the command is on its way
             self.on_launch()
         if await self._command_running(pid_file) or pid_file.exists():
-            self.record.container_pid = int(pid_file.read_text())
+            self.record.container_pid = cpid = int(pid_file.read_text())
+            if self.attachment is not None:  # its hosts file, as later joins and leaves rewrite it
+                hosts = Path(f"/proc/{cpid}/root/etc/hosts")
+                att = self.attachment
+                await anyio.to_thread.run_sync(
+                    lambda: _netgroup.announce(self.root, att, hosts, keep=True))
         elif start_failure(self.bundle / "runtime.log") is None:
             # It ended before the command ran, and not over the command (126, 127): it failed.
             code = _process.exit_status(await self.child.wait())
@@ -498,8 +503,8 @@ class _Group:
         if host_address is not None:
             await _netgroup.set_host_loopback(att.holder_pid, att.member.address, host_address,
                                               spec.host_loopback)
-        await anyio.to_thread.run_sync(_netgroup.announce, self.root, att,
-                                       rootfs.view() / "etc" / "hosts")
+        await anyio.to_thread.run_sync(
+            lambda: _netgroup.announce(self.root, att, rootfs.view() / "etc" / "hosts", keep=False))
 
     async def _watch_network(self, tg: TaskGroup, att: _netgroup.Attachment) -> None:
         await anyio.wait_readable(att.holder_pidfd)

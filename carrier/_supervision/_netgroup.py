@@ -300,17 +300,24 @@ def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, 
     return Attachment(record, run, member, members_fd, pidfd)
 
 
-def announce(root: Root, attachment: Attachment, hosts_file: Path) -> None:
-    """Record where the container's hosts file is and rewrite every member's (blocking): from
-    now on all members, this one included, resolve each other by name."""
+def announce(root: Root, attachment: Attachment, hosts_file: Path, *, keep: bool) -> None:
+    """Rewrite every member's hosts file, the container's own at *hosts_file* included
+    (blocking): from now on all members resolve each other by name.
+
+    Before the command starts, the own file is reached through the root filesystem as set up
+    (*keep* false: that path is gone once the runtime has pivoted into it); once it runs,
+    through ``/proc/<command>/root``, recorded (*keep*) for the rewrites of later joins and
+    leaves.
+    """
     nets = Networks(root)
     with nets.lock():
         members = nets.members(attachment.network.name)
         member = members.get(attachment.member.id)
         if member is None:  # cannot happen while its supervisor lives
             raise CarrierError(f"network {attachment.network.name}: membership lost")
-        member.hosts_file = attachment.member.hosts_file = str(hosts_file)
-        nets.save_members(attachment.network.name, members)
+        member.hosts_file = str(hosts_file)
+        if keep:
+            nets.save_members(attachment.network.name, members)
         rewrite_hosts(members)
 
 
