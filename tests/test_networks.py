@@ -12,9 +12,11 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import Carrier, user_processes
@@ -150,6 +152,17 @@ class TestTalk:
         hosts = carrier("exec", "a", "cat", "/etc/hosts").out
         assert "\tb\n" not in hosts, hosts
         assert "\ta\n" in hosts, hosts
+        assert carrier("rm", "-f", "a").code == 0
+
+    def test_hosts_symlink_not_followed(self, carrier: Carrier, net: str, tmp_path: Path) -> None:
+        """A member that turns its /etc/hosts into a symlink to a host path does not get that
+        host file rewritten when others join."""
+        victim = tmp_path / "victim"
+        victim.write_text("precious\n")
+        assert carrier("run", "-d", "--name", "a", "--network", net, "busybox", "sleep", "600").code == 0
+        assert carrier("exec", "a", "ln", "-sf", str(victim), "/etc/hosts").code == 0
+        assert carrier("run", "--rm", "--network", net, "busybox", "true").code == 0
+        assert victim.read_text() == "precious\n"
         assert carrier("rm", "-f", "a").code == 0
 
     def test_networks_are_isolated(self, carrier: Carrier, net: str, helper: str) -> None:
@@ -293,6 +306,58 @@ class TestRemove:
         assert carrier("network", "rm", "-f", net).code == 0
         assert carrier("ps", "-a", "-q").out == ""
         assert carrier("network", "ls", "-q").out == ""
+
+
+class TestPublish:
+    def test_same_port_on_two_networks(self, carrier: Carrier, net: str, helper: str) -> None:
+        """-p on networked containers publishes through the network: the same container port
+        of containers on two networks, each on its host port, over TCP."""
+        assert carrier("network", "create", "other", "-o", f"helper={helper}").code == 0
+        ports = {}
+        for name, network in (("a", net), ("b", "other")):
+            ports[name] = free_port()
+            assert carrier("run", "-d", "--name", name, "--network", network, "-p",
+                           f"127.0.0.1:{ports[name]}:5432", "busybox",
+                           *tcp_echo_server(name)).code == 0
+        for name, port in ports.items():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                assert conn.makefile("rb").readline() == f"{name}\n".encode()
+        assert carrier("rm", "-f", "a", "b").code == 0
+        other = run_state(carrier, "other")
+        if other is not None:
+            wait_pidfd(int(other["supervisor_pid"]))
+
+
+def test_tree_finds_services_by_name(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """`carrier up` puts a tree on its own network, where services reach each other by their
+    names in the file; down leaves no network running."""
+    path = tmp_path / "shop.toml"
+    path.write_text(
+        'name = "shop"\n'
+        '[containers.db]\nimage = "busybox"\nstop_timeout = 1\n'
+        'command = ["sh", "-c", "while true; do echo db-here | nc -l -p 5432; done"]\n'
+        '[containers.web]\nimage = "busybox"\nstop_timeout = 1\n'
+        'command = ["sh", "-c", "echo | nc -w 5 db 5432; exec sleep 600"]\n'
+        'depends_on = { db = "started" }\n'
+    )
+    assert carrier("up", "-d", str(path)).code == 0
+    wait_event(carrier, "started", 2)
+    res = carrier("exec", "shop-web", "sh", "-c", "echo | nc -w 5 db 5432")
+    assert res.out.strip() == "db-here", res
+    assert json.loads(carrier("network", "inspect", "shop_default").out)[0]["name"] == "shop_default"
+    state = run_state(carrier, "shop_default")
+    assert state is not None
+    assert carrier("down", str(path)).code == 0
+    wait_pidfd(int(state["supervisor_pid"]))  # type: ignore[call-overload]
+    assert run_state(carrier, "shop_default") is None
+    assert carrier("rm", "shop-web", "shop-db").code == 0
+
+
+def free_port() -> int:
+    """A port on host 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_concurrent_first_joins(carrier: Carrier, net: str) -> None:

@@ -51,9 +51,10 @@ def attach(net_holder: int, container_holder: int, cid: str, address: str, prefi
     netns_fd = os.open(f"/proc/{container_holder}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         with _ipr(net_holder) as ipr:
-            with _stale_removed(ipr, host_end):
-                ipr.link("add", ifname=host_end, kind="veth", mtu=mtu,
-                         peer={"ifname": "eth0", "net_ns_fd": netns_fd, "mtu": mtu})
+            for index in ipr.link_lookup(ifname=host_end):  # left by a run killed mid-way
+                ipr.link("del", index=index)
+            ipr.link("add", ifname=host_end, kind="veth", mtu=mtu,
+                     peer={"ifname": "eth0", "net_ns_fd": netns_fd, "mtu": mtu})
             index = ipr.link_lookup(ifname=host_end)[0]
             bridge = ipr.link_lookup(ifname=BRIDGE)[0]
             ipr.link("set", index=index, master=bridge)
@@ -66,21 +67,6 @@ def attach(net_holder: int, container_holder: int, cid: str, address: str, prefi
         ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
         ipr.link("set", index=index, state="up")
         ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index, family=socket.AF_INET)
-
-
-class _stale_removed:
-    """Removes a leftover link of the same name (a container whose run was killed mid-way)
-    before the new one is added."""
-
-    def __init__(self, ipr: Any, name: str) -> None:
-        self.ipr, self.name = ipr, name
-
-    def __enter__(self) -> None:
-        for index in self.ipr.link_lookup(ifname=self.name):
-            self.ipr.link("del", index=index)
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def detach(net_holder: int, cid: str) -> None:

@@ -94,14 +94,14 @@ def _check_dns(spec: Spec) -> None:
 
 
 def _validate_named(spec: Spec) -> list[PortMapping]:
-    """The options of a container on a named network (ports through it are not supported yet)."""
+    """The options of a container on a named network."""
     if spec.hostname:
         check_hostname(spec.hostname)
     for alias in spec.network_aliases:
         check_hostname(alias, "--network-alias")
-    if spec.ports:
-        raise CarrierError(f"-p is not supported yet on a named network ({spec.network})")
+    ports = parse_ports(spec.ports)
+    check_addresses(ports)
     if spec.mtu is not None:
         check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
     _check_dns(spec)
-    return []
+    return ports

@@ -48,6 +48,7 @@ class ContainerNetwork:
     relays: list[UdpRelay] = field(default_factory=list)
     tcp_forwarder: TcpForwarder | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    address: str | None = None  # on a named network: the container's bridge address
 
     @property
     def forwards(self) -> bool:
@@ -57,7 +58,7 @@ class ContainerNetwork:
     async def forward_ports(self, holder: Holder) -> None:
         """Relay the published UDP ports and watch the TCP forwarder until cancelled (a member
         of the container's group); raise if the forwarder exits."""
-        address = self.helper.state.address if self.helper is not None else None
+        address = self.helper.state.address if self.helper is not None else self.address
         ended: str | None = None
         async with anyio.create_task_group() as tg:
             for relay in self.relays:
@@ -201,11 +202,43 @@ class Bridged:
 
 async def setup_bridged(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path,
                         where: Bridged) -> ContainerNetwork:
-    """Give *holder*'s namespace its eth0 on the network's bridge and write the network files.
+    """Give *holder*'s namespace its eth0 on the network's bridge, write the network files and
+    publish its ports.
 
     resolv.conf: ``--dns`` if given, else the network helper's DNS forwarder (reached through
     the network's namespace); an internal network gets no outside DNS, only ``--dns``.
     """
+    ports = parse_ports(spec.ports)
+    # Published ports are bound now (a taken port fails before anything else), and relayed
+    # from inside the container's own namespace to its bridge address, as without a network.
+    relays = [UdpRelay(p) for p in ports if p.proto == "udp"]
+    tcp = [p for p in ports if p.proto == "tcp"]
+    try:
+        tcp_forwarder = TcpForwarder.bind_all(tcp) if tcp else None
+    except BaseException:
+        for relay in relays:
+            relay.close()
+        raise
+    net = ContainerNetwork("bridge", relays=relays, tcp_forwarder=tcp_forwarder,
+                           address=where.address)
+    try:
+        net.info = await _bridged_files(spec, name, holder, cdir, rootfs, where)
+        if tcp_forwarder is not None:
+            tcp_forwarder.start(holder, where.address, cdir / "forwarder.log")
+            net.info["forwarder_pid"] = tcp_forwarder.child.pid if tcp_forwarder.child else None
+    except BaseException:
+        await net.stop()
+        raise
+    published = (tcp_forwarder.mappings if tcp_forwarder else []) + [r.mapping for r in relays]
+    net.info["ports"] = [str(p) for p in published]
+    net.info["published"] = [p.to_json() for p in published]
+    log.info("network.ready", helper="bridge", address=where.address, gateway=where.gateway)
+    return net
+
+
+async def _bridged_files(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path,
+                         where: Bridged) -> dict[str, Any]:
+    """eth0 on the bridge, then resolv.conf, hosts and hostname; the network info."""
     await anyio.to_thread.run_sync(lambda: _netlink.loopback_up(holder.pid, join_user=True))
     await anyio.to_thread.run_sync(lambda: _bridge.attach(
         where.network_holder, holder.pid, holder_cid(cdir), where.address, where.prefixlen,
@@ -221,11 +254,9 @@ async def setup_bridged(spec: Spec, name: str, holder: Holder, cdir: Path, rootf
                               spec.mtu or _bridge.MTU)
     dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=state,
                       host_address=host_address)
-    info = {"mode": "bridge", "interface": "eth0", "address": f"{where.address}/{where.prefixlen}",
+    return {"mode": "bridge", "interface": "eth0", "address": f"{where.address}/{where.prefixlen}",
             "gateway": where.gateway, "mtu": state.mtu, "host_loopback": spec.host_loopback,
             "host_address": host_address, "ports": [], "published": [], "dns": dns}
-    log.info("network.ready", helper="bridge", address=where.address, gateway=where.gateway)
-    return ContainerNetwork("bridge", info=info)
 
 
 def holder_cid(cdir: Path) -> str:

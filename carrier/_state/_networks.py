@@ -30,7 +30,7 @@ from ._records import now
 
 NETWORK_VERSION = 1
 RESERVED = ("auto", "pasta", "slirp4netns", "none", "host", "bridge", "default")
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 DEFAULT_POOL = ipaddress.IPv4Network("10.89.0.0/16")
 
 

@@ -21,6 +21,8 @@ import contextlib
 import fcntl
 import ipaddress
 import os
+import select
+import stat
 import subprocess
 import sys
 import threading
@@ -230,6 +232,14 @@ def _start_supervisor(root: Root, name: str, d: Path) -> None:
         raise CarrierError(f"network {name}: cannot start: {text or 'the network supervisor failed'}")
 
 
+class _Ending(Exception):
+    """The network's supervisor lives but its group is ending (its holder is gone)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
 def _free_address(record: NetworkRecord, members: dict[str, Member]) -> str:
     used = {m.address for m in members.values()} | {record.gateway}
     for host in record.network.hosts():
@@ -261,6 +271,9 @@ def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
                 try:
                     return _attach(root, nets, record, members_fd, cid, cname, aliases,
                                    host_loopback)
+                except _Ending as e:  # a member died and it is tearing down: wait, start anew
+                    os.close(members_fd)
+                    ending = e.pid
                 except BaseException:
                     os.close(members_fd)
                     raise
@@ -268,8 +281,6 @@ def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
             with contextlib.suppress(ProcessLookupError):
                 fd = os.pidfd_open(ending)
                 try:
-                    import select
-
                     select.select([fd], [], [], START_TIMEOUT)
                 finally:
                     os.close(fd)
@@ -289,7 +300,7 @@ def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, 
         _start_supervisor(root, name, d)
     run = nets.run_state(name)
     if run is None or not _process.same_process(run["holder_pid"], run.get("holder_start")):
-        raise CarrierError(f"network {name}: its holder is gone")
+        raise _Ending((run or {}).get("supervisor_pid") or -1)
     pidfd = os.pidfd_open(run["holder_pid"])
     members = nets.members(name)
     members.pop(cid, None)
@@ -346,6 +357,31 @@ def member_lines(members: dict[str, Member]) -> list[str]:
 MARK = "# carrier network members\n"
 
 
+HOSTS_MAX = 1 << 20  # a hosts file larger than this is left alone
+
+
+def _open_hosts(path: str) -> int:
+    """Open a member's ``.../etc/hosts`` for writing without following a symlink the container
+    may have put at ``etc`` or ``hosts`` (through ``/proc/<pid>/root`` an absolute symlink would
+    lead into *our* filesystem); a regular file only."""
+    parent, name = os.path.split(path)
+    base, etc = os.path.split(parent)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW
+    base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        etc_fd = os.open(etc, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=base_fd)
+    finally:
+        os.close(base_fd)
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_NONBLOCK | flags, dir_fd=etc_fd)
+    finally:
+        os.close(etc_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return fd
+
+
 def rewrite_hosts(members: dict[str, Member]) -> None:
     """Rewrite each member's hosts file *in place* (same inode: a container sees the change
     whether the file is bind-mounted or its own), keeping its lines above :data:`MARK`."""
@@ -353,10 +389,13 @@ def rewrite_hosts(members: dict[str, Member]) -> None:
     for m in members.values():
         if not m.hosts_file:
             continue
-        with contextlib.suppress(OSError), open(m.hosts_file, "r+") as f:
-            head = f.read().split(MARK, 1)[0]
+        with contextlib.suppress(OSError), \
+                os.fdopen(_open_hosts(m.hosts_file), "r+", encoding="utf-8", errors="replace") as f:
+            text = f.read(HOSTS_MAX + 1)
+            if len(text) > HOSTS_MAX:
+                continue
             f.seek(0)
-            f.write(head + MARK + lines)
+            f.write(text.split(MARK, 1)[0] + MARK + lines)
             f.truncate()
 
 
