@@ -328,6 +328,43 @@ class TestPublish:
             wait_pidfd(int(other["supervisor_pid"]))
 
 
+class TestJoinContainer:
+    @pytest.mark.parametrize("owner_net", ["helper", "named"])
+    def test_sidecar_shares_and_ends_with_owner(self, carrier: Carrier, net: str, helper: str,
+                                               owner_net: str) -> None:
+        """--network container:NAME shares the owner's network (its loopback and its files),
+        and the joiner's group ends with network-exited when the owner goes."""
+        network = helper if owner_net == "helper" else net
+        assert carrier("run", "-d", "--name", "owner", "--network", network, "busybox",
+                       *tcp_echo_server("owner")).code == 0
+        res = carrier("run", "--rm", "--network", "container:owner", "busybox", "sh", "-c",
+                      "echo | nc -w 5 127.0.0.1 5432; ip -o -4 addr show scope global")
+        assert res.out.startswith("owner\n"), res
+        address = str(carrier.record("owner")["network"]["address"])  # type: ignore[index]
+        assert address in res.out
+        assert carrier("run", "-d", "--name", "side", "--network", "container:owner", "busybox",
+                       "sleep", "600").code == 0
+        assert carrier("exec", "side", "cat", "/etc/resolv.conf").out == \
+            carrier("exec", "owner", "cat", "/etc/resolv.conf").out
+        assert carrier("rm", "-f", "owner").code == 0
+        assert carrier("wait", "side").out.split() == ["125"]
+        assert str(carrier.record("side")["reason"]).startswith("network-exited")
+        assert carrier("rm", "side").code == 0
+
+    @pytest.mark.parametrize("args", [
+        ["--network", "container:"],
+        ["--network", "container:owner", "-p", "8080:80"],
+        ["--network", "container:owner", "--dns", "192.0.2.9"],
+        ["--network", "container:nope"],
+    ])
+    def test_bad_input(self, carrier: Carrier, image: str, args: list[str]) -> None:
+        """A bad container: join is one line and exit 125, and nothing is left running."""
+        res = carrier("run", "--rm", *args, "busybox", "true")
+        assert res.code == 125, res
+        assert res.err.count("\n") == 1, res.err
+        assert carrier("ps", "-q").out == ""
+
+
 def test_tree_finds_services_by_name(carrier: Carrier, image: str, tmp_path: Path) -> None:
     """`carrier up` puts a tree on its own network, where services reach each other by their
     names in the file; down leaves no network running."""

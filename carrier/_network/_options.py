@@ -52,6 +52,8 @@ def validate(spec: Spec, networks: Collection[str] = ()) -> list[PortMapping]:
     named = spec.network not in MODES
     if named and spec.network in networks:
         return _validate_named(spec)
+    if spec.network.startswith("container:"):
+        return _validate_joiner(spec)
     if spec.network_aliases:
         raise CarrierError("--network-alias names a container on a named network: give --network NAME")
     if named:
@@ -73,6 +75,22 @@ def validate(spec: Spec, networks: Collection[str] = ()) -> list[PortMapping]:
     _check_dns(spec)
     choose(spec.network)  # a missing helper fails now, with the install command
     return ports
+
+
+def _validate_joiner(spec: Spec) -> list[PortMapping]:
+    """``--network container:NAME``: the other container's network, as it is."""
+    if not spec.network.split(":", 1)[1]:
+        raise CarrierError("invalid --network container:NAME: the container's name is missing")
+    if spec.hostname:
+        check_hostname(spec.hostname)
+    for value, option in ((spec.ports, "-p"), (spec.mtu, "--mtu"), (spec.dns, "--dns"),
+                          (spec.dns_search, "--dns-search"), (spec.dns_option, "--dns-option"),
+                          (spec.add_host, "--add-host"), (spec.host_loopback, "--host-loopback"),
+                          (spec.network_aliases, "--network-alias")):
+        if value:
+            raise CarrierError(f"conflicting options: {option} and --network {spec.network} "
+                               "(the network is that container's)")
+    return []
 
 
 def _check_dns(spec: Spec) -> None:

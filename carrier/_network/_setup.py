@@ -262,3 +262,23 @@ async def _bridged_files(spec: Spec, name: str, holder: Holder, cdir: Path, root
 def holder_cid(cdir: Path) -> str:
     """The container's id: the name of its directory."""
     return cdir.name
+
+
+def setup_joined(spec: Spec, name: str, cdir: Path, rootfs: Path, owner: str, owner_dir: Path,
+                 owner_info: dict[str, Any]) -> ContainerNetwork:
+    """``--network container:OWNER``: no network of its own; resolv.conf and hosts are the
+    owner's (the copies Carrier wrote for it), with this container's own names added."""
+    etc = _etc(rootfs)
+    resolv = (owner_dir / "resolv.conf").read_bytes()
+    hosts = (owner_dir / "hosts").read_text(errors="replace")
+    address = str(owner_info.get("address") or "127.0.1.1").split("/")[0]
+    hosts += f"{address}\t{' '.join(dict.fromkeys([spec.hostname, name]))}\n"
+    for dest in (etc, cdir):  # the copies in cdir are kept for exec's repair
+        write_bytes(dest / "resolv.conf", resolv, mode=0o644)
+        write_bytes(dest / "hosts", hosts.encode(), mode=0o644)
+    write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
+    info: dict[str, Any] = {
+        **{k: owner_info.get(k) for k in ("interface", "address", "gateway", "mtu", "dns")},
+        "mode": f"container:{owner}", "ports": [], "published": [],
+    }
+    return ContainerNetwork("container", info=info)

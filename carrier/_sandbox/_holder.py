@@ -66,20 +66,22 @@ def holder_maps() -> tuple[list[IdRange], list[IdRange], bool]:
 
 
 async def start_holder(*, userns: bool, netns: bool, mountns: bool = False,
-                       inside: int | None = None) -> Holder:
+                       inside: int | None = None, share_net: bool = False) -> Holder:
     """Create the user, network, UTS and IPC (and, for overlay storage, mount) namespaces in a
     new holder.
 
     With *inside* (the PID of a named network's holder), no user namespace is made: the new namespaces
     are created inside that holder's user namespace, so that the network's namespace may move
     a veth end into this one (Podman's rootless containers share one user namespace too).
+    With *share_net* as well, the holder joins *inside*'s network namespace instead of making
+    one (``--network container:NAME``).
 
     Returns once the namespaces exist and the id maps are written.
 
     **Cancellation:** the holder is killed before the cancellation propagates.
     """
     if inside is not None:
-        return await _start_inside(inside, mountns=mountns)
+        return await _start_inside(inside, mountns=mountns, share_net=share_net)
     uid_map, gid_map = id_maps(os.getuid(), os.getgid()) if userns else ([], [])
     as_root = os.geteuid() == 0
     use_newuidmap = userns and not as_root and len(uid_map) > 1 and len(gid_map) > 1
@@ -137,11 +139,13 @@ async def _spawn(argv: list[str], *, userns: bool, netns: bool, mountns: bool,
     return holder
 
 
-async def _start_inside(outer: int, *, mountns: bool) -> Holder:
-    """A holder whose network, UTS and IPC (and mount) namespaces live in the user namespace of
-    holder *outer* (made by this user with :func:`holder_maps`), where we are root: no id maps
-    to write."""
-    argv = [*enter_argv(outer, userns=True, mount=False), "unshare", "--uts", "--ipc", "--net"]
+async def _start_inside(outer: int, *, mountns: bool, share_net: bool) -> Holder:
+    """A holder whose network (or, with *share_net*, *outer*'s), UTS and IPC (and mount)
+    namespaces live in the user namespace of holder *outer* (made by this user with
+    :func:`holder_maps`), where we are root: no id maps to write."""
+    enter = enter_argv(outer, userns=True, mount=False)
+    argv = [*enter, "-n", "unshare", "--uts", "--ipc"] if share_net else \
+        [*enter, "unshare", "--uts", "--ipc", "--net"]
     if mountns:
         argv.append("--mount")
     uid_map, gid_map, _ = holder_maps()

@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._images._store import Store
 from .._network import _netlink
 from .._network._options import MODES
-from .._network._setup import Bridged, ContainerNetwork, setup_bridged
+from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
@@ -274,6 +274,7 @@ class _Group:
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
         self.attachment: _netgroup.Attachment | None = None  # on a named network
+        self.owner_pidfd: int | None = None  # --network container:NAME: the owner's holder
         self.console: Console | None = None
         self.child: _process.Child | None = None
         self.outcome: Outcome | None = None
@@ -377,6 +378,7 @@ class _Group:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
         self.attachment = None
+        self.owner_pidfd = None
         self.rootfs = None
         self.console = None
         try:
@@ -397,7 +399,11 @@ class _Group:
                 if self.network is not None and self.network.forwards:
                     tg.start_soon(self._forward_ports, tg)
                 if self.attachment is not None:
-                    tg.start_soon(self._watch_network, tg, self.attachment)
+                    message = f"the network {self.attachment.network.name} ended (its holder exited)"
+                    tg.start_soon(self._watch_network, tg, self.attachment.holder_pidfd, message)
+                if self.owner_pidfd is not None:
+                    message = f"the network of {self.record.spec.network} ended (its holder exited)"
+                    tg.start_soon(self._watch_network, tg, self.owner_pidfd, message)
                 if self.health is not None:
                     tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
@@ -423,7 +429,9 @@ class _Group:
         image = Store(self.root).get(spec.image_id)
         self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
-        if spec.network not in MODES:
+        if spec.network.startswith("container:"):
+            await self._join_container(rootfs, spec.network.split(":", 1)[1])
+        elif spec.network not in MODES:
             await self._join_network(rootfs)
         else:
             self.holder = await start_holder(userns=not host_network, netns=not host_network,
@@ -506,10 +514,33 @@ class _Group:
         await anyio.to_thread.run_sync(
             lambda: _netgroup.announce(self.root, att, rootfs.view() / "etc" / "hosts", keep=False))
 
-    async def _watch_network(self, tg: TaskGroup, att: _netgroup.Attachment) -> None:
-        await anyio.wait_readable(att.holder_pidfd)
-        message = f"the network {att.network.name} ended (its holder exited)"
+    async def _watch_network(self, tg: TaskGroup, pidfd: int, message: str) -> None:
+        await anyio.wait_readable(pidfd)
         self.end(Outcome(125, Reason.NETWORK_EXITED, message), tg)
+
+    async def _join_container(self, rootfs: Rootfs, owner: str) -> None:
+        """``--network container:OWNER``: a holder in the owner's user and network namespaces
+        (new UTS and IPC ones), the owner's network files; its holder's end ends this group."""
+        spec = self.record.spec
+        try:
+            cid = self.containers.resolve(owner)
+            rec = self.containers.load(cid)
+        except CarrierError as e:
+            raise CarrierError(f"--network container:{owner}: {e}") from None
+        if (rec.status is not Status.RUNNING or rec.holder_pid is None
+                or not _process.same_process(rec.holder_pid, rec.holder_start)):
+            raise CarrierError(f"--network container:{owner}: the container is not running")
+        if rec.spec.network in ("host", "none") or rec.spec.network.startswith("container:"):
+            raise CarrierError(f"--network container:{owner}: it has no network of its own to "
+                               f"share (--network {rec.spec.network})")
+        self.owner_pidfd = os.pidfd_open(rec.holder_pid)
+        if not _process.same_process(rec.holder_pid, rec.holder_start):  # reused meanwhile
+            raise CarrierError(f"--network container:{owner}: the container is not running")
+        self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
+                                         inside=rec.holder_pid, share_net=True)
+        await rootfs.prepare(self.holder)
+        self.network = setup_joined(spec, self.record.name, self.bundle, rootfs.view(), owner,
+                                    self.containers.dir(cid), rec.network or {})
 
     async def _command_running(self, pid_file: Path) -> bool:
         """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
@@ -639,6 +670,9 @@ class _Group:
         if self.attachment is not None:
             await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
             self.attachment = None
+        if self.owner_pidfd is not None:
+            os.close(self.owner_pidfd)
+            self.owner_pidfd = None
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:
