@@ -18,7 +18,19 @@ from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
-from . import _containers, _enter, _images, _kill, _network, _port, _run, _trees, _volumes, _wait
+from . import (
+    _containers,
+    _enter,
+    _images,
+    _kill,
+    _kube,
+    _network,
+    _port,
+    _run,
+    _trees,
+    _volumes,
+    _wait,
+)
 
 app = App(
     name="carrier",
@@ -84,6 +96,9 @@ volume_app = App(name="volume", help="Named volumes: storage that outlives conta
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):
     volume_app.command(_command)
 app.command(volume_app)
+kube_app = App(name="kube", help="Kubernetes: write containers and trees as manifests.")
+kube_app.command(_kube.generate)
+app.command(kube_app)
 system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)

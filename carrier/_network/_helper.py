@@ -22,7 +22,6 @@ from .._util import _process
 from .._util._errors import CarrierError
 from . import _netlink
 from ._dns import Forwarder, first_ipv4_nameserver
-from ._ports import PortMapping
 
 READY_TIMEOUT = 10.0
 RESOLV_CONF = Path("/etc/resolv.conf")  # what pasta and slirp4netns read, whatever Carrier reads
@@ -32,7 +31,6 @@ RESOLV_CONF = Path("/etc/resolv.conf")  # what pasta and slirp4netns read, whate
 class HelperConfig:
     """What a helper needs to know about the container."""
 
-    ports: list[PortMapping] = field(default_factory=list)  # none: Carrier publishes them
     host_loopback: bool = False
     mtu: int | None = None  # None: the helper's default (65520 for both)
     dns_forward: str | None = None  # the forwarder's address, when the container's resolv.conf uses it
@@ -97,7 +95,7 @@ class Helper(abc.ABC):
 
     @abc.abstractmethod
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
-        """Start the helper on *holder*, wait until the namespace is configured, publish ports.
+        """Start the helper on *holder*, wait until the namespace is configured.
 
         **Cancellation:** the helper is killed before the cancellation propagates.
         """

@@ -21,21 +21,8 @@ from .._sandbox._holder import Holder
 from .._util import _process
 from .._util._errors import RuntimeFailure
 from ._helper import Helper, HelperConfig, RunningHelper
-from ._ports import PortInUseError, PortMapping
 
 DNS_FORWARDER = "169.254.1.1"
-
-
-def _port_args(ports: list[PortMapping]) -> list[str]:
-    args: list[str] = []
-    for proto, flag in (("tcp", "-t"), ("udp", "-u")):
-        chosen = [p for p in ports if p.proto == proto]
-        if not chosen:
-            args += [flag, "none"]
-        for p in chosen:
-            addr = "" if p.host_ip in ("0.0.0.0", "::") else f"{p.host_ip}/"
-            args += [flag, f"{addr}{p.host_port}:{p.container_port}"]
-    return args
 
 
 def first_nameserver(resolv_text: str) -> str | None:
@@ -83,7 +70,8 @@ class Pasta(Helper):
             argv.append("--no-map-gw")
         if config.mtu is not None:
             argv += ["--mtu", str(config.mtu)]
-        return [*argv, *_port_args(config.ports), "-T", "none", "-U", "none", str(holder.pid)]
+        # Carrier publishes ports itself (carrier/_network/_forwarder.py): pasta forwards none.
+        return [*argv, "-t", "none", "-u", "none", "-T", "none", "-U", "none", str(holder.pid)]
 
     async def start(self, holder: Holder, config: HelperConfig) -> RunningHelper:
         log = open(config.log or os.devnull, "wb")  # noqa: SIM115, ASYNC230 - handed to the child
@@ -97,10 +85,6 @@ class Pasta(Helper):
         except ChildProcessError:
             await child.kill()
             text = config.log.read_text(errors="replace") if config.log else ""
-            if "Failed to bind" in text:
-                raise PortInUseError(
-                    "pasta could not publish a port: " + _bind_error(text, config.ports)
-                ) from None
             raise self._failed(text) from None
         except BaseException:
             await child.kill()
@@ -111,11 +95,4 @@ class Pasta(Helper):
     def _failed(self, text: str) -> Exception:
         lines = [ln for ln in text.splitlines() if ln and "syslog" not in ln and "IPv6" not in ln]
         return RuntimeFailure(f"pasta failed: {lines[-1] if lines else 'exited during set-up'}")
-
-
-def _bind_error(text: str, ports: list[PortMapping]) -> str:
-    for p in ports:
-        if f"{p.host_port}:{p.container_port}" in text:
-            return f"host port {p.host_ip}:{p.host_port}/{p.proto} is already in use"
-    return "a host port is already in use"
 

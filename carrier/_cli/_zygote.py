@@ -1,0 +1,194 @@
+"""The fork server: a warm, single-threaded process that forks one process per command.
+
+It imports everything a command needs once, then waits on its socket. Each connection gets a
+fresh fork that takes the caller's descriptors, working directory, environment, umask and
+limits, and runs the very ``main()`` a plain ``carrier`` runs: one way to run a container, and
+each command (each supervisor) still its own process, so one's crash never touches another.
+A detached supervisor forks from there and so shares the server's pages copy-on-write.
+
+Its fates are kept apart from the commands': it is the parent of each forked command only to
+report how the command ended (a code, or the signal that killed it); a command whose caller
+dies is killed, as a plain ``carrier`` killed with its terminal would be. The server ends after
+``CARRIER_FORK_SERVER_IDLE`` seconds (60 by default) with nothing running; a killed server
+costs only the exit status of the commands in flight (their callers say so) and the next
+command starts a new one. Only this user can connect: the socket's directory is 0700 and each
+caller's credentials are checked.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import gc
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+_MAX = 1 << 20
+PRELOAD = (
+    "carrier._cli._app", "carrier._cli._run", "carrier._cli._containers", "carrier._cli._common",
+    "carrier._supervision._group", "carrier._supervision._create", "carrier._supervision._control",
+    "carrier._network._setup", "carrier._network._netlink", "carrier._state._schema",
+    "anyio", "anyio._backends._asyncio", "structlog", "msgspec", "pyroute2", "setproctitle",
+)
+
+
+def serve(path: Path) -> None:
+    """Serve on *path* until idle; return at once if another server holds it."""
+    os.chdir("/")  # hold no directory of the caller that started it
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+    if threading.active_count() != 1:
+        return  # never fork a process with threads: a lock held by one would stay held
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    listener.listen(128)
+    gc.freeze()  # the imported objects stay out of the collector: their pages stay shared
+    idle = float(os.environ.get("CARRIER_FORK_SERVER_IDLE", "60"))
+    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the caller's socket)
+    try:
+        while True:
+            waiting = [listener.fileno(), *children]
+            ready = select.select(waiting, [], [], None if children else idle)[0]
+            if not ready:
+                return
+            for fd in ready:
+                if fd == listener.fileno():
+                    _accept(listener, children, lock)
+                else:
+                    _reap(fd, children)
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socket]],
+            lock: int) -> None:
+    conn, _ = listener.accept()
+    fds = array.array("i")
+    try:
+        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
+        msg, ancdata, _flags, _addr = conn.recvmsg(_MAX, socket.CMSG_SPACE(16 * fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if uid != os.getuid() or len(fds) != 4:
+            raise PermissionError("not this user's, or not a command")
+        request = json.loads(msg)
+        child = os.fork()
+        if child == 0:
+            _command(conn, request, list(fds), pid, [lock, listener.fileno(), *children])
+        children[os.pidfd_open(child)] = (child, conn)
+    except (OSError, ValueError):
+        conn.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap(pidfd: int, children: dict[int, tuple[int, socket.socket]]) -> None:
+    pid, conn = children.pop(pidfd)
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    reply = ({"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status)
+             else {"code": os.waitstatus_to_exitcode(status)})
+    with contextlib.suppress(OSError):
+        conn.send(json.dumps(reply).encode())
+    conn.close()
+
+
+def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], caller: int,
+             inherited: list[int]) -> NoReturn:
+    """The forked command: become the caller's ``carrier`` process, run it, report its code."""
+    code = 125
+    try:
+        for fd in inherited:
+            os.close(fd)
+        signal.set_wakeup_fd(-1)
+        for sig in signal.valid_signals():
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as any Python program starts
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        os.fchdir(fds[3])
+        for fd in fds:
+            os.close(fd)
+        os.umask(int(request["umask"]))
+        for name, (soft, hard) in request.get("limits", {}).items():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                resource.setrlimit(getattr(resource, name), (soft, hard))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
+        sys.argv = ["carrier", *request["argv"]]
+        from setproctitle import setproctitle
+
+        setproctitle(" ".join(request.get("title") or sys.argv))  # ps shows the caller's command
+        conn.send(json.dumps({"pid": os.getpid()}).encode())
+        watch = _die_with(caller)
+        # A supervisor this command forks into the background keeps neither (Python-level forks
+        # only; the tools it runs are exec'd, and both are close-on-exec).
+        def forget() -> None:
+            conn.close()
+            os.close(watch)
+
+        os.register_at_fork(after_in_child=forget)
+        from . import run_main
+
+        code = run_main(list(request["argv"]))
+        with contextlib.suppress(OSError):
+            conn.send(json.dumps({"code": code}).encode())
+    finally:
+        os._exit(code)
+
+
+def _reopen_std(unbuffered: bool) -> None:
+    """Standard streams on the caller's descriptors, made as Python makes them at start."""
+    import io
+
+    encoding, errors = sys.stdout.encoding, sys.stdout.errors
+    sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), encoding, errors)  # noqa: SIM115
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        raw = open(fd, "wb", buffering=0 if unbuffered else -1, closefd=False)  # noqa: SIM115
+        stream = io.TextIOWrapper(raw, encoding, "backslashreplace" if fd == 2 else errors,
+                                  line_buffering=fd == 2 or raw.isatty(), write_through=unbuffered)
+        setattr(sys, name, stream)
+
+
+def _die_with(caller: int) -> int:
+    """Kill this command when its caller dies, as a plain ``carrier`` dies when killed (its
+    detached supervisors fork off without this thread, and live on); the pidfd watched."""
+    pidfd = os.pidfd_open(caller)
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="caller-watch").start()
+    return pidfd
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))

@@ -1,0 +1,167 @@
+"""The fork server: commands run in warm forks, with the caller's descriptors, signals and exit
+status; its caller's death ends a foreground command; killing the server at any moment loses
+no container; it exits when idle and comes back on demand."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Carrier
+from helpers import wait_pidfd
+
+from carrier._cli._fastpath import socket_path
+
+pytestmark = pytest.mark.rootless
+# A PID 1 that ends at SIGTERM with code 143 (busybox sleep as PID 1 would ignore it).
+SLEEPER = ("sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait")
+
+
+def _server(bound: float = 20) -> int:
+    """The pid of this user's fork server for this Carrier: the process that holds the socket
+    listening on its path (started by a command, it comes up beside it)."""
+    path = socket_path()
+    assert path is not None
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+                  if line.endswith(f" {path}") and int(line.split()[3], 16) & 0x10000}
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fds = os.listdir(f"/proc/{entry}/fd")
+                if any(os.readlink(f"/proc/{entry}/fd/{fd}")[8:-1] in inodes for fd in fds):
+                    return int(entry)
+            except OSError:
+                continue
+        time.sleep(0.02)  # bounded poll: the server is another process's child, nothing to wait on
+    raise AssertionError("no fork server came up")
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+
+
+def _supervisor(carrier: Carrier, name: str, bound: float = 20) -> int:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        res = carrier("info", name)
+        if res.code == 0 and '"running"' in res.out:
+            return int(carrier.record(name)["supervisor_pid"])  # type: ignore[arg-type]
+        time.sleep(0.05)  # bounded poll: the record is written by another process
+    raise AssertionError(f"{name} did not start: {res.out[-300:]} {res.err}")
+
+
+def test_command_runs_in_a_fork_with_the_callers_descriptors(carrier: Carrier, image: str) -> None:
+    """Once the server is up, a foreground run is supervised by a fork of the server, not by
+    the `carrier` process the caller started, and that fork writes to the caller's own pipe."""
+    carrier("ps")
+    server = _server()
+    proc = carrier.popen("run", "--name", "fg", "--network", "none", image, *SLEEPER,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        supervisor = _supervisor(carrier, "fg")
+        assert supervisor != proc.pid
+        assert _ppid(supervisor) == server
+        assert os.readlink(f"/proc/{supervisor}/fd/1") == os.readlink(f"/proc/{proc.pid}/fd/1")
+        assert os.readlink(f"/proc/{supervisor}/fd/1").startswith("pipe:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143  # forwarded to the container, its code passed back
+
+
+def test_plain_path_when_turned_off(carrier: Carrier, image: str) -> None:
+    """With CARRIER_FORK_SERVER=0 the `carrier` process supervises the container itself."""
+    carrier.env["CARRIER_FORK_SERVER"] = "0"
+    proc = carrier.popen("run", "--name", "plain", "--network", "none", image, *SLEEPER)
+    try:
+        assert _supervisor(carrier, "plain") == proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+
+
+def test_exit_code_output_and_signal_death_pass_through(carrier: Carrier, image: str) -> None:
+    """The command's code and its stdout and stderr (apart) reach the caller; a command killed
+    by a signal kills its caller with the same signal."""
+    carrier("ps")
+    _server()
+    res = carrier("run", "--rm", "--network", "none", image, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (res.code, res.out, res.err) == (7, "out\n", "err\n")
+    proc = carrier.popen("run", "--name", "victim", "--network", "none", image, "sleep", "1000")
+    os.kill(_supervisor(carrier, "victim"), signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert carrier("rm", "-f", "victim").code == 0
+
+
+def test_caller_killed_ends_the_foreground_group(carrier: Carrier, image: str) -> None:
+    """SIGKILL to the `carrier` process a user started ends its container's group, as it does
+    without the server (the leak check proves nothing stays)."""
+    carrier("ps")
+    _server()
+    proc = carrier.popen("run", "--name", "orphan", "--network", "none", image, "sleep", "1000")
+    supervisor = _supervisor(carrier, "orphan")
+    proc.kill()
+    proc.wait(timeout=30)
+    wait_pidfd(supervisor)
+    assert carrier("rm", "-f", "orphan").code == 0
+
+
+def test_server_killed_at_random_moments_loses_no_container(carrier: Carrier, image: str) -> None:
+    """The server is SIGKILLed at random moments while detached containers start: every
+    command still succeeds (a command already forked reports its own status; one not yet
+    forked runs in its caller), every container runs on, and the next command brings a new
+    server."""
+    rng = random.Random(20261201)
+    carrier("ps")
+    started: list[str] = []
+    for round_ in range(3):
+        server = _server()
+        names = [f"d{round_}-{i}" for i in range(4)]
+        procs = [carrier.popen("run", "-d", "--name", n, "--network", "none", image, "sleep", "1000",
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in names]
+        time.sleep(rng.uniform(0, 0.3))  # the random moment itself, not a wait for anything
+        os.kill(server, signal.SIGKILL)
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        started += names
+        carrier("ps")  # brings the next server
+    for name in started:
+        assert _supervisor(carrier, name) > 0
+    res = carrier("ps", "-q", "--no-trunc")
+    assert res.code == 0
+    assert carrier("rm", "-f", *started).code == 0
+
+
+def test_idle_exit_and_restart_on_demand(carrier: Carrier, image: str) -> None:
+    """A server with nothing to do ends after its idle time and removes its socket; the next
+    command starts a new one."""
+    path = socket_path()
+    assert path is not None
+    carrier("ps")
+    os.kill(_server(), signal.SIGKILL)  # the server of earlier tests has the default idle time
+    carrier.env["CARRIER_FORK_SERVER_IDLE"] = "0.5"
+    carrier("ps")  # no server: runs plainly and starts one with that idle time
+    first = _server()
+    wait_pidfd(first)
+    assert not path.exists()
+    del carrier.env["CARRIER_FORK_SERVER_IDLE"]
+    assert carrier("ps").code == 0
+    assert _server() != first
+
+
+def test_directory_open_to_others_is_never_used(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """A socket directory that others may write is refused: the command runs plainly and no
+    server listens there."""
+    runtime = tmp_path / "xdg"
+    (runtime / "carrier").mkdir(parents=True)
+    (runtime / "carrier").chmod(0o777)
+    carrier.env["XDG_RUNTIME_DIR"] = str(runtime)
+    res = carrier("run", "--rm", "--network", "none", image, "echo", "hi")
+    assert (res.code, res.out) == (0, "hi\n")
+    assert list((runtime / "carrier").iterdir()) == []
