@@ -112,6 +112,9 @@ async def serve(root: Root, name: str, status_fd: int) -> None:
         status.write(b"another network supervisor runs")
         status.close()
         return
+    # Kept until the next supervisor overwrites it: a joiner that finds this one ending waits
+    # for this very process to exit (its run.json and locks go a moment before it does).
+    _process.write_pid_file(d / "supervisor.pid", os.getpid())
     record = nets.get(name)
     holder: Holder | None = None
     running: RunningHelper | None = None
@@ -235,10 +238,6 @@ def _start_supervisor(root: Root, name: str, d: Path) -> None:
 class _Ending(Exception):
     """The network's supervisor lives but its group is ending (its holder is gone)."""
 
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
-        self.pid = pid
-
 
 def _free_address(record: NetworkRecord, members: dict[str, Member]) -> str:
     used = {m.address for m in members.values()} | {record.gateway}
@@ -255,39 +254,33 @@ def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
     nets = Networks(root)
     d = nets.dir(name)
     for _ in range(JOIN_ATTEMPTS):
-        ending: int | None = None
         with nets.lock():
             record = nets.get(name)
             members_fd = os.open(d / "members.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(members_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:  # the network supervisor is ending: wait for it below
+                return _attach(root, nets, record, members_fd, cid, cname, aliases, host_loopback)
+            except (BlockingIOError, _Ending):  # the network's group is ending: wait, start anew
                 os.close(members_fd)
-                run = nets.run_state(name) or {}
-                ending = run.get("supervisor_pid")
-                if ending is None:
-                    ending = -1
-            if ending is None:
-                try:
-                    return _attach(root, nets, record, members_fd, cid, cname, aliases,
-                                   host_loopback)
-                except _Ending as e:  # a member died and it is tearing down: wait, start anew
-                    os.close(members_fd)
-                    ending = e.pid
-                except BaseException:
-                    os.close(members_fd)
-                    raise
-        if ending > 0:
-            with contextlib.suppress(ProcessLookupError):
-                fd = os.pidfd_open(ending)
-                try:
-                    select.select([fd], [], [], START_TIMEOUT)
-                finally:
-                    os.close(fd)
-        else:  # between removing run.json and exiting: its lock says when it is gone
-            with contextlib.suppress(FileNotFoundError):
-                os.close(lock_fd(d / "supervisor.lock"))
+            except BaseException:
+                os.close(members_fd)
+                raise
+        _wait_gone(d / "supervisor.pid")
     raise CarrierError(f"network {name}: cannot join (its supervisor keeps ending)")
+
+
+def _wait_gone(pid_file: Path) -> None:
+    """Wait (bounded) until the network supervisor recorded in *pid_file* has exited."""
+    recorded = _process.read_pid_file(pid_file)
+    if recorded is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        fd = os.pidfd_open(recorded[0])
+        try:
+            if _process.same_process(*recorded):  # checked once the pidfd pins the PID
+                select.select([fd], [], [], START_TIMEOUT)
+        finally:
+            os.close(fd)
 
 
 def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, cid: str,
@@ -300,7 +293,7 @@ def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, 
         _start_supervisor(root, name, d)
     run = nets.run_state(name)
     if run is None or not _process.same_process(run["holder_pid"], run.get("holder_start")):
-        raise _Ending((run or {}).get("supervisor_pid") or -1)
+        raise _Ending
     pidfd = os.pidfd_open(run["holder_pid"])
     members = nets.members(name)
     members.pop(cid, None)
