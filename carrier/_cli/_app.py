@@ -101,6 +101,8 @@ app.command(_images.logout)
 # Groups
 network_app = App(name="network", help="Container networking.")
 network_app.command(_network.check)
+for _net_command in (_network.create, _network.ls, _network.inspect, _network.rm, _network.prune):
+    network_app.command(_net_command)
 app.command(network_app)
 volume_app = App(name="volume", help="Named volumes: storage that outlives containers.")
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):

@@ -52,6 +52,7 @@ def run(
     publish: Annotated[list[str] | None, Parameter(name=["-p", "--publish"], consume_multiple=False)] = None,
     publish_all: Annotated[bool, Parameter(name=["-P", "--publish-all"])] = False,
     network: str = "auto",
+    network_alias: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
     no_network: bool = False,
     elevated: bool = False,
     host_loopback: bool = False,
@@ -128,7 +129,10 @@ def run(
     publish_all: bool
         Publish each port the image exposes on a free host port.
     network: str
-        auto (pasta, else slirp4netns), pasta, slirp4netns, none (loopback only) or host.
+        auto (pasta, else slirp4netns), pasta, slirp4netns, none (loopback only), host, or the
+        name of a network (carrier network create).
+    network_alias: list[str] | None
+        Another name of this container on its named network (repeatable).
     no_network: bool
         Loopback only, no helper (the same as --network none).
     elevated: bool
@@ -215,6 +219,7 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
+        network_aliases=o["network_alias"] or [],
         host_loopback=host_loopback, mtu=mtu, dns=dns or [], dns_search=dns_search or [],
         dns_option=dns_option or [], add_host=add_host or [], volumes=volume or [],
         mounts=mount or [], tmpfs=tmpfs or [], read_only=read_only,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Collection
 
 from .._state._records import Spec
 from .._util._durations import check_count
@@ -50,9 +51,17 @@ def parse_add_host(item: str) -> tuple[str, str]:
     return name, ip.strip("[]")
 
 
-def validate(spec: Spec) -> list[PortMapping]:
-    """Check the network options of *spec* before anything starts; return the port mappings."""
-    if spec.network not in MODES:
+def validate(spec: Spec, networks: Collection[str] = ()) -> list[PortMapping]:
+    """Check the network options of *spec* before anything starts (*networks*: the names of the
+    existing named networks); return the port mappings."""
+    named = spec.network not in MODES
+    if named and spec.network in networks:
+        return _validate_named(spec)
+    if spec.network.startswith("container:"):
+        return _validate_joiner(spec)
+    if spec.network_aliases:
+        raise CarrierError("--network-alias names a container on a named network: give --network NAME")
+    if named:
         raise CarrierError(
             f"invalid network mode {spec.network!r}: use auto, pasta, slirp4netns, none or host"
         )
@@ -68,6 +77,29 @@ def validate(spec: Spec) -> list[PortMapping]:
         if spec.network in ("none", "host"):
             raise CarrierError(f"--mtu sets the helper's interface: not with --network {spec.network}")
         check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
+    _check_dns(spec)
+    choose(spec.network)  # a missing helper fails now, with the install command
+    return ports
+
+
+def _validate_joiner(spec: Spec) -> list[PortMapping]:
+    """``--network container:NAME``: the other container's network, as it is."""
+    if not spec.network.split(":", 1)[1]:
+        raise CarrierError("invalid --network container:NAME: the container's name is missing")
+    if spec.hostname:
+        check_hostname(spec.hostname)
+    for value, option in ((spec.ports, "-p"), (spec.mtu, "--mtu"), (spec.dns, "--dns"),
+                          (spec.dns_search, "--dns-search"), (spec.dns_option, "--dns-option"),
+                          (spec.add_host, "--add-host"), (spec.host_loopback, "--host-loopback"),
+                          (spec.network_aliases, "--network-alias")):
+        if value:
+            raise CarrierError(f"conflicting options: {option} and --network {spec.network} "
+                               "(the network is that container's)")
+    return []
+
+
+def _check_dns(spec: Spec) -> None:
+    """--add-host, --dns, --dns-search and --dns-option."""
     for item in spec.add_host:
         if parse_add_host(item)[1] != HOST_GATEWAY:
             continue
@@ -89,5 +121,17 @@ def validate(spec: Spec) -> list[PortMapping]:
         if not _DNS_OPTION.fullmatch(option):
             raise CarrierError(f"invalid --dns-option {option!r}: expected NAME or NAME:NUMBER "
                                "(ndots:2, rotate, edns0)")
-    choose(spec.network)  # a missing helper fails now, with the install command
+
+
+def _validate_named(spec: Spec) -> list[PortMapping]:
+    """The options of a container on a named network."""
+    if spec.hostname:
+        check_hostname(spec.hostname)
+    for alias in spec.network_aliases:
+        check_hostname(alias, "--network-alias")
+    ports = parse_ports(spec.ports)
+    check_addresses(ports)
+    if spec.mtu is not None:
+        check_count("--mtu", spec.mtu, minimum=MTU_MIN, maximum=MTU_MAX)
+    _check_dns(spec)
     return ports

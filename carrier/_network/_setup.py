@@ -20,7 +20,7 @@ from .._util import _process
 from .._util._atomic import write_bytes
 from .._util._errors import CarrierError
 from .._util._logging import log
-from . import _netlink
+from . import _bridge, _netlink
 from ._choice import choose
 from ._dns import DnsOptions, Forwarder, Hosts, ResolvConf, container_resolv_conf, read_host_resolv_conf
 from ._forwarder import TcpForwarder
@@ -48,6 +48,7 @@ class ContainerNetwork:
     relays: list[UdpRelay] = field(default_factory=list)
     tcp_forwarder: TcpForwarder | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    address: str | None = None  # on a named network: the container's bridge address
 
     @property
     def forwards(self) -> bool:
@@ -57,7 +58,7 @@ class ContainerNetwork:
     async def forward_ports(self, holder: Holder) -> None:
         """Relay the published UDP ports and watch the TCP forwarder until cancelled (a member
         of the container's group); raise if the forwarder exits."""
-        address = self.helper.state.address if self.helper is not None else None
+        address = self.helper.state.address if self.helper is not None else self.address
         ended: str | None = None
         async with anyio.create_task_group() as tg:
             for relay in self.relays:
@@ -198,3 +199,99 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
 def reap_stale_helper(cdir: Path) -> None:
     """End the helper recorded in ``network.pid`` if it is still that process; remove the file."""
     _process.kill_recorded(cdir / "network.pid")
+
+
+@dataclass(frozen=True)
+class Bridged:
+    """Where a container sits on a named network (from its network's run state)."""
+
+    network_holder: int
+    address: str
+    prefixlen: int
+    gateway: str
+    helper: str | None  # None on an internal network
+    host_address: str | None  # the helper's host-loopback mapping (None: internal)
+
+
+async def setup_bridged(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path,
+                        where: Bridged) -> ContainerNetwork:
+    """Give *holder*'s namespace its eth0 on the network's bridge, write the network files and
+    publish its ports.
+
+    resolv.conf: ``--dns`` if given, else the network helper's DNS forwarder (reached through
+    the network's namespace); an internal network gets no outside DNS, only ``--dns``.
+    """
+    ports = parse_ports(spec.ports)
+    # Published ports are bound now (a taken port fails before anything else), and relayed
+    # from inside the container's own namespace to its bridge address, as without a network.
+    relays = [UdpRelay(p) for p in ports if p.proto == "udp"]
+    tcp = [p for p in ports if p.proto == "tcp"]
+    try:
+        tcp_forwarder = TcpForwarder.bind_all(tcp) if tcp else None
+    except BaseException:
+        for relay in relays:
+            relay.close()
+        raise
+    net = ContainerNetwork("bridge", relays=relays, tcp_forwarder=tcp_forwarder,
+                           address=where.address)
+    try:
+        net.info = await _bridged_files(spec, name, holder, cdir, rootfs, where)
+        if tcp_forwarder is not None:
+            tcp_forwarder.start(holder, where.address, cdir / "forwarder.log")
+            net.info["forwarder_pid"] = tcp_forwarder.child.pid if tcp_forwarder.child else None
+    except BaseException:
+        await net.stop()
+        raise
+    published = (tcp_forwarder.mappings if tcp_forwarder else []) + [r.mapping for r in relays]
+    net.info["ports"] = [str(p) for p in published]
+    net.info["published"] = [p.to_json() for p in published]
+    log.info("network.ready", helper="bridge", address=where.address, gateway=where.gateway)
+    return net
+
+
+async def _bridged_files(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path,
+                         where: Bridged) -> dict[str, Any]:
+    """eth0 on the bridge, then resolv.conf, hosts and hostname; the network info."""
+    await anyio.to_thread.run_sync(lambda: _netlink.loopback_up(holder.pid, join_user=True))
+    await anyio.to_thread.run_sync(lambda: _bridge.attach(
+        where.network_holder, holder.pid, holder_cid(cdir), where.address, where.prefixlen,
+        where.gateway, spec.mtu))
+    helper = choose(where.helper) if where.helper is not None else None
+    if helper is None:
+        resolv = ResolvConf(tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_option))
+        forwarder = None
+    else:
+        resolv, forwarder = plan_dns(spec, helper)
+    host_address = where.host_address if spec.host_loopback else None
+    state = _netlink.NetState("eth0", where.address, where.prefixlen, where.gateway,
+                              spec.mtu or _bridge.MTU)
+    dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=state,
+                      host_address=host_address)
+    return {"mode": "bridge", "interface": "eth0", "address": f"{where.address}/{where.prefixlen}",
+            "gateway": where.gateway, "mtu": state.mtu, "host_loopback": spec.host_loopback,
+            "host_address": host_address, "ports": [], "published": [], "dns": dns}
+
+
+def holder_cid(cdir: Path) -> str:
+    """The container's id: the name of its directory."""
+    return cdir.name
+
+
+def setup_joined(spec: Spec, name: str, cdir: Path, rootfs: Path, owner: str, owner_dir: Path,
+                 owner_info: dict[str, Any]) -> ContainerNetwork:
+    """``--network container:OWNER``: no network of its own; resolv.conf and hosts are the
+    owner's (the copies Carrier wrote for it), with this container's own names added."""
+    etc = _etc(rootfs)
+    resolv = (owner_dir / "resolv.conf").read_bytes()
+    hosts = (owner_dir / "hosts").read_text(errors="replace")
+    address = str(owner_info.get("address") or "127.0.1.1").split("/")[0]
+    hosts += f"{address}\t{' '.join(dict.fromkeys([spec.hostname, name]))}\n"
+    for dest in (etc, cdir):  # the copies in cdir are kept for exec's repair
+        write_bytes(dest / "resolv.conf", resolv, mode=0o644)
+        write_bytes(dest / "hosts", hosts.encode(), mode=0o644)
+    write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
+    info: dict[str, Any] = {
+        **{k: owner_info.get(k) for k in ("interface", "address", "gateway", "mtu", "dns")},
+        "mode": f"container:{owner}", "ports": [], "published": [],
+    }
+    return ContainerNetwork("container", info=info)

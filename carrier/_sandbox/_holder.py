@@ -55,14 +55,33 @@ class Holder:
             await self.child.kill()
 
 
-async def start_holder(*, userns: bool, netns: bool, mountns: bool = False) -> Holder:
+def holder_maps() -> tuple[list[IdRange], list[IdRange], bool]:
+    """The id maps a new user namespace gets (the user's subordinate ranges when it has them,
+    else its own ids alone), and whether newuidmap writes them."""
+    uid_map, gid_map = id_maps(os.getuid(), os.getgid())
+    use_newuidmap = os.geteuid() != 0 and len(uid_map) > 1 and len(gid_map) > 1
+    if not use_newuidmap and os.geteuid() != 0:
+        uid_map, gid_map = uid_map[:1], gid_map[:1]
+    return uid_map, gid_map, use_newuidmap
+
+
+async def start_holder(*, userns: bool, netns: bool, mountns: bool = False,
+                       inside: int | None = None, share_net: bool = False) -> Holder:
     """Create the user, network, UTS and IPC (and, for overlay storage, mount) namespaces in a
     new holder.
+
+    With *inside* (the PID of a named network's holder), no user namespace is made: the new namespaces
+    are created inside that holder's user namespace, so that the network's namespace may move
+    a veth end into this one (Podman's rootless containers share one user namespace too).
+    With *share_net* as well, the holder joins *inside*'s network namespace instead of making
+    one (``--network container:NAME``).
 
     Returns once the namespaces exist and the id maps are written.
 
     **Cancellation:** the holder is killed before the cancellation propagates.
     """
+    if inside is not None:
+        return await _start_inside(inside, mountns=mountns, share_net=share_net)
     uid_map, gid_map = id_maps(os.getuid(), os.getgid()) if userns else ([], [])
     as_root = os.geteuid() == 0
     use_newuidmap = userns and not as_root and len(uid_map) > 1 and len(gid_map) > 1
@@ -76,20 +95,10 @@ async def start_holder(*, userns: bool, netns: bool, mountns: bool = False) -> H
         if not use_newuidmap and not as_root:
             argv.append("--map-root-user")
             uid_map, gid_map = uid_map[:1], gid_map[:1]
-    argv += ["--", "/bin/sh", "-c", "echo ready && exec cat"]
-    child = _process.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-    holder = Holder(child, userns=userns, netns=netns, mountns=mountns, uid_map=uid_map,
-                    gid_map=gid_map)
+    holder = await _spawn(argv, userns=userns, netns=netns, mountns=mountns, uid_map=uid_map,
+                          gid_map=gid_map)
+    child = holder.child
     try:
-        assert child.popen.stdout is not None
-        assert child.popen.stderr is not None
-        await anyio.wait_readable(child.popen.stdout.fileno())
-        if child.popen.stdout.readline() != b"ready\n":
-            err = child.popen.stderr.read().decode(errors="replace").strip()
-            raise RuntimeFailure(f"cannot create namespaces: {err or 'holder failed'}")
-        child.popen.stdout.close()
-        child.popen.stderr.close()
         if userns and as_root:  # root may write any map itself
             for kind, ranges in (("uid_map", uid_map), ("gid_map", gid_map)):
                 with open(f"/proc/{child.pid}/{kind}", "w") as f:  # noqa: ASYNC230 - procfs
@@ -105,3 +114,40 @@ async def start_holder(*, userns: bool, netns: bool, mountns: bool = False) -> H
         await holder.stop()
         raise
     return holder
+
+
+async def _spawn(argv: list[str], *, userns: bool, netns: bool, mountns: bool,
+                 uid_map: list[IdRange], gid_map: list[IdRange]) -> Holder:
+    """Start the holder command *argv* and wait until it says its namespaces exist."""
+    argv = [*argv, "--", "/bin/sh", "-c", "echo ready && exec cat"]
+    child = _process.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    holder = Holder(child, userns=userns, netns=netns, mountns=mountns, uid_map=uid_map,
+                    gid_map=gid_map)
+    try:
+        assert child.popen.stdout is not None
+        assert child.popen.stderr is not None
+        await anyio.wait_readable(child.popen.stdout.fileno())
+        if child.popen.stdout.readline() != b"ready\n":
+            err = child.popen.stderr.read().decode(errors="replace").strip()
+            raise RuntimeFailure(f"cannot create namespaces: {err or 'holder failed'}")
+        child.popen.stdout.close()
+        child.popen.stderr.close()
+    except BaseException:
+        await holder.stop()
+        raise
+    return holder
+
+
+async def _start_inside(outer: int, *, mountns: bool, share_net: bool) -> Holder:
+    """A holder whose network (or, with *share_net*, *outer*'s), UTS and IPC (and mount)
+    namespaces live in the user namespace of holder *outer* (made by this user with
+    :func:`holder_maps`), where we are root: no id maps to write."""
+    enter = enter_argv(outer, userns=True, mount=False)
+    argv = [*enter, "-n", "unshare", "--uts", "--ipc"] if share_net else \
+        [*enter, "unshare", "--uts", "--ipc", "--net"]
+    if mountns:
+        argv.append("--mount")
+    uid_map, gid_map, _ = holder_maps()
+    return await _spawn(argv, userns=True, netns=True, mountns=mountns,
+                        uid_map=uid_map, gid_map=gid_map)

@@ -67,7 +67,8 @@ class Spec:
     hostname: str
     runtime: str = "runc"
     storage_driver: str = "copy"
-    network: str = "auto"
+    network: str = "auto"  # a helper mode, or the name of a network (``_networks``)
+    network_aliases: list[str] = field(default_factory=list)  # more names on a named network
     ports: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)

@@ -34,6 +34,7 @@ from .._util._atomic import try_lock, write_json
 from .._util._errors import CarrierError, ConflictError, NotFoundError
 from .._util._logging import log
 from .._util._root import Root
+from ._netgroup import reconcile_networks
 
 SOCKET = "control.sock"
 """The control socket's name in the container's directory."""
@@ -180,6 +181,7 @@ async def reconcile(root: Root) -> None:
         await _reconcile_one(root, record.id)
     for cid in damaged:
         await _reconcile_one(root, cid)
+    reconcile_networks(root)
 
 
 async def _reconcile_one(root: Root, cid: str) -> None:

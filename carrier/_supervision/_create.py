@@ -14,6 +14,7 @@ from .._images._store import Store
 from .._network._options import validate as validate_network
 from .._runtime._bundle import init_binary, parse_env, resolve_user
 from .._runtime._oci import resolve
+from .._state._networks import Networks
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
 from .._storage._copy import top_entry
@@ -93,7 +94,7 @@ def build_spec(
     resolve(spec.runtime)
     if spec.init:
         init_binary()
-    validate_network(spec)
+    validate_network(spec, Networks(root).names())
     RestartPolicy.parse(spec.restart, delay=spec.restart_delay, max_delay=spec.restart_max_delay,
                         intensity=spec.restart_intensity, period=spec.restart_period)
     HealthConfig.from_spec(spec)

@@ -28,7 +28,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._images._store import Store
 from .._network import _netlink
-from .._network._setup import ContainerNetwork
+from .._network._options import MODES
+from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined
 from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
@@ -44,7 +45,7 @@ from .._util._errors import CarrierError, ReadyTimeoutError, RuntimeFailure
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
-from . import _events
+from . import _events, _netgroup
 from ._control import serve_control
 from ._health import HealthConfig, describe, watch
 from ._logreader import Joiner, LogLine, lines
@@ -71,6 +72,7 @@ class Reason(enum.StrEnum):
     HOLDER_EXITED = "holder-exited"
     STORAGE_EXITED = "storage-exited"
     HELPER_EXITED = "helper-exited"
+    NETWORK_EXITED = "network-exited"
     START_FAILED = "start-failed"
     RUNTIME_FAILED = "runtime-failed"
 
@@ -320,6 +322,8 @@ class _Group:
         self.holder: Holder | None = None
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
+        self.attachment: _netgroup.Attachment | None = None  # on a named network
+        self.owner_pidfd: int | None = None  # --network container:NAME: the owner's holder
         self.console: Console | None = None
         self.output: Output | None = None
         self.log: LogWriter | None = None
@@ -431,6 +435,8 @@ class _Group:
     async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
+        self.attachment = None
+        self.owner_pidfd = None
         self.rootfs = None
         self.console = None
         self.output = None
@@ -453,6 +459,12 @@ class _Group:
                     tg.start_soon(self._watch_helper, tg)
                 if self.network is not None and self.network.forwards:
                     tg.start_soon(self._forward_ports, tg)
+                if self.attachment is not None:
+                    message = f"the network {self.attachment.network.name} ended (its holder exited)"
+                    tg.start_soon(self._watch_network, tg, self.attachment.holder_pidfd, message)
+                if self.owner_pidfd is not None:
+                    message = f"the network of {self.record.spec.network} ended (its holder exited)"
+                    tg.start_soon(self._watch_network, tg, self.owner_pidfd, message)
                 if self.health is not None:
                     tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
@@ -478,11 +490,18 @@ class _Group:
         image = Store(self.root).get(spec.image_id)
         self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
-        self.holder = await start_holder(userns=not host_network, netns=not host_network,
-                                         mountns=rootfs.needs_mountns)
-        await rootfs.prepare(self.holder)
-        self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
-                                           rootfs.view())
+        if spec.network.startswith("container:"):
+            await self._join_container(rootfs, spec.network.split(":", 1)[1])
+        elif spec.network not in MODES:
+            await self._join_network(rootfs)
+        else:
+            self.holder = await start_holder(userns=not host_network, netns=not host_network,
+                                             mountns=rootfs.needs_mountns)
+            await rootfs.prepare(self.holder)
+            self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
+                                               rootfs.view())
+        assert self.holder is not None
+        assert self.network is not None
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
         # Rootless, the runtime runs inside the holder's user namespace, where it is root: outside
@@ -523,7 +542,12 @@ class _Group:
         if self.on_launch is not None:  # the command is on its way
             self.on_launch()
         if await self._command_running(pid_file) or pid_file.exists():
-            self.record.container_pid = int(pid_file.read_text())
+            self.record.container_pid = cpid = int(pid_file.read_text())
+            if self.attachment is not None:  # its hosts file, as later joins and leaves rewrite it
+                hosts = Path(f"/proc/{cpid}/root/etc/hosts")
+                att = self.attachment
+                await anyio.to_thread.run_sync(
+                    lambda: _netgroup.announce(self.root, att, hosts, keep=True))
         elif start_failure(self.bundle / "runtime.log") is None:
             # It ended before the command ran, and not over the command (126, 127): it failed.
             code = _process.exit_status(await self.child.wait())
@@ -538,6 +562,56 @@ class _Group:
             self.on_running(Container(self))
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    async def _join_network(self, rootfs: Rootfs) -> None:
+        """Attach to the named network (its group started on demand), make the holder in its
+        user namespace, give it eth0 on the bridge, and make every member's hosts file name it."""
+        spec = self.record.spec
+        self.attachment = att = await anyio.to_thread.run_sync(
+            _netgroup.join, self.root, spec.network, self.record.id, self.record.name,
+            list(dict.fromkeys([spec.hostname, *spec.network_aliases])), spec.host_loopback)
+        self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
+                                         inside=att.holder_pid)
+        await rootfs.prepare(self.holder)
+        net = att.network.network
+        host_address = att.run.get("host_address")
+        where = Bridged(att.holder_pid, att.member.address, net.prefixlen, att.network.gateway,
+                        att.run.get("helper"), host_address)
+        self.network = await setup_bridged(spec, self.record.name, self.holder, self.bundle,
+                                           rootfs.view(), where)
+        if host_address is not None:
+            await _netgroup.set_host_loopback(att.holder_pid, att.member.address, host_address,
+                                              spec.host_loopback)
+        await anyio.to_thread.run_sync(
+            lambda: _netgroup.announce(self.root, att, rootfs.view() / "etc" / "hosts", keep=False))
+
+    async def _watch_network(self, tg: TaskGroup, pidfd: int, message: str) -> None:
+        await anyio.wait_readable(pidfd)
+        self.end(Outcome(125, Reason.NETWORK_EXITED, message), tg)
+
+    async def _join_container(self, rootfs: Rootfs, owner: str) -> None:
+        """``--network container:OWNER``: a holder in the owner's user and network namespaces
+        (new UTS and IPC ones), the owner's network files; its holder's end ends this group."""
+        spec = self.record.spec
+        try:
+            cid = self.containers.resolve(owner)
+            rec = self.containers.load(cid)
+        except CarrierError as e:
+            raise CarrierError(f"--network container:{owner}: {e}") from None
+        if (rec.status is not Status.RUNNING or rec.holder_pid is None
+                or not _process.same_process(rec.holder_pid, rec.holder_start)):
+            raise CarrierError(f"--network container:{owner}: the container is not running")
+        if rec.spec.network in ("host", "none") or rec.spec.network.startswith("container:"):
+            raise CarrierError(f"--network container:{owner}: it has no network of its own to "
+                               f"share (--network {rec.spec.network})")
+        self.owner_pidfd = os.pidfd_open(rec.holder_pid)
+        if not _process.same_process(rec.holder_pid, rec.holder_start):  # reused meanwhile
+            raise CarrierError(f"--network container:{owner}: the container is not running")
+        self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
+                                         inside=rec.holder_pid, share_net=True)
+        await rootfs.prepare(self.holder)
+        self.network = setup_joined(spec, self.record.name, self.bundle, rootfs.view(), owner,
+                                    self.containers.dir(cid), rec.network or {})
 
     async def _command_running(self, pid_file: Path) -> bool:
         """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
@@ -676,6 +750,12 @@ class _Group:
             await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
+        if self.attachment is not None:
+            await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
+            self.attachment = None
+        if self.owner_pidfd is not None:
+            os.close(self.owner_pidfd)
+            self.owner_pidfd = None
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:

@@ -15,6 +15,7 @@ One supervisor per tree: it holds ``trees/<name>.lock`` for its whole life.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import subprocess
 import time
@@ -25,6 +26,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._images._ensure import ensure_image
+from .._state._networks import Networks
 from .._state._records import Containers
 from .._state._schema import Damaged
 from .._util import _process
@@ -87,11 +89,25 @@ class _Run:
 
     def options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         options = {**options, "labels": {TREE_LABEL: self.tree.name}}
+        if "network" not in options:  # the tree's own network, where it is called by its name
+            options.update(network=self.tree.network,
+                           network_aliases=[name, *options.get("network_aliases", [])])
         group = self.group_of.get(name)
         if group is not None and group.strategy != "one_for_one":
             options = {**options, "restart": "always", "restart_intensity": group.intensity + 1,
                        "restart_period": group.period}
         return options
+
+    def ensure_network(self) -> None:
+        """Create the tree's network (a record; it runs while containers use it) if a container
+        uses it and it does not exist yet; it is kept for the next ``up``."""
+        if all("network" in d.options for d in self.tree.containers):
+            return
+        networks = Networks(self.root)
+        if not networks.exists(self.tree.network):
+            with contextlib.suppress(CarrierError):  # a concurrent up made it: fine
+                networks.create(self.tree.network, labels={TREE_LABEL: self.tree.name})
+            networks.get(self.tree.network)
 
     async def remove_previous(self) -> None:
         """Remove the containers an earlier run of this tree left (after ``down`` or a crash),
@@ -116,6 +132,7 @@ class _Run:
             await remove(self.root, cid)
 
     async def run(self, *, task_status: TaskStatus[dict[str, Container]]) -> str | None:
+        self.ensure_network()
         for decl in self.tree.containers:  # nothing starts unless every container is valid
             try:
                 await ensure_image(self.root, decl.image, decl.pull)

@@ -35,7 +35,9 @@ _CONTAINER = {
         "image": {"type": "string", "minLength": 1}, "command": _STRINGS, "entrypoint": _STRINGS,
         "env": _STRINGS, "workdir": {"type": "string"}, "user": {"type": "string"},
         "hostname": {"type": "string"}, "ports": _STRINGS,
-        "network": {"enum": ["auto", "pasta", "slirp4netns", "none", "host"]},
+        # auto, pasta, slirp4netns, none, host, or a named network; default: the tree's own
+        "network": {"type": "string", "pattern": _NAME},
+        "network_aliases": _STRINGS,
         "host_loopback": {"type": "boolean"}, "mtu": {"type": "integer"},
         "dns": _STRINGS, "dns_search": _STRINGS,
         "dns_option": _STRINGS, "add_host": _STRINGS, "restart": {"type": "string"},
@@ -107,6 +109,12 @@ class Tree:
     def container_name(self, member: str) -> str:
         """The container name a member gets: ``<tree>-<member>``."""
         return f"{self.name}-{member}"
+
+    @property
+    def network(self) -> str:
+        """The tree's own network, where its containers find each other by their names in the
+        file (Compose's ``<project>_default``)."""
+        return f"{self.name}_default"
 
 
 def _where(path: Path, keys: Any) -> str:

@@ -1,0 +1,425 @@
+"""A named network's supervision group, started on demand by the first container that joins.
+
+The network supervisor is a detached process (``python -m carrier._supervision._netgroup ROOT
+NAME``, forked off with ``setsid -f`` as ``run -d`` detaches a container's supervisor) whose
+members are the network holder (a user and network namespace holding the bridge) and the
+helper (pasta or slirp4netns, none on an ``--internal`` network). The first member to end ends
+the group; the holder then goes, and with it the network namespace, every veth, and so every
+attached container's network (each container's group watches the holder's pidfd and ends with
+reason ``network-exited``).
+
+The group also ends when no container is left: each attached container's supervisor holds a
+shared ``flock`` on ``members.lock`` while it is attached, and the network supervisor waits for
+an exclusive one (in a thread that wakes it through a pipe), so a container supervisor that is
+SIGKILLed counts as gone at once. Joining happens under ``networks/.lock``; a joiner that finds
+the network supervisor ending waits for it to exit and starts a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import select
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .._network import _bridge, _netlink
+from .._network._choice import choose
+from .._network._dns import read_host_resolv_conf
+from .._network._helper import RESOLV_CONF, HelperConfig, RunningHelper
+from .._sandbox._enter import enter_argv
+from .._sandbox._holder import Holder, start_holder
+from .._state._networks import Member, NetworkRecord, Networks
+from .._util import _process
+from .._util._atomic import lock_fd, try_lock, write_json
+from .._util._errors import CarrierError
+from .._util._logging import log
+from .._util._root import Root
+
+START_TIMEOUT = 30.0
+JOIN_ATTEMPTS = 5
+
+
+def _in_netns(holder_pid: int, *argv: str) -> list[str]:
+    """A command line run in the network holder's user and network namespaces."""
+    return [*enter_argv(holder_pid, userns=True, mount=False), "-n", *argv]
+
+
+async def _configure(record: NetworkRecord, holder: Holder) -> None:
+    """The bridge with the gateway address, forwarding, and (unless internal) MASQUERADE."""
+    net = record.network
+    await anyio.to_thread.run_sync(lambda: _netlink.loopback_up(holder.pid, join_user=True))
+    await anyio.to_thread.run_sync(
+        lambda: _bridge.make_bridge(holder.pid, record.gateway, net.prefixlen))
+    if record.internal:
+        return
+    await _process.run(_in_netns(holder.pid, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"))
+    await _process.run(_in_netns(holder.pid, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s",
+                                 record.subnet, "!", "-o", _bridge.BRIDGE, "-j", "MASQUERADE"))
+
+
+async def _block_host(holder: Holder, host_address: str) -> None:
+    """Nobody on the bridge reaches the host's loopback (the helper's mapping) unless a member
+    asked for it (:func:`allow_host_loopback`)."""
+    await _process.run(_in_netns(holder.pid, "iptables", "-A", "FORWARD", "-d", host_address,
+                                 "-j", "DROP"))
+
+
+async def set_host_loopback(holder_pid: int, address: str, host_address: str, allow: bool) -> None:
+    """Let the member at *address* reach the host's loopback, or make sure it cannot (a rule
+    left by a killed member that had the same address is removed first)."""
+    rule = ["FORWARD", "-s", f"{address}/32", "-d", host_address, "-j", "ACCEPT"]
+    for _ in range(8):  # bounded: each round removes one copy
+        code, _out, _err = await _process.run(_in_netns(holder_pid, "iptables", "-D", *rule),
+                                              check=False)
+        if code != 0:
+            break
+    if allow:
+        await _process.run(_in_netns(holder_pid, "iptables", "-I", *rule))
+
+
+def _members_empty_waiter(path: Path) -> tuple[int, threading.Thread]:
+    """A daemon thread that takes ``members.lock`` exclusively (so: no container attached) and
+    then writes to a pipe; returns the pipe's read end. The lock stays held until exit."""
+    r, w = os.pipe()
+
+    def wait() -> None:
+        fd = lock_fd(path)  # noqa: F841 - held until the process exits
+        os.write(w, b"x")
+
+    t = threading.Thread(target=wait, daemon=True, name="members-lock")
+    t.start()
+    return r, t
+
+
+async def serve(root: Root, name: str, status_fd: int) -> None:
+    """The network supervisor: set up, report on *status_fd*, run until a member ends or the
+    last container leaves, then tear down."""
+    nets = Networks(root)
+    d = nets.dir(name)
+    sup_lock = try_lock(d / "supervisor.lock")
+    status = os.fdopen(status_fd, "wb")
+    if sup_lock is None:
+        status.write(b"another network supervisor runs")
+        status.close()
+        return
+    # Kept until the next supervisor overwrites it: a joiner that finds this one ending waits
+    # for this very process to exit (its run.json and locks go a moment before it does).
+    _process.write_pid_file(d / "supervisor.pid", os.getpid())
+    record = nets.get(name)
+    holder: Holder | None = None
+    running: RunningHelper | None = None
+    try:
+        holder = await start_holder(userns=True, netns=True)
+        state: dict[str, Any] = {
+            "supervisor_pid": os.getpid(), "supervisor_start": _process.start_time(os.getpid()),
+            "holder_pid": holder.pid, "holder_start": _process.start_time(holder.pid),
+            "helper": None, "helper_pid": None, "forwarder": None, "host_address": None,
+        }
+        write_json(d / "run.json", state)
+        await _configure(record, holder)
+        if not record.internal:
+            helper = choose(record.options.get("helper", "auto"))
+            assert helper is not None
+            fwd = helper.forwarder(read_host_resolv_conf(RESOLV_CONF))
+            config = HelperConfig(host_loopback=True, dns_forward=fwd.address if fwd else None,
+                                  log=d / "network.log", pid_file=d / "network.pid")
+            running = await helper.start(holder, config)
+            assert running.host_address is not None
+            await _block_host(holder, running.host_address)
+            state.update(helper=helper.name, helper_pid=running.child.pid,
+                         forwarder=fwd.address if fwd else None, host_address=running.host_address,
+                         uplink_mtu=running.state.mtu)
+            write_json(d / "run.json", state)
+        log.info("network.ready", network=name, holder=holder.pid)
+        status.write(b"started")
+        status.close()
+        await _run_members(d, holder, running)
+    except BaseException as e:
+        if not status.closed:
+            status.write(str(e).encode() or repr(e).encode())
+            status.close()
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _teardown(nets, name, holder, running)
+            os.close(sup_lock)
+
+
+async def _run_members(d: Path, holder: Holder, running: RunningHelper | None) -> None:
+    """Until the holder or the helper ends, or no container is left."""
+    empty_r, _thread = _members_empty_waiter(d / "members.lock")
+    async with anyio.create_task_group() as tg:
+
+        async def ends(wait: Any, why: str) -> None:
+            await wait()
+            log.info("network.member-ended", why=why)
+            tg.cancel_scope.cancel()
+
+        async def empty() -> None:
+            await anyio.wait_readable(empty_r)
+
+        tg.start_soon(ends, holder.child.wait, "holder-exited")
+        if running is not None:
+            tg.start_soon(ends, running.child.wait, "helper-exited")
+        tg.start_soon(ends, empty, "no-members")
+
+
+async def _teardown(nets: Networks, name: str, holder: Holder | None,
+                    running: RunningHelper | None) -> None:
+    """Remove the run state (under the lock, so no joiner sees a dying network as running),
+    then end the helper and the holder."""
+    d = nets.dir(name)
+    with nets.lock():
+        (d / "run.json").unlink(missing_ok=True)
+    if running is not None:
+        await running.stop()
+    (d / "network.pid").unlink(missing_ok=True)
+    if holder is not None:
+        await holder.stop()
+
+
+# -- the container side --
+
+
+@dataclass
+class Attachment:
+    """A container's place on a named network, held for one run."""
+
+    network: NetworkRecord
+    run: dict[str, Any]
+    member: Member
+    members_fd: int  # shared lock on members.lock while attached
+    holder_pidfd: int  # the network holder: its end ends the container's group
+
+    @property
+    def holder_pid(self) -> int:
+        """The network holder's PID."""
+        return int(self.run["holder_pid"])
+
+    def close(self) -> None:
+        """Release the membership lock and the pidfd (the network may end after this)."""
+        for fd in (self.members_fd, self.holder_pidfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _start_supervisor(root: Root, name: str, d: Path) -> None:
+    """Start the network supervisor detached; return once it reports it runs (blocking)."""
+    r, w = os.pipe()
+    with open(d / "supervisor.log", "ab") as logf:
+        proc = subprocess.Popen(
+            ["setsid", "-f", sys.executable, "-m", "carrier._supervision._netgroup",
+             str(root.path), name, str(w)],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=[w], close_fds=True,
+        )
+    os.close(w)
+    try:
+        proc.wait(timeout=START_TIMEOUT)
+        with os.fdopen(r, "rb") as status:
+            r = -1
+            text = status.read().decode(errors="replace").strip()
+    finally:
+        if r >= 0:
+            os.close(r)
+    if text != "started":
+        raise CarrierError(f"network {name}: cannot start: {text or 'the network supervisor failed'}")
+
+
+class _Ending(Exception):
+    """The network's supervisor lives but its group is ending (its holder is gone)."""
+
+
+def _free_address(record: NetworkRecord, members: dict[str, Member]) -> str:
+    used = {m.address for m in members.values()} | {record.gateway}
+    for host in record.network.hosts():
+        if str(host) not in used:
+            return str(host)
+    raise CarrierError(f"network {record.name}: no free address left in {record.subnet}")
+
+
+def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
+         host_loopback: bool) -> Attachment:
+    """Attach container *cid* to network *name* (blocking: call from a thread): start the
+    network's group if needed, take an address, and register the container as a member."""
+    nets = Networks(root)
+    d = nets.dir(name)
+    for _ in range(JOIN_ATTEMPTS):
+        with nets.lock():
+            record = nets.get(name)
+            members_fd = os.open(d / "members.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(members_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return _attach(root, nets, record, members_fd, cid, cname, aliases, host_loopback)
+            except (BlockingIOError, _Ending):  # the network's group is ending: wait, start anew
+                os.close(members_fd)
+            except BaseException:
+                os.close(members_fd)
+                raise
+        _wait_gone(d / "supervisor.pid")
+    raise CarrierError(f"network {name}: cannot join (its supervisor keeps ending)")
+
+
+def _wait_gone(pid_file: Path) -> None:
+    """Wait (bounded) until the network supervisor recorded in *pid_file* has exited."""
+    recorded = _process.read_pid_file(pid_file)
+    if recorded is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        fd = os.pidfd_open(recorded[0])
+        try:
+            if _process.same_process(*recorded):  # checked once the pidfd pins the PID
+                select.select([fd], [], [], START_TIMEOUT)
+        finally:
+            os.close(fd)
+
+
+def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, cid: str,
+            cname: str, aliases: list[str], host_loopback: bool) -> Attachment:
+    name = record.name
+    d = nets.dir(name)
+    if not nets.supervisor_alive(name):
+        (d / "run.json").unlink(missing_ok=True)
+        _process.kill_recorded(d / "network.pid")  # a killed supervisor's helper
+        _start_supervisor(root, name, d)
+    run = nets.run_state(name)
+    if run is None or not _process.same_process(run["holder_pid"], run.get("holder_start")):
+        raise _Ending
+    pidfd = os.pidfd_open(run["holder_pid"])
+    members = nets.members(name)
+    members.pop(cid, None)
+    member = Member(id=cid, name=cname, address=_free_address(record, members),
+                    aliases=list(aliases), host_loopback=host_loopback)
+    members[cid] = member
+    nets.save_members(name, members)
+    return Attachment(record, run, member, members_fd, pidfd)
+
+
+def announce(root: Root, attachment: Attachment, hosts_file: Path, *, keep: bool) -> None:
+    """Rewrite every member's hosts file, the container's own at *hosts_file* included
+    (blocking): from now on all members resolve each other by name.
+
+    Before the command starts, the own file is reached through the root filesystem as set up
+    (*keep* false: that path is gone once the runtime has pivoted into it); once it runs,
+    through ``/proc/<command>/root``, recorded (*keep*) for the rewrites of later joins and
+    leaves.
+    """
+    nets = Networks(root)
+    with nets.lock():
+        members = nets.members(attachment.network.name)
+        member = members.get(attachment.member.id)
+        if member is None:  # cannot happen while its supervisor lives
+            raise CarrierError(f"network {attachment.network.name}: membership lost")
+        member.hosts_file = str(hosts_file)
+        if keep:
+            nets.save_members(attachment.network.name, members)
+        rewrite_hosts(members)
+
+
+def leave(root: Root, attachment: Attachment) -> dict[str, Member]:
+    """Unregister the container (blocking); return the members left, whose hosts files the
+    caller rewrites."""
+    nets = Networks(root)
+    name = attachment.network.name
+    try:
+        with nets.lock():
+            members = nets.members(name)
+            members.pop(attachment.member.id, None)
+            nets.save_members(name, members)
+            rewrite_hosts(members)
+    finally:
+        attachment.close()
+    return members
+
+
+def member_lines(members: dict[str, Member]) -> list[str]:
+    """The /etc/hosts lines naming every member: address, name, aliases."""
+    return [f"{m.address}\t{' '.join(dict.fromkeys([m.name, *m.aliases]))}"
+            for m in sorted(members.values(), key=lambda m: ipaddress.IPv4Address(m.address))]
+
+
+MARK = "# carrier network members\n"
+
+
+HOSTS_MAX = 1 << 20  # a hosts file larger than this is left alone
+
+
+def _open_hosts(path: str) -> int:
+    """Open a member's ``.../etc/hosts`` for writing without following a symlink the container
+    may have put at ``etc`` or ``hosts`` (through ``/proc/<pid>/root`` an absolute symlink would
+    lead into *our* filesystem); a regular file only."""
+    parent, name = os.path.split(path)
+    base, etc = os.path.split(parent)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW
+    base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        etc_fd = os.open(etc, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=base_fd)
+    finally:
+        os.close(base_fd)
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_NONBLOCK | flags, dir_fd=etc_fd)
+    finally:
+        os.close(etc_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return fd
+
+
+def rewrite_hosts(members: dict[str, Member]) -> None:
+    """Rewrite each member's hosts file *in place* (same inode: a container sees the change
+    whether the file is bind-mounted or its own), keeping its lines above :data:`MARK`."""
+    lines = "".join(f"{ln}\n" for ln in member_lines(members))
+    for m in members.values():
+        if not m.hosts_file:
+            continue
+        with contextlib.suppress(OSError), \
+                os.fdopen(_open_hosts(m.hosts_file), "r+", encoding="utf-8", errors="replace") as f:
+            text = f.read(HOSTS_MAX + 1)
+            if len(text) > HOSTS_MAX:
+                continue
+            f.seek(0)
+            f.write(text.split(MARK, 1)[0] + MARK + lines)
+            f.truncate()
+
+
+def refresh(root: Root, name: str) -> None:
+    """Rewrite every member's hosts file from the current membership (blocking)."""
+    nets = Networks(root)
+    with nets.lock():
+        rewrite_hosts(nets.members(name))
+
+
+def reconcile_networks(root: Root) -> None:
+    """The run state of every network whose supervisor died without cleaning up (SIGKILL): its
+    helper, if still alive, is ended and its files removed (its holder ended with it)."""
+    nets = Networks(root)
+    for name in nets.names():
+        d = nets.dir(name)
+        if not (d / "run.json").exists() or nets.supervisor_alive(name):
+            continue
+        with nets.lock():
+            if nets.supervisor_alive(name):
+                continue
+            _process.kill_recorded(d / "network.pid")
+            (d / "run.json").unlink(missing_ok=True)
+            nets.members(name)  # drops the members whose supervisors are gone
+
+
+def _main(argv: list[str]) -> int:
+    root, name, status_fd = Root.open(argv[0]), argv[1], int(argv[2])
+    anyio.run(serve, root, name, status_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
