@@ -35,8 +35,13 @@ def _user_pss() -> dict[str, list[int]]:
             if pid == me or os.stat(f"/proc/{entry}").st_uid != os.getuid():
                 continue
             comm = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        try:
             pss = next(int(ln.split()[1]) for ln in Path(f"/proc/{entry}/smaps_rollup").read_text()
                        .splitlines() if ln.startswith("Pss:"))
+        except PermissionError:  # non-dumpable (pasta makes itself so): counted, not measured
+            comm, pss = f"{comm} (unreadable)", 0
         except (OSError, StopIteration, ValueError):
             continue
         out.setdefault(comm, []).append(pss)
