@@ -24,16 +24,6 @@ def check() -> int:
     return run_check()
 
 
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    found = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise CarrierError(f"invalid {what} {item!r}: expected KEY=VALUE")
-        found[key] = value if sep else ""
-    return found
-
-
 def create(name: str, *, subnet: str | None = None, internal: bool = False,
            label: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
            opt: Annotated[list[str] | None, Parameter(name=["-o", "--opt"], consume_multiple=False)] = None,
@@ -55,9 +45,10 @@ def create(name: str, *, subnet: str | None = None, internal: bool = False,
         Driver option: helper=auto|pasta|slirp4netns (repeatable).
     """
     from .._state._networks import Networks
+    from ._settings import parse_pairs
 
-    labels = _pairs(label, "label")
-    options = _pairs(opt, "--opt")
+    labels = parse_pairs(label or [], "label")
+    options = parse_pairs(opt or [], "--opt")
     for key, value in options.items():
         if key != "helper" or value not in ("auto", "pasta", "slirp4netns"):
             raise CarrierError(f"invalid --opt {key}={value}: expected helper=auto|pasta|slirp4netns")

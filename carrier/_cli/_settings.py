@@ -40,13 +40,22 @@ def read_env_files(paths: Iterable[str]) -> list[str]:
     return items
 
 
-def parse_labels(items: Iterable[str]) -> dict[str, str]:
-    """``--label KEY[=VALUE]`` items as a mapping (a bare KEY has the empty value; a later
-    item for a key wins, as Docker)."""
-    labels: dict[str, str] = {}
+def parse_pairs(items: Iterable[str], what: str) -> dict[str, str]:
+    """``KEY[=VALUE]`` items (labels, driver options) as a mapping: a bare KEY has the empty
+    value, a later item for a key wins (as Docker); an empty KEY is one line naming *what*."""
+    found: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
-        if not key or any(c.isspace() for c in key):
+        if not key:
+            raise CarrierError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def parse_labels(items: Iterable[str]) -> dict[str, str]:
+    """A container's ``--label`` items (:func:`parse_pairs`; a key may hold no whitespace)."""
+    items = list(items)
+    for item in items:
+        if any(c.isspace() for c in item.partition("=")[0]):
             raise CarrierError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
+    return parse_pairs(items, "label")

@@ -27,13 +27,9 @@ def create(name: str, *, label: Annotated[list[str] | None, Parameter(consume_mu
         Set a label, KEY=VALUE (repeatable).
     """
     from .._storage._volumes import Volumes, check_name
+    from ._settings import parse_pairs
 
-    labels = {}
-    for item in label or []:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise CarrierError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value if sep else ""
+    labels = parse_pairs(label or [], "label")
     volumes = Volumes(open_root())
     with volumes.lock(shared=True):
         if not volumes.create(check_name(name), labels):

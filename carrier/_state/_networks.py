@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 import re
 import secrets
 import shutil
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._util._atomic import locked, try_lock, write_json
+from .._util._atomic import held, locked, write_json
 from .._util._errors import CarrierError, NotFoundError
 from .._util._root import Root
 from ._records import now
@@ -212,25 +211,11 @@ class Networks:
 
     def _supervised(self, cid: str) -> bool:
         """Whether container *cid*'s supervisor is alive (it holds its lock)."""
-        try:
-            fd = try_lock(self.root.containers / cid / "supervisor.lock", create=False)
-        except FileNotFoundError:
-            return False
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return held(self.root.containers / cid / "supervisor.lock")
 
     def supervisor_alive(self, name: str) -> bool:
         """Whether the network's supervisor runs (it holds ``supervisor.lock`` for life)."""
-        try:
-            fd = try_lock(self.dir(name) / "supervisor.lock", create=False)
-        except FileNotFoundError:
-            return False
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return held(self.dir(name) / "supervisor.lock")
 
     def run_state(self, name: str) -> dict[str, Any] | None:
         """``run.json`` of a running network (its supervisor, holder and helper), or None."""

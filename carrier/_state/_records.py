@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._util._atomic import try_lock, write_json
+from .._util._atomic import held, try_lock, write_json
 from .._util._errors import CarrierError, ConflictError, NameInUseError, NotFoundError
 from .._util._logging import log
 from .._util._root import Root
@@ -419,14 +419,7 @@ class Containers:
 
     def supervisor_alive(self, cid: str) -> bool:
         """True while some process holds the container's supervisor lock."""
-        try:
-            fd = try_lock(self.supervisor_lock(cid), create=False)
-        except (FileNotFoundError, NotADirectoryError):  # never locked, or removed meanwhile
-            return False
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return held(self.supervisor_lock(cid))
 
 
 def warn(damaged: Damaged) -> None:

@@ -60,6 +60,19 @@ def lock_fd(path: Path, *, shared: bool = False) -> int:
     return fd
 
 
+def held(path: Path) -> bool:
+    """Whether some process holds the ``flock`` on *path* (a supervisor's lock, held for its
+    life); a missing file, or one in a directory being removed, is not held."""
+    try:
+        fd = try_lock(path, create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 def try_lock(path: Path, *, create: bool = True) -> int | None:
     """Take an exclusive ``flock`` on *path* without waiting; return the fd, or None if held.
 
