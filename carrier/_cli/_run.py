@@ -78,6 +78,14 @@ def run(
     health_start_period: str = "0s",
     health_on_failure: Literal["none", "kill", "restart"] = "none",
     log_opt: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    cap_add: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    cap_drop: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    privileged: bool = False,
+    security_opt: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    ulimit: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    pids_limit: int | None = None,
+    memory: Annotated[str | None, Parameter(name=["-m", "--memory"])] = None,
+    cpus: float | None = None,
 ) -> int:
     """Run a command in a new container.
 
@@ -183,6 +191,23 @@ def run(
         When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
     log_opt: list[str] | None
         Log option, as Docker's json-file: max-size=SIZE (rotate at 10m, 512k, ...), max-file=N (repeatable).
+    cap_add: list[str] | None
+        Add a capability to Podman's default set: NET_RAW, CAP_SYS_ADMIN, ALL (repeatable).
+    cap_drop: list[str] | None
+        Drop a capability: CHOWN, CAP_KILL, ALL (repeatable).
+    privileged: bool
+        Every capability of the container's user namespace, no seccomp filter, unmasked /proc,
+        and the host devices this user can open.
+    security_opt: list[str] | None
+        no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json (repeatable).
+    ulimit: list[str] | None
+        Resource limit NAME=SOFT[:HARD], e.g. nofile=1024:2048 (repeatable; -1: unlimited).
+    pids_limit: int | None
+        Most processes the container may have (needs a cgroup: root only here).
+    memory: str | None
+        Memory limit, e.g. 512m or 1g (needs a cgroup: root only here).
+    cpus: float | None
+        CPUs the container may use, e.g. 1.5 (needs a cgroup: root only here).
     """
     return launch(dict(locals()), create_only=False)
 
@@ -229,6 +254,10 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         health_cmd=health_cmd, health_interval=health_interval, health_timeout=health_timeout,
         health_retries=health_retries, health_start_period=health_start_period,
         health_on_failure=health_on_failure, log_opt=o.get("log_opt") or [],
+        cap_add=o.get("cap_add") or [], cap_drop=o.get("cap_drop") or [],
+        privileged=o.get("privileged", False), security_opt=o.get("security_opt") or [],
+        ulimit=o.get("ulimit") or [], pids_limit=o.get("pids_limit"), memory=o.get("memory"),
+        cpus=o.get("cpus"),
     )
 
 

@@ -81,6 +81,14 @@ async def run(
     labels: Mapping[str, str] | None = None,
     init: bool | None = None,
     log_opt: Sequence[str] | None = None,
+    cap_add: Sequence[str] | None = None,
+    cap_drop: Sequence[str] | None = None,
+    privileged: bool | None = None,
+    security_opt: Sequence[str] | None = None,
+    ulimit: Sequence[str] | None = None,
+    pids_limit: int | None = None,
+    memory: int | str | None = None,
+    cpus: float | None = None,
 ) -> AsyncIterator[Container]:
     """Start a container and yield its handle once its command is running.
 
@@ -91,7 +99,10 @@ async def run(
 
     *volumes* are ``-v`` values (``"NAME:/data"``, ``"/host:/ctr:ro"``), *mounts* ``--mount``
     values, *tmpfs* ``--tmpfs`` values (docs/volumes.md). *init* runs catatonit as PID 1
-    (``--init``).
+    (``--init``). *cap_add*, *cap_drop* (``["NET_RAW"]``, ``["ALL"]``), *privileged*,
+    *security_opt* (``["no-new-privileges", "seccomp=unconfined"]``) and *ulimit*
+    (``["nofile=1024:2048"]``) are the CLI's; *pids_limit*, *memory* (bytes or ``"512m"``)
+    and *cpus* need a cgroup of the container's own (root here), else they are refused.
 
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
@@ -122,13 +133,17 @@ async def run(
         "health_on_failure": health_on_failure, "hostname": hostname,
         "storage_driver": storage_driver, "read_only": read_only,
         "read_only_tmpfs": read_only_tmpfs, "init": check_flag("init", init),
+        "privileged": check_flag("privileged", privileged), "pids_limit": pids_limit,
+        "memory": memory, "cpus": cpus,
         "labels": dict(labels) if labels is not None else None,
         "entrypoint": strings("entrypoint", entrypoint) if entrypoint is not None else None,
     }
     settings = {k: v for k, v in given.items() if v is not None}
     for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
                           ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
-                          ("tmpfs", tmpfs), ("log_opt", log_opt)):
+                          ("tmpfs", tmpfs), ("log_opt", log_opt), ("cap_add", cap_add),
+                          ("cap_drop", cap_drop), ("security_opt", security_opt),
+                          ("ulimit", ulimit)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)

@@ -17,13 +17,10 @@ from .._sandbox._idmap import IdRange
 from .._state._records import Spec
 from .._util._atomic import write_json
 from .._util._errors import CarrierError
+from ._devices import host_devices
+from ._security import process_security, resources, seccomp
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]  # Docker's default set
 
 
 INIT_PATH = "/run/carrier-init"
@@ -117,17 +114,17 @@ def container_env(spec: Spec) -> list[str]:
     return env
 
 
-def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, *,
+def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, spec: Spec, *,
             terminal: bool = False) -> dict[str, Any]:
-    """An OCI ``process`` object: for the container's main process and for ``exec``."""
+    """An OCI ``process`` object: for the container's main process and for ``exec``, with
+    *spec*'s capabilities, no-new-privileges and rlimits (the same for both)."""
     return {
         "terminal": terminal,
         "user": _user(user, rootfs),
         "args": args,
         "env": env,
         "cwd": cwd or "/",
-        "capabilities": {k: _CAPS for k in ("bounding", "effective", "permitted")},
-        "noNewPrivileges": True,
+        **process_security(spec),
     }
 
 
@@ -153,17 +150,24 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
     namespaces += [{"type": t, "path": holder.ns_path(n)} for t, n in (("uts", "uts"), ("ipc", "ipc"))]
     if holder.netns:
         namespaces.append({"type": "network", "path": holder.ns_path("net")})
-    linux: dict[str, Any] = {
-        "namespaces": namespaces,
-        "maskedPaths": [
+    linux: dict[str, Any] = {"namespaces": namespaces}
+    if not spec.privileged:  # --privileged unmasks /proc and /sys, as in Podman
+        linux["maskedPaths"] = [
             "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
             "/proc/scsi",
-        ],
-        "readonlyPaths": [
+        ]
+        linux["readonlyPaths"] = [
             "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-        ],
-    }
+        ]
+    else:
+        extra_mounts = [*extra_mounts, *host_devices()]
+    filter_ = seccomp(spec)
+    if filter_ is not None:
+        linux["seccomp"] = filter_
+    limits = resources(spec)
+    if limits is not None:
+        linux["resources"] = limits
     if holder.userns and not in_userns:
         namespaces.append({"type": "user", "path": holder.ns_path("user")})
         linux["uidMappings"] = _ids(holder.uid_map)
@@ -182,7 +186,7 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
         pts_opts.append("gid=5")
     config = {
         "ociVersion": "1.0.2",
-        "process": process(args, env, spec.cwd, spec.user, rootfs, terminal=spec.tty),
+        "process": process(args, env, spec.cwd, spec.user, rootfs, spec, terminal=spec.tty),
         "root": {"path": "rootfs", "readonly": spec.read_only},
         "hostname": spec.hostname,
         "mounts": [

@@ -1,9 +1,10 @@
 """Running another process inside a running container, through the runtime's own ``exec``.
 
 ``runc exec`` joins every namespace of the container (user, mount, PID, network, UTS, IPC) the
-way the runtime set them up, applies the same capabilities and no-new-privileges, and reports
-the process's exit status. With ``--tty`` in the foreground it allocates the PTY inside, puts
-our terminal in raw mode and follows SIGWINCH itself. Doing the same with setns by hand would
+way the runtime set them up, applies the container's capabilities, no-new-privileges and rlimits
+(``_security``; the runtime keeps its seccomp filter), and reports the process's exit status.
+With ``--tty`` in the foreground it allocates the PTY inside, puts our terminal in raw mode and
+follows SIGWINCH itself. Doing the same with setns by hand would
 re-implement the runtime. See docs/exec.md.
 """
 
@@ -91,7 +92,7 @@ async def exec_in(
     spec = record.spec
     base = container_env(spec)
     user = user if user is not None else spec.user
-    proc = process(list(argv), base, workdir or spec.cwd, user, rootfs, terminal=terminal)
+    proc = process(list(argv), base, workdir or spec.cwd, user, rootfs, spec, terminal=terminal)
     if session:
         path = next(e for e in base if e.startswith("PATH="))
         base = parse_env(session_env(rootfs, proc["user"]["uid"], path, os.environ.get("TERM"),

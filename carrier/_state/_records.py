@@ -100,6 +100,14 @@ class Spec:
     labels: dict[str, str] = field(default_factory=dict)  # e.g. the tree that made it
     log_opt: list[str] = field(default_factory=list)  # --log-opt max-size=SIZE, max-file=N
     init: bool = False  # --init: catatonit is PID 1, the command its child
+    cap_add: list[str] = field(default_factory=list)  # --cap-add, on Podman's default set
+    cap_drop: list[str] = field(default_factory=list)  # --cap-drop (ALL too)
+    privileged: bool = False  # every capability of the user namespace, no seccomp
+    security_opt: list[str] = field(default_factory=list)  # no-new-privileges, seccomp=...
+    ulimit: list[str] = field(default_factory=list)  # --ulimit NAME=SOFT[:HARD]
+    pids_limit: int | None = None  # cgroup limits (root only here; see _runtime._security)
+    memory: int | None = None  # bytes
+    cpus: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer Carrier, kept
 
 

@@ -14,6 +14,7 @@ from .._images._store import Store
 from .._network._options import validate as validate_network
 from .._runtime._bundle import init_binary, parse_env, resolve_user
 from .._runtime._oci import resolve
+from .._runtime._security import check_spec as check_security
 from .._state._networks import Networks
 from .._state._records import Containers, Record, Spec
 from .._storage._choice import choose as choose_storage
@@ -102,6 +103,7 @@ def build_spec(
         raise CarrierError("conflicting options: --restart and --rm")
     parse_mounts(spec)
     log_options(spec.log_opt)
+    check_security(spec)
     return spec
 
 
