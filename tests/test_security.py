@@ -76,7 +76,8 @@ class TestCapabilities:
         for spelling in ("CHOWN", "cap_chown"):
             res = carrier("run", "--rm", "--network", "none", "--cap-drop", spelling, image,
                           "sh", "-c", script)
-            assert res.code != 0 and "changed" not in res.out, res
+            assert res.code != 0, res
+            assert "changed" not in res.out, res
             assert "Operation not permitted" in res.err, res
 
     def test_cap_add_net_raw(self, carrier: Carrier, image: str) -> None:
@@ -218,3 +219,25 @@ async def test_library_security(carrier: Carrier, image: str, tmp_path: Path) ->
                                    privileged="yes"):  # type: ignore[arg-type]
             pass
     assert stored(carrier.root) == []
+
+
+def test_tree_security_options(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """A tree's container takes cap_add, cap_drop, security_opt and ulimit as run does; an
+    unknown capability names the file and the container, and nothing starts."""
+    tree = tmp_path / "sec.toml"
+    tree.write_text(
+        'name = "sec"\n[containers.probe]\nimage = "busybox"\nnetwork = "none"\n'
+        'command = ["sh", "-c", "grep -E \'CapEff|NoNewPrivs\' /proc/self/status; ulimit -Hn"]\n'
+        'cap_drop = ["ALL"]\ncap_add = ["KILL"]\nsecurity_opt = ["no-new-privileges"]\n'
+        'ulimit = ["nofile=77"]\n')
+    res = carrier("up", str(tree))
+    assert res.code == 0, res.err
+    out = carrier("logs", "sec-probe").out.split()
+    assert out == ["CapEff:", f"{1 << DEFAULT_CAPS['KILL']:016x}", "NoNewPrivs:", "1", "77"], out
+    assert carrier("rm", "sec-probe").code == 0  # a foreground up ends with its container
+    tree.write_text('name = "sec"\n[containers.probe]\nimage = "busybox"\ncommand = ["true"]\n'
+                    'cap_add = ["BOGUS"]\n')
+    res = carrier("up", str(tree))
+    one_line_125(res)
+    assert f"{tree}: containers.probe: invalid --cap-add 'BOGUS'" in res.err
+    assert not any((carrier.root / "containers").iterdir())

@@ -46,6 +46,10 @@ _CONTAINER = {
         "stop_timeout": _DURATION, "health": _HEALTH,
         "pull": {"enum": ["missing", "always", "never"]},
         "storage_driver": {"enum": ["overlay", "fuse-overlayfs", "copy"]},
+        # security and resource options, as run's (checked by build_spec)
+        "cap_add": _STRINGS, "cap_drop": _STRINGS, "privileged": {"type": "boolean"},
+        "security_opt": _STRINGS, "ulimit": _STRINGS, "pids_limit": {"type": "integer"},
+        "memory": {"type": ["string", "integer"]}, "cpus": {"type": "number"},
         "depends_on": {
             "type": "object",
             "additionalProperties": {"type": "string", "pattern": r"^(started|healthy|port:\d{1,5})$"},
