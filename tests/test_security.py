@@ -80,6 +80,14 @@ class TestCapabilities:
             assert "changed" not in res.out, res
             assert "Operation not permitted" in res.err, res
 
+    def test_ping_socket_without_net_raw(self, carrier: Carrier, image: str) -> None:
+        """Without NET_RAW, root inside still gets an ICMP datagram (ping) socket, as Podman
+        sets net.ipv4.ping_group_range to "0 0" in the container's own network namespace."""
+        assert probe(carrier, image, "icmp") == "ok"
+        res = carrier("run", "--rm", "--network", "none", image, "cat",
+                      "/proc/sys/net/ipv4/ping_group_range")
+        assert res.out.split() == ["0", "0"], res
+
     def test_cap_add_net_raw(self, carrier: Carrier, image: str) -> None:
         """--cap-add NET_RAW (or CAP_NET_RAW) gives the command a raw ICMP socket."""
         for spelling in ("NET_RAW", "CAP_NET_RAW", "net_raw"):

@@ -162,6 +162,9 @@ def write_bundle(bundle: Path, spec: Spec, holder: Holder, rootfs: Path, *,
         ]
     else:
         extra_mounts = [*extra_mounts, *host_devices()]
+    if holder.netns:  # Podman's default sysctl, in a namespace that is not the host's: ICMP
+        # datagram (ping) sockets for root inside, which Podman's capability set leaves no NET_RAW
+        linux["sysctl"] = {"net.ipv4.ping_group_range": "0 0"}
     filter_ = seccomp(spec)
     if filter_ is not None:
         linux["seccomp"] = filter_

@@ -4,6 +4,8 @@
  *            CAP_SYS_PTRACE)
  *   userns   unshare(CLONE_NEWUSER)
  *   raw      socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) (needs CAP_NET_RAW)
+ *   icmp     socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) (an unprivileged ping socket; needs our
+ *            group in net.ipv4.ping_group_range)
  *   add_key  add_key(2) of a user key to the process keyring
  * Built static, since busybox calls none of these directly. */
 #define _GNU_SOURCE
@@ -31,7 +33,7 @@ static const char *errname(int e) {
 int main(int argc, char **argv) {
     long r = -1;
     if (argc != 2) {
-        fprintf(stderr, "usage: sysprobe kcmp|userns|raw|add_key\n");
+        fprintf(stderr, "usage: sysprobe kcmp|userns|raw|icmp|add_key\n");
         return 2;
     }
     errno = 0;
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
         r = unshare(CLONE_NEWUSER);
     } else if (strcmp(argv[1], "raw") == 0) {
         r = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    } else if (strcmp(argv[1], "icmp") == 0) {
+        r = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
     } else if (strcmp(argv[1], "add_key") == 0) {
         r = syscall(SYS_add_key, "user", "carrier-probe", "x", 1, -2 /* process keyring */);
     } else {
