@@ -134,3 +134,14 @@ def test_cgroup_limits_as_root(carrier: Carrier, image: str) -> None:
     assert _cgroup_file(pid, "pids", "pids.max").strip() == "50"
     assert _cgroup_file(pid, "cpu", "cpu.cfs_quota_us").split()[0] == "50000"
     assert carrier("rm", "-f", "l").code == 0
+
+
+@pytest.mark.root
+def test_cgroup_limits_refused_with_fuse_overlayfs(carrier: Carrier, image: str) -> None:
+    """As root with fuse-overlayfs, where runc runs inside the user namespace and could not
+    write the cgroup, a limit is refused (one line, 125) rather than ignored."""
+    for option, value in (("--memory", "64m"), ("--pids-limit", "50"), ("--cpus", "1")):
+        res = carrier("run", "--storage-driver", "fuse-overlayfs", option, value, image, "true")
+        one_line_125(res)
+        assert f"{option} cannot be enforced with the fuse-overlayfs" in res.err, res
+    assert stored(carrier.root) == []

@@ -153,6 +153,10 @@ def check_limits(spec: Spec) -> None:
     if given and os.geteuid() != 0:
         raise CarrierError(f"{given[0]} cannot be enforced: a rootless container gets no cgroup "
                            f"of its own here ({_cgroup_reason()}), so the limit would be ignored")
+    if given and spec.storage_driver == "fuse-overlayfs":  # see _rootfs.Rootfs.runtime_inside
+        raise CarrierError(f"{given[0]} cannot be enforced with the fuse-overlayfs storage "
+                           "driver: the runtime then runs inside the container's user namespace, "
+                           "where it may not write cgroups (use --storage-driver overlay or copy)")
 
 
 def _cgroup_reason() -> str:
