@@ -18,7 +18,8 @@ from .._state._records import Spec
 from .._util._atomic import write_json
 from .._util._errors import CarrierError
 from ._devices import host_devices
-from ._security import process_security, resources, seccomp
+from ._limits import resources
+from ._security import process_security, seccomp
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
