@@ -144,6 +144,12 @@ class _Run:
             try:
                 for decl in self.tree.containers:
                     for dep, cond in decl.depends_on.items():
+                        if cond == "completed":  # kube play's init containers: run to the end
+                            outcome = await self.handles[dep].wait()
+                            if outcome.exit_code != 0:
+                                raise CarrierError(f"{self.tree.path}: containers.{dep}: ended "
+                                                   f"with exit code {outcome.exit_code}")
+                            continue
                         condition = _condition(cond)
                         if condition is not None:
                             await self.handles[dep].wait_for(condition, timeout=300)
