@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +188,56 @@ def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp
     for kept in ("networks", "trees", "volumes"):  # a directory with its lock file at most
         d = carrier.root / kept
         assert not d.exists() or [p.name for p in d.iterdir()] in ([], [".lock"]), kept
+
+
+@pytest.mark.parametrize("tree", sorted(p.name for p in SUPERVISORS.glob("*.toml")))
+def test_round_trip_generate_then_play(carrier: Carrier, image: str, tmp_path: Path,
+                                      tree: str) -> None:
+    """`kube generate` of an example tree, then `kube play` of its output, runs every service
+    with the command the tree file gives it (what `carrier up` runs), and the web tree's
+    services answer as under `up`: the host port serves the page and the client fetched it by
+    the server's name."""
+    declared = tomllib.loads((SUPERVISORS / tree).read_text())
+    res = carrier("kube", "generate", str(SUPERVISORS / tree))
+    assert res.code == 0, res.err
+    name = declared["name"]
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(res.out)
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    members = {f"{name}-{c}-{c}": spec["command"] for c, spec in declared["containers"].items()}
+    wait_event(carrier, "started", count=len(members))
+    for member, command in members.items():
+        assert carrier.record(member)["spec"]["args"] == command  # type: ignore[index]
+    if tree == "web.toml":
+        _log_has(carrier, f"{name}-client-client", "hello-from-web")
+        with socket.create_connection(("127.0.0.1", 18480), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert b"hello-from-web" in reply
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    assert _names(carrier, "-a") == []
+
+
+def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """--down while the Pod still waits for its init container stops it at once: the waiting
+    play fails in one line and nothing is left."""
+    manifest = _write(tmp_path / "slow.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "initContainers": [{"name": "init", "image": "busybox",
+                                     "command": ["sleep", "100000"]}],
+                 "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}})
+    play = carrier.popen("kube", "play", str(manifest), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    wait_event(carrier, "started", count=1)
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    _, err = play.communicate(timeout=60)
+    assert play.returncode == 125
+    assert "stopped while waiting for p-init" in err
+    assert _names(carrier, "-a") == []
+    assert list((carrier.root / "trees").iterdir()) == []

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._supervision._treespec import ContainerDecl, Tree
 from .._util._errors import CarrierError
+from ._generate import tcp_check
 from ._manifests import Manifests
 
 _RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
@@ -367,7 +368,7 @@ class _Translate:
         if "tcpSocket" in probe:
             tcp = probe["tcpSocket"]
             port = self._port(tcp["port"], where)
-            return f"nc -z -w {timeout} {shlex.quote(tcp.get('host') or '127.0.0.1')} {port}"
+            return tcp_check(shlex.quote(tcp.get("host") or "127.0.0.1"), port, timeout)
         http = probe["httpGet"]
         if http.get("scheme", "HTTP") != "HTTP":
             self.out.unsupported.append(f"{where}: httpGet scheme {http['scheme']}: HTTP is used")
