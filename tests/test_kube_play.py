@@ -4,6 +4,7 @@ PersistentVolumeClaims as named volumes, probes, `--down`, the round trip from g
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -57,6 +58,8 @@ def _app(port: int) -> list[dict[str, Any]]:
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "site"},
          "data": {"index.html": "hello-from-configmap\n", "greeting": "hi-from-env"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+         "data": {"token": base64.b64encode(b"s3cret").decode()}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "keep"},
          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server", "labels": labels},
@@ -67,6 +70,7 @@ def _app(port: int) -> list[dict[str, Any]]:
                   "command": ["sh", "-c", "echo kept > /data/mark; exec httpd -f -p 8080 -h /www"],
                   "ports": [{"containerPort": 8080}],
                   "volumeMounts": [{"name": "www", "mountPath": "/www"},
+                                   {"name": "creds", "mountPath": "/etc/token", "subPath": "token"},
                                    {"name": "data", "mountPath": "/data"}]},
                  {"name": "sidecar", "image": "busybox",
                   "command": ["sh", "-c", "until wget -q -O - http://127.0.0.1:8080/; do "
@@ -74,6 +78,7 @@ def _app(port: int) -> list[dict[str, Any]]:
              ],
              "volumes": [{"name": "www", "configMap": {"name": "site", "items": [
                              {"key": "index.html", "path": "index.html"}]}},
+                         {"name": "creds", "secret": {"secretName": "creds"}},
                          {"name": "data", "persistentVolumeClaim": {"claimName": "keep"}}],
          }},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
@@ -84,10 +89,11 @@ def _app(port: int) -> list[dict[str, Any]]:
                   "template": {"metadata": {"labels": {"app": "client"}}, "spec": {
                       "terminationGracePeriodSeconds": 1, "containers": [
                       {"name": "get", "image": "busybox",
-                       "command": ["sh", "-c", 'echo "env=$GREETING"; until wget -q -O - '
+                       "command": ["sh", "-c", 'echo "env=$GREETING $S_token"; until wget -q -O - '
                                    "http://backend:8080/; do sleep 0.2; done; exec sleep 100000"],
                        "env": [{"name": "GREETING", "valueFrom": {
-                           "configMapKeyRef": {"name": "site", "key": "greeting"}}}]}]}}}},
+                           "configMapKeyRef": {"name": "site", "key": "greeting"}}}],
+                       "envFrom": [{"prefix": "S_", "secretRef": {"name": "creds"}}]}]}}}},
     ]
 
 
@@ -96,8 +102,8 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
                                                    helper: str) -> None:
     """A client Pod reaches the server Pod by its Service's name and the host reaches it on the
     Service's node port; the sidecar reaches httpd on the Pod's shared localhost; the ConfigMap
-    is a read-only file and an env value; --down leaves no container, network or file, and the
-    claim's volume outlives it."""
+    is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); --down
+    leaves no container, network or file, and the claim's volume outlives it."""
     port = _free_port()
     manifest = _write(tmp_path / "app.yaml", *_app(port))
     assert carrier("network", "create", "app_default", "-o", f"helper={helper}").code == 0
@@ -106,7 +112,8 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     assert res.out.strip() == "app"
     assert _names(carrier) == ["app-client-get", "app-server-httpd", "app-server-sidecar"]
     out = _log_has(carrier, "app-client-get", "hello-from-configmap")
-    assert "env=hi-from-env" in out
+    assert "env=hi-from-env s3cret" in out
+    assert carrier("exec", "app-server-httpd", "cat", "/etc/token").out == "s3cret"
     _log_has(carrier, "app-server-sidecar", "hello-from-configmap")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
