@@ -108,8 +108,9 @@ volume_app = App(name="volume", help="Named volumes: storage that outlives conta
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):
     volume_app.command(_command)
 app.command(volume_app)
-kube_app = App(name="kube", help="Kubernetes: write containers and trees as manifests.")
+kube_app = App(name="kube", help="Kubernetes: write containers and trees as manifests, and play manifests.")
 kube_app.command(_kube.generate)
+kube_app.command(_kube.play)
 app.command(kube_app)
 system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")

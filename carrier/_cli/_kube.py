@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -9,11 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from cyclopts import Parameter
 
 from .._util._errors import CarrierError
-from ._common import open_root
+from ._common import in_background, open_root
 
 if TYPE_CHECKING:
     from .._kube._workload import Workload
     from .._state._records import Containers
+    from .._util._root import Root
 
 
 def generate(
@@ -95,3 +97,169 @@ def _exists(containers: Containers, ref: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+def play(
+    file: Path,
+    *,
+    down: bool = False,
+    ignore_unsupported: bool = False,
+) -> int:
+    """Run Kubernetes manifests (Pods, Deployments, Services, ConfigMaps, Secrets,
+    PersistentVolumeClaims) as a supervision tree in the background, named after the file;
+    ``--down`` stops it and removes what it made (named volumes stay).
+
+    Parameters
+    ----------
+    file: Path
+        The manifests (multi-document YAML).
+    down: bool
+        Stop the tree and remove its containers, network and files.
+    ignore_unsupported: bool
+        Warn about kinds, fields and values Carrier cannot run instead of refusing them.
+    """
+    import anyio
+
+    from .._kube._manifests import load
+    from .._kube._play import plan, tree_name
+    from .._supervision._tree import state_file
+    from .._util._atomic import held
+    from ._trees import _tree_main
+
+    root = open_root()
+    name = tree_name(file)
+    files = root.path / "trees" / f"{name}.kube"
+    if down:
+        _down(root, name, files)
+        print(name)
+        return 0
+    manifests = load(file)
+    _refuse(manifests.unsupported, ignore_unsupported)
+    result = plan(manifests, file, files)
+    _refuse(result.unsupported, ignore_unsupported)
+    for line in [*manifests.unsupported, *result.unsupported, *result.warnings]:
+        print(f"carrier: warning: {line}", file=sys.stderr)
+    if held(state_file(root, name).with_suffix(".lock")):
+        raise CarrierError(f"tree {name} is already up (carrier kube play --down {file})")
+    network_existed = _network_exists(root, result.tree.network)
+    _write_files(files, result.files)
+    log = root.path / "trees" / f"{name}.log"
+    message = in_background(log, lambda fd: anyio.run(_tree_main, root, result.tree, fd))
+    if message != "started":  # nothing it stored stays
+        _remove_files(files)
+        _forget(state_file(root, name))
+        if not network_existed:
+            _remove_network(root, result.tree.network)
+        raise CarrierError(message or f"tree {name} failed to start")
+    print(name)
+    return 0
+
+
+def _refuse(unsupported: list[str], ignore: bool) -> None:
+    """Refuse what Carrier cannot run, in one line naming the first (and how many more)."""
+    if unsupported and not ignore:
+        more = f" (and {len(unsupported) - 1} more)" if len(unsupported) > 1 else ""
+        raise CarrierError(f"not supported: {unsupported[0]}{more}; "
+                           "--ignore-unsupported runs the rest")
+
+
+def _forget(state: Path) -> None:
+    """Remove a stopped tree's state, lock and log files (the lock only when no supervisor
+    holds it)."""
+    from .._util._atomic import try_lock
+
+    state.unlink(missing_ok=True)
+    try:
+        lock = try_lock(state.with_suffix(".lock"), create=False)
+    except FileNotFoundError:
+        lock = None
+    if lock is not None:
+        state.with_suffix(".lock").unlink(missing_ok=True)
+        os.close(lock)
+    state.with_suffix(".log").unlink(missing_ok=True)
+
+
+def _network_exists(root: Root, name: str) -> bool:
+    from .._state._networks import Networks
+
+    return Networks(root).exists(name)
+
+
+def _write_files(files: Path, content: dict[str, tuple[bytes, int]]) -> None:
+    """The ConfigMap, Secret and emptyDir files, written whole into a fresh directory that
+    then replaces the old one, so a container never sees a half-written set."""
+    import os
+    import tempfile
+
+    from .._util._atomic import write_bytes
+    from .._util._fs import remove_tree
+
+    files.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{files.name}.", dir=files.parent))
+    try:
+        os.chmod(staging, 0o755)
+        for rel, (data, mode) in sorted(content.items()):
+            target = staging / rel
+            if rel.endswith("/"):
+                target.mkdir(mode=mode, parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            write_bytes(target, data, mode=mode)
+        remove_tree(files)
+        staging.rename(files)
+    except BaseException:
+        remove_tree(staging)
+        raise
+
+
+def _remove_files(files: Path) -> None:
+    from .._util._fs import remove_tree
+
+    remove_tree(files)
+
+
+def _remove_network(root: Root, name: str) -> None:
+    """Remove the tree's network once no container is attached to it."""
+    from .._state._networks import Networks
+
+    networks = Networks(root)
+    if not networks.exists(name):
+        return
+    with networks.lock():
+        if not networks.members(name):
+            networks.remove(name)
+
+
+def _down(root: Root, name: str, files: Path) -> None:
+    """Stop the tree's supervisor (its containers in reverse start order), then remove its
+    containers, its network and its files."""
+    import select
+    import signal
+
+    import anyio
+
+    from .._state._records import Containers
+    from .._supervision._control import pidfd_of, remove
+    from .._supervision._tree import TREE_LABEL, state_file
+    from .._util._atomic import read_json
+
+    state = state_file(root, name)
+    try:
+        data = read_json(state)
+    except FileNotFoundError:
+        data = None
+    fd = pidfd_of(int(data["pid"]), data.get("start")) if data else None
+    if fd is not None:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+            if not select.select([fd], [], [], 600)[0]:
+                raise CarrierError(f"tree {name}: its supervisor did not stop in time")
+        finally:
+            os.close(fd)
+    _forget(state)
+    containers = Containers(root)
+    made = [r.id for r in containers.all() if r.spec.labels.get(TREE_LABEL) == name]
+    for cid in made:
+        anyio.run(remove, root, cid)
+    _remove_network(root, f"{name}_default")
+    _remove_files(files)

@@ -258,8 +258,15 @@ def _waits(w: Workload, ports_of: dict[str, list[PortMapping]],
             continue
         host = dns_name(dep)
         waits.append({"name": f"wait-for-{host}", "image": WAIT_IMAGE,
-                      "command": ["sh", "-c", f"until nc -z -w 1 {host} {port}; do sleep 1; done"]})
+                      "command": ["sh", "-c", f"until {tcp_check(host, port)}; do sleep 1; done"]})
     return waits
+
+
+def tcp_check(host: str, port: int, timeout: int = 1) -> str:
+    """A shell command that succeeds once *host*:*port* accepts a TCP connection: busybox's
+    ``nc -z`` (the official image), else ``nc ... -e true`` (Debian's busybox has no ``-z``)."""
+    return (f"nc -z -w {timeout} {host} {port} 2>/dev/null || "
+            f"nc -w {timeout} {host} {port} -e true 2>/dev/null")
 
 
 def _pod_network(pod: dict[str, Any], workloads: Sequence[Workload], notes: list[str]) -> None:

@@ -131,6 +131,28 @@ class _Run:
                                     "container this tree did not create (carrier rm it)")
             await remove(self.root, cid)
 
+    async def completed(self, name: str, timeout: float = 300) -> Outcome | None:
+        """How *name* ended for good, or None once a stop is asked first; bounded as the other
+        conditions are."""
+        ended: list[Outcome] = []
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def wait() -> None:
+                    ended.append(await self.handles[name].wait())
+                    tg.cancel_scope.cancel()
+
+                async def stopped() -> None:
+                    await self.stop.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait)
+                tg.start_soon(stopped)
+        if scope.cancelled_caught:
+            raise CarrierError(f"{self.tree.path}: containers.{name}: did not complete within "
+                               f"{timeout:g} s")
+        return ended[0] if ended else None
+
     async def run(self, *, task_status: TaskStatus[dict[str, Container]]) -> str | None:
         self.ensure_network()
         for decl in self.tree.containers:  # nothing starts unless every container is valid
@@ -144,6 +166,15 @@ class _Run:
             try:
                 for decl in self.tree.containers:
                     for dep, cond in decl.depends_on.items():
+                        if cond == "completed":  # kube play's init containers: run to the end
+                            outcome = await self.completed(dep)
+                            if outcome is None:
+                                raise CarrierError(f"tree {self.tree.name}: stopped while "
+                                                   f"waiting for {dep} to complete")
+                            if outcome.exit_code != 0:
+                                raise CarrierError(f"{self.tree.path}: containers.{dep}: ended "
+                                                   f"with exit code {outcome.exit_code}")
+                            continue
                         condition = _condition(cond)
                         if condition is not None:
                             await self.handles[dep].wait_for(condition, timeout=300)

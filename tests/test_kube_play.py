@@ -1,0 +1,250 @@
+"""`carrier kube play`: Kubernetes manifests run as a supervision tree on real containers,
+rootless: Pods sharing a network namespace, Services by name, ConfigMaps as env and files,
+PersistentVolumeClaims as named volumes, probes, `--down`, the round trip from generate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Carrier
+from helpers import events, wait_event
+
+SUPERVISORS = Path(__file__).parent.parent / "supervisors"
+HELPERS = ["pasta", "slirp4netns"]
+
+
+def _write(path: Path, *docs: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _names(carrier: Carrier, *flags: str) -> list[str]:
+    """The names `carrier ps` lists, sorted."""
+    res = carrier("ps", "--format", "json", *flags)
+    assert res.code == 0, res.err
+    return sorted(n for c in json.loads(res.out) for n in c["Names"])
+
+
+def _log_has(carrier: Carrier, name: str, needle: str, bound: float = 30) -> str:
+    """Bounded poll of a container's log (its output announces nothing); the log."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        out = carrier("logs", name).out
+        if needle in out:
+            return out
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in the logs of {name} within {bound} s")
+
+
+def _app(port: int) -> list[dict[str, Any]]:
+    """A ConfigMap, a claim, a server Pod (httpd and a sidecar that reaches it on localhost)
+    behind a Service, and a client Pod that fetches from the Service by name."""
+    labels = {"app": "server"}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "site"},
+         "data": {"index.html": "hello-from-configmap\n", "greeting": "hi-from-env"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+         "data": {"token": base64.b64encode(b"s3cret").decode()}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "keep"},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server", "labels": labels},
+         "spec": {
+             "terminationGracePeriodSeconds": 1,
+             "containers": [
+                 {"name": "httpd", "image": "busybox",
+                  "command": ["sh", "-c", "echo kept > /data/mark; exec httpd -f -p 8080 -h /www"],
+                  "ports": [{"containerPort": 8080}],
+                  "volumeMounts": [{"name": "www", "mountPath": "/www"},
+                                   {"name": "creds", "mountPath": "/etc/token", "subPath": "token"},
+                                   {"name": "data", "mountPath": "/data"}]},
+                 {"name": "sidecar", "image": "busybox",
+                  "command": ["sh", "-c", "until wget -q -O - http://127.0.0.1:8080/; do "
+                              "sleep 0.2; done; exec sleep 100000"]},
+             ],
+             "volumes": [{"name": "www", "configMap": {"name": "site", "items": [
+                             {"key": "index.html", "path": "index.html"}]}},
+                         {"name": "creds", "secret": {"secretName": "creds"}},
+                         {"name": "data", "persistentVolumeClaim": {"claimName": "keep"}}],
+         }},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
+         "spec": {"type": "NodePort", "selector": labels,
+                  "ports": [{"port": 8080, "targetPort": 8080, "nodePort": port}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "client"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "client"}},
+                  "template": {"metadata": {"labels": {"app": "client"}}, "spec": {
+                      "terminationGracePeriodSeconds": 1, "containers": [
+                      {"name": "get", "image": "busybox",
+                       "command": ["sh", "-c", 'echo "env=$GREETING $S_token"; until wget -q -O - '
+                                   "http://backend:8080/; do sleep 0.2; done; exec sleep 100000"],
+                       "env": [{"name": "GREETING", "valueFrom": {
+                           "configMapKeyRef": {"name": "site", "key": "greeting"}}}],
+                       "envFrom": [{"prefix": "S_", "secretRef": {"name": "creds"}}]}]}}}},
+    ]
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str, tmp_path: Path,
+                                                   helper: str) -> None:
+    """A client Pod reaches the server Pod by its Service's name and the host reaches it on the
+    Service's node port; the sidecar reaches httpd on the Pod's shared localhost; the ConfigMap
+    is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); --down
+    leaves no container, network or file, and the claim's volume outlives it."""
+    port = _free_port()
+    manifest = _write(tmp_path / "app.yaml", *_app(port))
+    assert carrier("network", "create", "app_default", "-o", f"helper={helper}").code == 0
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    assert res.out.strip() == "app"
+    assert _names(carrier) == ["app-client-get", "app-server-httpd", "app-server-sidecar"]
+    out = _log_has(carrier, "app-client-get", "hello-from-configmap")
+    assert "env=hi-from-env s3cret" in out
+    assert carrier("exec", "app-server-httpd", "cat", "/etc/token").out == "s3cret"
+    _log_has(carrier, "app-server-sidecar", "hello-from-configmap")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert b"hello-from-configmap" in reply
+    res = carrier("exec", "app-server-httpd", "sh", "-c", "echo x > /www/index.html")
+    assert res.code != 0  # the ConfigMap's files are read-only
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    assert _names(carrier, "-a") == []
+    assert not (carrier.root / "networks" / "app_default").exists()
+    assert list((carrier.root / "trees").iterdir()) == []
+    assert (carrier.root / "volumes" / "keep" / "_data" / "mark").read_text() == "kept\n"
+
+
+def test_liveness_probe_restarts_and_init_container_runs_first(carrier: Carrier, image: str,
+                                                              tmp_path: Path) -> None:
+    """A failing livenessProbe restarts the container (restartPolicy Always); the init
+    container ran to completion first, and a field Carrier does not run is a warning with
+    --ignore-unsupported."""
+    manifest = _write(tmp_path / "live.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "initContainers": [{"name": "init", "image": "busybox",
+                                     "command": ["sh", "-c", "echo init-done"]}],
+                 "containers": [{
+                     "name": "c", "image": "busybox", "command": ["sleep", "100000"],
+                     "resources": {"limits": {"cpu": "1"}},
+                     "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]},
+                                       "periodSeconds": 1, "failureThreshold": 1}}]}})
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 125
+    assert res.err.startswith("carrier: not supported: ")
+    assert "resources" in res.err
+    res = carrier("kube", "play", "--ignore-unsupported", str(manifest))
+    assert res.code == 0, res.err
+    assert "carrier: warning: " in res.err
+    assert "spec.containers[0].resources" in res.err
+    wait_event(carrier, "started", count=3)  # init once, then c twice
+    started = [e["name"] for e in events(carrier, "started")]
+    assert started[:3] == ["live-p-init", "live-p-c", "live-p-c"]
+    assert carrier("logs", "live-p-init").out == "init-done\n"
+    assert carrier("kube", "play", "--down", str(manifest)).code == 0
+    assert _names(carrier, "-a") == []
+
+
+@pytest.mark.parametrize(("docs", "needle"), [
+    ([{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+       "spec": {"selector": {}, "template": {}}}], "kind StatefulSet is not supported"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "busybox", "bogus": 1}]}}],
+     "Pod p: spec.containers[0]: Additional properties are not allowed ('bogus'"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "busybox", "env": [
+           {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}]}}],
+     "Pod p: container c: no ConfigMap 'nope'"),
+    ([{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+       "spec": {"replicas": 3, "selector": {"matchLabels": {"a": "b"}}, "template": {
+           "metadata": {"labels": {"a": "b"}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}],
+     "Deployment d: replicas 3: one replica"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "nope", "imagePullPolicy": "Never"}]}}],
+     "no such image: nope"),
+])
+def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp_path: Path,
+                                               docs: list[dict[str, Any]], needle: str) -> None:
+    """Invalid or unsupported manifests are refused in one line naming the object and field,
+    exit 125, and nothing is stored (no container, network or file)."""
+    manifest = _write(tmp_path / "bad.yaml", *docs)
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 125
+    assert res.err.startswith("carrier: "), res.err
+    assert needle in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert not any((carrier.root / "containers").iterdir())
+    for kept in ("networks", "trees", "volumes"):  # a directory with its lock file at most
+        d = carrier.root / kept
+        assert not d.exists() or [p.name for p in d.iterdir()] in ([], [".lock"]), kept
+
+
+@pytest.mark.parametrize("tree", sorted(p.name for p in SUPERVISORS.glob("*.toml")))
+def test_round_trip_generate_then_play(carrier: Carrier, image: str, tmp_path: Path,
+                                      tree: str) -> None:
+    """`kube generate` of an example tree, then `kube play` of its output, runs every service
+    with the command the tree file gives it (what `carrier up` runs), and the web tree's
+    services answer as under `up`: the host port serves the page and the client fetched it by
+    the server's name."""
+    declared = tomllib.loads((SUPERVISORS / tree).read_text())
+    res = carrier("kube", "generate", str(SUPERVISORS / tree))
+    assert res.code == 0, res.err
+    name = declared["name"]
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(res.out)
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    members = {f"{name}-{c}-{c}": spec["command"] for c, spec in declared["containers"].items()}
+    wait_event(carrier, "started", count=len(members))
+    for member, command in members.items():
+        assert carrier.record(member)["spec"]["args"] == command  # type: ignore[index]
+    if tree == "web.toml":
+        _log_has(carrier, f"{name}-client-client", "hello-from-web")
+        with socket.create_connection(("127.0.0.1", 18480), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert b"hello-from-web" in reply
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    assert _names(carrier, "-a") == []
+
+
+def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """--down while the Pod still waits for its init container stops it at once: the waiting
+    play fails in one line and nothing is left."""
+    manifest = _write(tmp_path / "slow.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "initContainers": [{"name": "init", "image": "busybox",
+                                     "command": ["sleep", "100000"]}],
+                 "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}})
+    play = carrier.popen("kube", "play", str(manifest), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    wait_event(carrier, "started", count=1)
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    _, err = play.communicate(timeout=60)
+    assert play.returncode == 125
+    assert "stopped while waiting for p-init" in err
+    assert _names(carrier, "-a") == []
+    assert list((carrier.root / "trees").iterdir()) == []
