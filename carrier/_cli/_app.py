@@ -23,6 +23,7 @@ from . import (
     _cp,
     _enter,
     _images,
+    _inspect,
     _kill,
     _kube,
     _lifecycle,
@@ -86,6 +87,7 @@ app.command(_enter.shell, name=["shell", "sh"])
 app.command(_enter.terminal, name=["terminal", "t", "term"])
 app.command(_containers.logs)
 app.command(_containers.info)
+app.command(_inspect.inspect)
 app.command(_containers.events)
 # Trees
 app.command(_trees.up)

@@ -133,18 +133,26 @@ def import_(tarball: Path, reference: str) -> int:
 
 def images(
     *,
-    format: Literal["table", "json"] = "table",
+    format: str = "table",
     quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
 ) -> int:
-    """List images: repository, tag, id, created and size (-q: only each image's id)."""
+    """List images: repository, tag, id, created and size (-q: only each image's id; --format
+    table, json or a Go template such as '{{.Repository}}:{{.Tag}}')."""
     from .._images._store import Store, familiar
+    from ._template import is_template, render
 
     found = Store(Root.open()).images()
     if quiet:
         for image in found:
             print(image.id.removeprefix("sha256:")[:12])
         return 0
-    if format == "json":
+    if is_template(format):
+        items = [_image_fields(image, repo, tag) for image in found
+                 for repo, tag in _repo_tags(image)]
+        print(render(format, items, headers={"ID": "IMAGE ID", "CreatedSince": "CREATED"},
+                     keys=IMAGE_KEYS), end="")
+        return 0
+    if format.strip() == "json":
         print(json.dumps([{"Id": i.id, "Names": [familiar(n) for n in i.names],
                            "Created": i.created, "Size": i.size} for i in found], indent=2))
         return 0
@@ -155,6 +163,20 @@ def images(
                          f"{ago(image.created)} ago", size(image.size)))
     table(rows)
     return 0
+
+
+IMAGE_KEYS = ("ID", "Repository", "Tag", "CreatedAt", "CreatedSince", "Size", "Names", "Labels")
+
+
+def _image_fields(image: Image, repo: str, tag: str) -> dict[str, object]:
+    """What an ``images --format`` template sees: one repository and tag of *image*, with
+    Podman's field names."""
+    from .._images._store import familiar
+
+    return dict(zip(IMAGE_KEYS, (
+        image.id.removeprefix("sha256:")[:12], repo, tag, image.created,
+        f"{ago(image.created)} ago", size(image.size), [familiar(n) for n in image.names],
+        image.run_config.get("Labels") or {}), strict=True))
 
 
 def _repo_tags(image: Image) -> list[tuple[str, str]]:
