@@ -21,6 +21,7 @@ from .._util._logging import configure
 from . import (
     _containers,
     _cp,
+    _df,
     _enter,
     _images,
     _inspect,
@@ -98,6 +99,8 @@ app.command(_images.import_, name="import")
 app.command(_images.pull)
 app.command(_images.load)
 app.command(_images.rmi)
+app.command(_images.tag)
+app.command(_images.save)
 app.command(_images.login)
 app.command(_images.logout)
 # Groups
@@ -116,6 +119,7 @@ app.command(kube_app)
 system_app = App(name="system", help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
+system_app.command(_df.df)
 app.command(system_app)
 app.command(_version.version)
 
