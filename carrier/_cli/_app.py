@@ -29,6 +29,7 @@ from . import (
     _kube,
     _lifecycle,
     _network,
+    _pause,
     _port,
     _run,
     _stats,
@@ -78,6 +79,8 @@ app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)
 app.command(_kill.kill)
+app.command(_pause.pause)
+app.command(_pause.unpause)
 app.command(_wait.wait)
 app.command(_port.port)
 app.command(_top.top)

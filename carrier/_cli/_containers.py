@@ -92,6 +92,10 @@ def _status_text(r: Record) -> str:
     from .._state._records import Status
 
     if r.status is Status.RUNNING:
+        from ._pause import is_paused
+
+        if r.container_pid is not None and is_paused(r.container_pid):
+            return "Paused"
         health = (r.health or {}).get("status")
         return f"Up {ago(r.started)}" + (f" ({health})" if health else "")
     if r.status is Status.EXITED:

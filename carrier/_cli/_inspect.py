@@ -83,12 +83,15 @@ def _lookup(root: Root, name: str, kind: Kind, template: bool) -> dict[str, Any]
 def container_fields(root: Root, r: Record) -> dict[str, Any]:
     """A container in ``podman inspect``'s shape (the fields Carrier has)."""
     from .._state._records import Containers, Status
+    from ._pause import is_paused
 
     running = r.status is Status.RUNNING
+    paused = running and r.container_pid is not None and is_paused(r.container_pid)
     return {
         "Id": r.id, "Created": r.created, "Path": r.spec.args[0] if r.spec.args else "",
         "Args": r.spec.args[1:],
-        "State": {"Status": str(r.status), "Running": running, "Paused": False,
+        "State": {"Status": "paused" if paused else str(r.status), "Running": running,
+                  "Paused": paused,
                   "Restarting": False, "OOMKilled": False, "Dead": False,
                   "Pid": r.container_pid if running and r.container_pid else 0,
                   "ExitCode": r.exit_code or 0, "Error": r.reason or "",
