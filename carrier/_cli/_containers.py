@@ -33,7 +33,7 @@ def ps(
 ) -> int:
     """List containers (running ones, or all with -a; -n N: the N last created, -l: the last
     one; --filter KEY=VALUE: name, id, label, status, ancestor, as Podman takes them;
-    --format table, json or a Go template such as '{{.Names}}' or 'table {{.ID}}\t{{.Status}}')."""
+    --format table, json or a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}')."""
     from .._state._records import Containers, Status
     from ._psfilter import parse
 
