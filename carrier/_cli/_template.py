@@ -32,7 +32,7 @@ def _join(items: Sequence[Any], sep: str) -> str:
     return sep.join(str(i) for i in items)
 
 
-# Podman's additions to Go's built-ins (podman/pkg/... report.DefaultFuncs).
+# Podman's additions to Go's built-ins that Carrier offers too (not its pad and truncate).
 FUNCTIONS: dict[str, Callable[..., object]] = {
     "json": _json,
     "lower": lambda s: str(s).lower(),
