@@ -13,6 +13,7 @@ from .._util._durations import parse_duration
 from .._util._errors import CarrierError, ConflictError
 from ._common import each, open_root
 from ._format import ago, table
+from ._template import is_template, render
 
 if TYPE_CHECKING:
     from .._state._records import Containers, Record
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 def ps(
     *,
     all: Annotated[bool, Parameter(name=["-a", "--all"])] = False,
-    format: Literal["table", "json"] = "table",
+    format: str = "table",
     quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
     no_trunc: Annotated[bool, Parameter(name=["--no-trunc"])] = False,
     last: Annotated[int, Parameter(name=["-n", "--last"])] = -1,
@@ -31,7 +32,8 @@ def ps(
                                                   consume_multiple=False)] = None,
 ) -> int:
     """List containers (running ones, or all with -a; -n N: the N last created, -l: the last
-    one; --filter KEY=VALUE: name, id, label, status, ancestor, as Podman takes them)."""
+    one; --filter KEY=VALUE: name, id, label, status, ancestor, as Podman takes them;
+    --format table, json or a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}')."""
     from .._state._records import Containers, Status
     from ._psfilter import parse
 
@@ -55,8 +57,12 @@ def ps(
         for cid in [r.id for r in records] + [b["Id"] for b in broken]:
             print(cid if no_trunc else cid[:12])
         return 0
-    if format == "json":
+    if format.strip() == "json":
         print(json.dumps([_summary(r) for r in records] + broken, indent=2))
+        return 0
+    if is_template(format):
+        items = [_fields(r, no_trunc) for r in records]
+        print(render(format, items, headers=PS_HEADERS, keys=PS_KEYS), end="")
         return 0
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for r in records:
@@ -86,11 +92,32 @@ def _status_text(r: Record) -> str:
     from .._state._records import Status
 
     if r.status is Status.RUNNING:
+        from ._pause import is_paused
+
+        if r.container_pid is not None and is_paused(r.container_pid):
+            return "Paused"
         health = (r.health or {}).get("status")
         return f"Up {ago(r.started)}" + (f" ({health})" if health else "")
     if r.status is Status.EXITED:
         return f"Exited ({r.exit_code}) {ago(r.finished)} ago"
     return "Created"
+
+
+PS_HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "Names": "NAMES"}
+PS_KEYS = ("ID", "Image", "ImageID", "Command", "CreatedAt", "RunningFor", "Status", "State",
+           "Names", "Labels", "ExitCode", "StartedAt", "Exited", "Ports")
+
+
+def _fields(r: Record, no_trunc: bool) -> dict[str, Any]:
+    """What a ``ps --format`` template sees of *r*: Podman's field names and kinds (``.Names``
+    is the name, ``.Command`` the command line)."""
+    from .._state._records import Status
+
+    values = [r.id if no_trunc else r.id[:12], r.spec.image, r.spec.image_id,
+              " ".join(r.spec.args), r.created, f"{ago(r.created)} ago", _status_text(r),
+              str(r.status), r.name, dict(r.spec.labels), r.exit_code or 0, r.started or "",
+              r.status is Status.EXITED, ", ".join(r.spec.ports)]
+    return dict(zip(PS_KEYS, values, strict=True))
 
 
 def _summary(r: Record) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
 
+from .._util._atomic import locked
 from .._util._errors import CarrierError, ConflictError
 from .._util._root import Root
 from ._format import ago, size, table
@@ -133,18 +134,26 @@ def import_(tarball: Path, reference: str) -> int:
 
 def images(
     *,
-    format: Literal["table", "json"] = "table",
+    format: str = "table",
     quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
 ) -> int:
-    """List images: repository, tag, id, created and size (-q: only each image's id)."""
+    """List images: repository, tag, id, created and size (-q: only each image's id; --format
+    table, json or a Go template such as '{{.Repository}}:{{.Tag}}')."""
     from .._images._store import Store, familiar
+    from ._template import is_template, render
 
     found = Store(Root.open()).images()
     if quiet:
         for image in found:
             print(image.id.removeprefix("sha256:")[:12])
         return 0
-    if format == "json":
+    if is_template(format):
+        items = [_image_fields(image, repo, tag) for image in found
+                 for repo, tag in _repo_tags(image)]
+        print(render(format, items, headers={"ID": "IMAGE ID", "CreatedSince": "CREATED"},
+                     keys=IMAGE_KEYS), end="")
+        return 0
+    if format.strip() == "json":
         print(json.dumps([{"Id": i.id, "Names": [familiar(n) for n in i.names],
                            "Created": i.created, "Size": i.size} for i in found], indent=2))
         return 0
@@ -154,6 +163,83 @@ def images(
             rows.append((repo, tag, image.id.removeprefix("sha256:")[:12],
                          f"{ago(image.created)} ago", size(image.size)))
     table(rows)
+    return 0
+
+
+IMAGE_KEYS = ("ID", "Repository", "Tag", "CreatedAt", "CreatedSince", "Size", "Names", "Labels")
+
+
+def _image_fields(image: Image, repo: str, tag: str) -> dict[str, object]:
+    """What an ``images --format`` template sees: one repository and tag of *image*, with
+    Podman's field names."""
+    from .._images._store import familiar
+
+    return dict(zip(IMAGE_KEYS, (
+        image.id.removeprefix("sha256:")[:12], repo, tag, image.created,
+        f"{ago(image.created)} ago", size(image.size), [familiar(n) for n in image.names],
+        image.run_config.get("Labels") or {}), strict=True))
+
+
+def tag(source: str, *targets: str) -> int:
+    """Give image SOURCE more names, TARGET as NAME[:TAG] (``latest`` when no tag is given).
+
+    Every target is checked before any is added: one that is not a valid name, or carries a
+    digest, is one line and no name changes.
+    """
+    from .._images._reference import Reference
+    from .._images._store import Store
+
+    if not targets:
+        raise CarrierError("tag needs a source image and at least one target: "
+                           "carrier tag IMAGE NAME[:TAG]...")
+    refs = []
+    for target in targets:
+        ref = Reference.parse(target)
+        if ref.digest is not None:
+            raise CarrierError(f"invalid target {target!r}: a tag cannot hold a digest")
+        refs.append(ref)
+    root = Root.open()
+    with locked(root.gc_lock, shared=True):  # the image is not pruned meanwhile
+        store = Store(root)
+        store.tag(store.get(source), refs)
+    return 0
+
+
+def save(
+    *images: str,
+    output: Annotated[Path, Parameter(name=["-o", "--output"])],
+    format: Literal["docker-archive", "oci-archive"] = "docker-archive",
+) -> int:
+    """Save images to a tar archive that ``carrier load`` and ``podman load`` read.
+
+    Parameters
+    ----------
+    images: str
+        Images by name or id; a name is the name the image gets in the archive, an id gives it
+        all the names it has.
+    output: Path
+        The archive to write (replaced only once the new one is complete).
+    format: Literal["docker-archive", "oci-archive"]
+        docker-archive (``docker save``'s form, the default) or oci-archive (an OCI layout).
+    """
+    from .._images._reference import Reference
+    from .._images._save import Saving
+    from .._images._save import save as save_archive
+    from .._images._store import Store
+
+    if not images:
+        raise CarrierError("save needs at least one image: carrier save -o FILE IMAGE...")
+    root = Root.open()
+    store = Store(root)
+    with locked(root.gc_lock, shared=True):  # no layer is pruned while it is read
+        wanted = []
+        for ref in images:
+            image = store.get(ref)
+            named = _named(ref, image)
+            refs = (Reference.parse(named),) if named is not None else tuple(
+                Reference.parse(n) for n in image.names)
+            wanted.append(Saving(image, refs))
+        save_archive(store, wanted, output, format)
     return 0
 
 
@@ -182,7 +268,6 @@ def rmi(*images: str, force: ForceOption = False) -> int:
     """Remove images; one a container uses is refused unless -f (which only untags it: the
     container keeps its layers)."""
     from .._images._store import Store, familiar
-    from .._util._atomic import locked
 
     if not images:
         raise CarrierError("rmi needs at least one image")
@@ -257,7 +342,6 @@ def prune(*, force: ForceOption = False) -> int:
     """Remove stopped containers, dangling images and unused layers; report the space freed."""
     from .._images._store import Store
     from .._state._records import Containers, Status
-    from .._util._atomic import locked
 
     if not force and not sys.stdin.isatty():
         raise CarrierError("system prune deletes without asking only with -f (standard input is "

@@ -58,28 +58,48 @@ def create(name: str, *, subnet: str | None = None, internal: bool = False,
     return 0
 
 
-def ls(*, quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False) -> int:
-    """List named networks."""
+def ls(*, quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
+       format: str = "table") -> int:
+    """List named networks (--format table, json or a Go template such as '{{.Name}}')."""
     from .._state._networks import Networks
+    from ._inspect import network_fields
+    from ._template import is_template, render
 
     found = Networks(open_root()).all()
     if quiet:
         for r in found:
             print(r.name)
         return 0
+    if format.strip() == "json":
+        print(json.dumps([r.inspect() for r in found], indent=2))
+        return 0
+    if is_template(format):
+        items = [network_fields(r.inspect()) for r in found]
+        print(render(format, items, headers={"ID": "NETWORK ID"},
+                     keys=("Name", "ID", "Driver", "Subnets", "Internal", "Labels", "Options",
+                           "Created")), end="")
+        return 0
     table([("NETWORK ID", "NAME", "DRIVER", "SUBNET", "INTERNAL"),
            *((r.id[:12], r.name, r.driver, r.subnet, str(r.internal).lower()) for r in found)])
     return 0
 
 
-def inspect(*names: str) -> int:
-    """Show networks as JSON, with Podman's field names."""
+def inspect(*names: str,
+            format: Annotated[str, Parameter(name=["-f", "--format"])] = "json") -> int:
+    """Show networks as JSON, with Podman's field names (--format: a Go template over Podman's
+    Go names, such as '{{.Name}} {{range .Subnets}}{{.Subnet}}{{end}}')."""
     from .._state._networks import Networks
+    from ._inspect import network_fields
+    from ._template import is_template, render
 
     if not names:
         raise CarrierError("inspect needs at least one network: carrier network inspect NAME...")
     nets = Networks(open_root())
-    print(json.dumps([nets.get(n).inspect() for n in names], indent=2))
+    found = [nets.get(n).inspect() for n in names]
+    if is_template(format):
+        print(render(format, [network_fields(d) for d in found]), end="")
+    else:
+        print(json.dumps(found, indent=2))
     return 0
 
 

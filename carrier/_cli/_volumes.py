@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
@@ -38,13 +38,19 @@ def create(name: str, *, label: Annotated[list[str] | None, Parameter(consume_mu
     return 0
 
 
-def ls(*, format: Literal["table", "json"] = "table") -> int:
-    """List named volumes."""
+def ls(*, format: str = "table") -> int:
+    """List named volumes (--format table, json or a Go template such as '{{.Name}}')."""
     from .._storage._volumes import Volumes
+    from ._template import is_template, render
 
     volumes = Volumes(open_root())
     found = [volumes.inspect(n) for n in volumes.names()]
-    if format == "json":
+    if is_template(format):
+        print(render(format, found, headers={"Name": "VOLUME NAME"},
+                     keys=("Name", "Driver", "Mountpoint", "CreatedAt", "Labels", "Scope",
+                           "Options")), end="")
+        return 0
+    if format.strip() == "json":
         print(json.dumps(found, indent=2))
         return 0
     table([("DRIVER", "VOLUME NAME", "CREATED"),
@@ -52,14 +58,21 @@ def ls(*, format: Literal["table", "json"] = "table") -> int:
     return 0
 
 
-def inspect(*names: str) -> int:
-    """Show volumes as JSON: name, mountpoint on the host, creation time, labels."""
+def inspect(*names: str,
+            format: Annotated[str, Parameter(name=["-f", "--format"])] = "json") -> int:
+    """Show volumes as JSON: name, mountpoint on the host, creation time, labels (--format: a
+    Go template such as '{{.Mountpoint}}')."""
     from .._storage._volumes import Volumes
+    from ._template import is_template, render
 
     if not names:
         raise CarrierError("inspect needs at least one volume: carrier volume inspect NAME...")
     volumes = Volumes(open_root())
-    print(json.dumps([volumes.inspect(n) for n in names], indent=2))
+    found = [volumes.inspect(n) for n in names]
+    if is_template(format):
+        print(render(format, found), end="")
+    else:
+        print(json.dumps(found, indent=2))
     return 0
 
 

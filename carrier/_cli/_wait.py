@@ -2,13 +2,16 @@
 ``podman wait`` does.
 
 The wait is on the container's supervisor lock (held for the supervisor's whole life and
-released once its cleanup is recorded), so nothing polls and no exit is missed.
+released once its cleanup is recorded), so nothing polls and no exit is missed. A container
+that was created and never started has no supervisor yet: as Podman, the wait first blocks
+until one starts it, woken by inotify on the container's directory.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,11 +41,56 @@ def wait(*containers: str) -> int:
 
     def one(ref: str) -> None:
         cid = found.resolve(ref)
+        _until_started(found, cid, ref)
         _until_released(found.supervisor_lock(cid))
         anyio.run(reconcile, root)  # a supervisor that was killed: record its end
         print(_exit_code(root.path, found, cid, ref), flush=True)
 
     return each(containers, one)
+
+
+def _until_started(found: Containers, cid: str, ref: str) -> None:
+    """Block while container *cid* is ``created`` and no supervisor holds it. Each wake-up is
+    an event in its directory (its record rewritten by rename, a file created, the directory
+    removed or moved); where no inotify instance is left, a 0.1 s poll of the same test."""
+    from .._util._inotify import (
+        IN_CREATE,
+        IN_DELETE_SELF,
+        IN_MOVE_SELF,
+        IN_MOVED_TO,
+        watch_directory,
+    )
+
+    # Not IN_CLOSE_WRITE or IN_OPEN: the lock probe below opens the lock file, and would wake
+    # this loop itself.
+    mask = IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF
+    fd = watch_directory(found.dir(cid), mask)
+    try:
+        while _waiting_to_start(found, cid, ref):
+            if fd is None:
+                time.sleep(0.1)
+            else:
+                os.read(fd, 65536)  # blocks until the next event
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _waiting_to_start(found: Containers, cid: str, ref: str) -> bool:
+    """Whether *cid* is still created and unstarted; a container removed meanwhile is an
+    error, as Podman's."""
+    from .._state._records import Status
+    from .._state._schema import Damaged
+    from .._util._errors import NotFoundError
+
+    if not found.dir(cid).is_dir():
+        raise NotFoundError(f"container {ref} was removed before it ran")
+    if found.supervisor_alive(cid):
+        return False
+    try:
+        return found.load(cid).status is Status.CREATED
+    except (NotFoundError, Damaged):
+        return False
 
 
 def _until_released(lock: Path) -> None:

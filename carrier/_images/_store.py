@@ -228,6 +228,11 @@ class Store:
         index = self._update({str(ref): digest for ref in refs})
         return self._load(digest, self._names_of(digest, index))
 
+    def tag(self, image: Image, refs: Sequence[Reference]) -> Image:
+        """Give *image* the names *refs* too (a name another image had moves to this one)."""
+        index = self._update({str(ref): image.id for ref in refs})
+        return self._load(image.id, self._names_of(image.id, index))
+
     def untag(self, names: Sequence[str]) -> None:
         """Remove the names (fully qualified) from the index."""
         self._update(dict.fromkeys(names))
