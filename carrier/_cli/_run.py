@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from .._runtime._terminal import saved_terminal
+from .._runtime._terminal import DEFAULT_DETACH_KEYS, parse_detach_keys, saved_terminal
 from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
@@ -78,6 +78,7 @@ def run(
     health_start_period: str = "0s",
     health_on_failure: Literal["none", "kill", "restart"] = "none",
     log_opt: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    detach_keys: str = DEFAULT_DETACH_KEYS,
 ) -> int:
     """Run a command in a new container.
 
@@ -183,6 +184,9 @@ def run(
         When unhealthy: none (record it), kill (stop; the restart policy decides), restart.
     log_opt: list[str] | None
         Log option, as Docker's json-file: max-size=SIZE (rotate at 10m, 512k, ...), max-file=N (repeatable).
+    detach_keys: str
+        The keys that detach: ctrl-<x> and single characters, comma-separated ("" disables);
+        checked here, used by attach (a foreground -it run passes them on to the container).
     """
     return launch(dict(locals()), create_only=False)
 
@@ -191,6 +195,7 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
     """``run``, or ``create`` (*create_only*: the container is stored, not started), from the
     options of :func:`run` by name: the one path from a command line to a container."""
     o = options
+    parse_detach_keys(o.get("detach_keys", DEFAULT_DETACH_KEYS))  # bad keys: refused up front
     image, command, detach, interactive, tty = (o["image"], o["command"], o["detach"],
                                                 o["interactive"], o["tty"])
     if o["no_network"] and o["elevated"]:
