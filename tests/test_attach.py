@@ -71,6 +71,16 @@ class TestTerminal:
         assert (record["status"], record["exit_code"]) == ("exited", 3)
         assert carrier("rm", "t").code == 0
 
+    def test_exit_code_of_a_removed_container(self, carrier: Carrier, image: str) -> None:
+        """The exit code reaches attach before a ``--rm`` container's record is gone."""
+        assert carrier("run", "-dit", "--rm", "--name", "r", image, "sh").code == 0
+        term = Pty(carrier, "attach", "r")
+        _raw(term)
+        term.type(b"exit 4\r")
+        assert term.close() == 4
+        wait_event(carrier, "cleaned", 1)
+        assert carrier("ps", "-a", "-q").out == ""
+
     def test_start_attach_to_running(self, carrier: Carrier, image: str) -> None:
         """``start -ai`` on a running ``-t`` container attaches to it; its keys detach."""
         assert carrier("run", "-dit", "--name", "s", image, "sh").code == 0
