@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import termios
 import time
@@ -70,6 +71,22 @@ class TestTerminal:
         record = carrier.record("t")
         assert (record["status"], record["exit_code"]) == ("exited", 3)
         assert carrier("rm", "t").code == 0
+
+    def test_killed_attach_restores_the_terminal(self, carrier: Carrier, image: str) -> None:
+        """SIGTERM or SIGHUP to attach restores our terminal's settings and leaves the
+        container running."""
+        assert carrier("run", "-dit", "--name", "k", image, "sh").code == 0
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            term = Pty(carrier, "attach", "k")
+            _raw(term)
+            term.type(b"echo on-$((4+4))\r")
+            term.expect(b"on-8")
+            term.proc.send_signal(sig)
+            assert term.proc.wait(timeout=30) == -sig
+            assert termios.tcgetattr(term.slave) == term.settings, f"settings restored on {sig}"
+            term.close()
+        assert carrier.record("k")["status"] == "running"
+        assert carrier("rm", "-f", "k").code == 0
 
     def test_exit_code_of_a_removed_container(self, carrier: Carrier, image: str) -> None:
         """The exit code reaches attach before a ``--rm`` container's record is gone."""
