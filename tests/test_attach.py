@@ -4,6 +4,7 @@ attached to again; a ``run -d`` container's streams; bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -23,7 +24,11 @@ def _raw(term: Pty, bound: float = 20) -> None:
     keys typed from now on travel as bytes)."""
     deadline = time.monotonic() + bound
     while termios.tcgetattr(term.slave) == term.settings:
-        assert time.monotonic() < deadline, "the terminal never went raw"
+        if time.monotonic() > deadline or term.proc.poll() is not None:
+            with contextlib.suppress(AssertionError):
+                term.expect(b"\0", bound=0.5)  # what it said, for the message
+            raise AssertionError(f"the terminal never went raw (exit {term.proc.poll()}): "
+                                 f"{term.seen[-400:]!r}")
         time.sleep(0.01)
 
 
@@ -152,6 +157,52 @@ class TestStreams:
         assert out.endswith(b"tick\nout-1\nout-2\n"), out
         assert set(out.splitlines()[:-2]) == {b"tick"}, out  # nothing from before the attach
         assert carrier("rm", "s").code == 0
+
+
+    def test_client_gone_mid_output(self, carrier: Carrier, image: str) -> None:
+        """An attach killed while output is still on its way (its socket reset) ends only its
+        own session: the container keeps running."""
+        script = ("while [ ! -e /tmp/go ]; do echo tick; sleep 0.05; done; seq 1 300000; "
+                  "exec sleep 1000")
+        assert carrier("run", "-d", "--name", "f", image, "sh", "-c", script).code == 0
+        proc = subprocess.Popen(carrier.argv("attach", "f"),
+                                env={**carrier.env, "CARRIER_FORK_SERVER": "0"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        seen = b""
+        while b"tick\n" not in seen:  # attached
+            assert time.monotonic() < deadline, seen
+            assert select.select([proc.stdout], [], [], 20)[0], seen
+            seen += os.read(proc.stdout.fileno(), 65536)
+        assert carrier("exec", "f", "touch", "/tmp/go").code == 0
+        # Its stdout is no longer read: once the burst has filled the pipe and the socket's
+        # buffers, it is killed with output unread, and its socket is reset.
+        deadline = time.monotonic() + 20
+        while b"300000" not in carrier("logs", "--tail", "1", "f").out.encode():
+            assert time.monotonic() < deadline, "the burst never ended"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        again = subprocess.Popen(carrier.argv("attach", "f"), env=carrier.env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        assert again.stdout is not None
+        seen, deadline = b"", time.monotonic() + 20
+        while b"again\n" not in seen:  # bounded: written until the new session shows it
+            assert time.monotonic() < deadline, (seen, again.poll())
+            assert carrier("exec", "f", "sh", "-c", "echo again > /proc/1/fd/1").code == 0
+            if select.select([again.stdout], [], [], 0.2)[0]:
+                chunk = os.read(again.stdout.fileno(), 65536)
+                assert chunk, again.communicate(timeout=30)
+                seen += chunk
+        assert carrier.record("f")["status"] == "running"
+        assert carrier("rm", "-f", "f").code == 0
+        assert again.wait(timeout=30) == 137
+        again.stdout.close()
+        assert again.stderr is not None
+        again.stderr.close()
 
 
 class TestBadInput:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import anyio
 
+from .._util._logging import log
 from ._logrecords import Stream
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE = 0, 1, 2, 3, 4
@@ -130,16 +131,18 @@ class Hub:
             async with anyio.create_task_group() as tg:
 
                 async def sender() -> None:
-                    async with client.queue:
-                        async for data in client.queue:
-                            await send_all(sock, data)
+                    with contextlib.suppress(OSError):  # the client went away mid-send
+                        async with client.queue:
+                            async for data in client.queue:
+                                await send_all(sock, data)
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(sender)
-                await self._receive(sock)
+                with contextlib.suppress(OSError):  # reset by a client that left
+                    await self._receive(sock)
                 tg.cancel_scope.cancel()  # the client left
-        except OSError:
-            pass  # the client went away mid-send
+        except Exception as e:  # one session's failure never ends the container
+            log.warning("attach.failed", error=repr(e))
         finally:
             self._clients.discard(client)
             client.send.close()
