@@ -19,6 +19,7 @@ from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
 from . import (
+    _attach,
     _containers,
     _cp,
     _df,
@@ -75,6 +76,7 @@ app.command(_lifecycle.create, name="create")
 app.command(_lifecycle.start)
 app.command(_lifecycle.restart)
 app.command(_lifecycle.rename)
+app.command(_attach.attach)
 app.command(_containers.ps)
 app.command(_containers.stop)
 app.command(_containers.rm)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
 
+from .._runtime._terminal import DEFAULT_DETACH_KEYS, parse_detach_keys
 from .._util._errors import CarrierError, ConflictError
 from .._util._signals import held
 from . import _run
@@ -38,45 +39,63 @@ create.__doc__ = "Create a container (run's options) without starting it; print 
 def start(
     *containers: str,
     attach: Annotated[bool, Parameter(name=["-a", "--attach"])] = False,
+    interactive: Annotated[bool, Parameter(name=["-i", "--interactive"])] = False,
+    detach_keys: str = DEFAULT_DETACH_KEYS,
 ) -> int:
     """Start created or exited containers, detached (-a: attach to its output and exit with
-    its exit code). A container that runs already is left as it is.
+    its exit code). A container that runs already is left as it is (-a attaches to it).
 
     Each container is started on its own: one that fails is reported in one line, the others
     are still started, and the exit code is 125 if any failed.
+
+    Parameters
+    ----------
+    containers: str
+        Container names, ids or id prefixes.
+    attach: bool
+        Attach to the container's output (and terminal) and exit with its exit code.
+    interactive: bool
+        With -a: pass standard input to the container.
+    detach_keys: str
+        With -a on a running container: the keys that detach (ctrl-<x> and single
+        characters, comma-separated; "" disables).
     """
+    keys = parse_detach_keys(detach_keys)
     if not containers:
         raise CarrierError("start needs at least one container: carrier start [-a] NAME...")
     if attach and len(containers) > 1:
         raise CarrierError("you cannot start and attach multiple containers at once")
     root = open_root()
     if attach:
-        return _start_one(root, containers[0], attach=True)
+        return _start_one(root, containers[0], attach=True, interactive=interactive, keys=keys)
     return each(containers, lambda ref: _start_one(root, ref, attach=False))
 
 
-def _start_one(root: Root, ref: str, *, attach: bool) -> int:
+def _start_one(root: Root, ref: str, *, attach: bool, interactive: bool = False,
+               keys: bytes = b"") -> int:
     """Start container *ref* in a detached supervisor (printing *ref*), or supervise it here
-    with *attach*; its exit code then."""
+    with *attach*; its exit code then. With *attach*, a running one is attached to."""
     import anyio
 
     from .._state._records import Containers
     from .._supervision._control import claim
+    from ._attach import DETACHED, attach_to
 
-    cid = Containers(root).resolve(ref)
+    found = Containers(root)
+    cid = found.resolve(ref)
     # As in run: signals wait until a receiver listens, so none cuts the start in two.
     with held():
         claimed = anyio.run(claim, root, cid)
-        if claimed is None:
+        if claimed is not None:
+            record, lock = claimed
             if attach:
-                raise ConflictError(f"container {ref} is running: attach to a running container "
-                                    "is not supported")
-            print(ref)
-            return 0
-        record, lock = claimed
-        if attach:
-            return _run.supervise_here(root, record, lock, interactive=False)
-        return _run.run_detached(root, record, lock, shown=ref)
+                return _run.supervise_here(root, record, lock, interactive=interactive)
+            return _run.run_detached(root, record, lock, shown=ref)
+    if attach:  # it runs already: attached to, with every signal as it was (SIGWINCH)
+        code = attach_to(root, found.load(cid), keys, stdin=interactive)
+        return 0 if code == DETACHED else code
+    print(ref)
+    return 0
 
 
 def restart(

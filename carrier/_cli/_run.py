@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from .._runtime._terminal import saved_terminal
+from .._runtime._terminal import DEFAULT_DETACH_KEYS, parse_detach_keys, saved_terminal
 from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
@@ -86,6 +86,7 @@ def run(
     pids_limit: int | None = None,
     memory: Annotated[str | None, Parameter(name=["-m", "--memory"])] = None,
     cpus: float | None = None,
+    detach_keys: str = DEFAULT_DETACH_KEYS,
 ) -> int:
     """Run a command in a new container.
 
@@ -208,6 +209,9 @@ def run(
         Memory limit, e.g. 512m or 1g (needs a cgroup: root only here).
     cpus: float | None
         CPUs the container may use, e.g. 1.5 (needs a cgroup: root only here).
+    detach_keys: str
+        The keys that detach: ctrl-<x> and single characters, comma-separated ("" disables);
+        checked here, used by attach (a foreground -it run passes them on to the container).
     """
     return launch(dict(locals()), create_only=False)
 
@@ -216,6 +220,7 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
     """``run``, or ``create`` (*create_only*: the container is stored, not started), from the
     options of :func:`run` by name: the one path from a command line to a container."""
     o = options
+    parse_detach_keys(o.get("detach_keys", DEFAULT_DETACH_KEYS))  # bad keys: refused up front
     image, command, detach, interactive, tty = (o["image"], o["command"], o["detach"],
                                                 o["interactive"], o["tty"])
     if o["no_network"] and o["elevated"]:

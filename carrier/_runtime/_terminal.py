@@ -15,6 +15,8 @@ import termios
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._util._errors import CarrierError
+
 _DEFAULT_TERMS = ("xterm", "vt100")
 
 
@@ -87,3 +89,57 @@ def saved_terminal(fd: int) -> Iterator[None]:
         restore()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+"""Podman's and Docker's detach sequence."""
+_CTRL_PUNCTUATION = "@[\\]^_"  # ctrl-@ is 0, ctrl-[ 27 ... ctrl-_ 31
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """Podman's ``--detach-keys``: comma-separated ``ctrl-<x>`` (x a letter or one of
+    ``@[\\]^_``) and single characters, as the bytes a terminal sends; ``""`` disables."""
+    if text == "":
+        return b""
+    codes = bytearray()
+    for key in text.split(","):
+        lower = key.lower()
+        if len(key) == 1 and key.isascii():
+            codes.append(ord(key))
+        elif lower.startswith("ctrl-") and len(lower) == 6 and "a" <= lower[5] <= "z":
+            codes.append(ord(lower[5]) - ord("a") + 1)
+        elif lower.startswith("ctrl-") and len(lower) == 6 and lower[5] in _CTRL_PUNCTUATION:
+            codes.append(0 if lower[5] == "@" else 27 + _CTRL_PUNCTUATION.index(lower[5]) - 1)
+        else:
+            raise CarrierError(f"invalid --detach-keys {text!r}: unknown key {key!r} (expected "
+                               "ctrl-<letter>, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_ "
+                               "or one character, comma-separated)")
+    return bytes(codes)
+
+
+class DetachKeys:
+    """Watches typed input for the detach sequence: what :meth:`feed` returns goes on to the
+    container; a prefix of the sequence is held back until it is known not to be one."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self._held = 0  # how many bytes of the sequence have been typed so far
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """The bytes to pass on, and whether the whole sequence was typed (the rest of *data*
+        after it is dropped, as the session ends)."""
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[self._held]:
+                self._held += 1
+                if self._held == len(self.keys):
+                    self._held = 0
+                    return bytes(out), True
+                continue
+            out += self.keys[:self._held]  # not the sequence after all: typed as it was
+            self._held = 1 if byte == self.keys[0] else 0
+            if not self._held:
+                out.append(byte)
+        return bytes(out), False

@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,36 @@ def _short(directory: Path) -> Iterator[str]:
 
 def _connect(directory: Path, message: bytes) -> bool:
     """Send *message* to the supervisor listening in *directory*; False if none listens."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+    s = connect(directory, message)
+    if s is None:
+        return False
+    s.close()
+    return True
+
+
+def connect(directory: Path, message: bytes) -> socket.socket | None:
+    """A connection to the supervisor listening in *directory* that has sent *message* and
+    read the answer (``ok``); None if none listens."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
         s.settimeout(10)
         try:
             with _short(directory) as path:
                 s.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):
-            return False
+            s.close()
+            return None
         s.sendall(message)
-        s.recv(16)
-    return True
+        answer = b""
+        while not answer.endswith(b"\n") and len(answer) < 16:  # exactly the answer line
+            chunk = s.recv(1)
+            if not chunk:
+                break
+            answer += chunk
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def request_stop(root: Root, cid: str, name: str, timeout: float | None,
@@ -126,8 +146,12 @@ def request_stop(root: Root, cid: str, name: str, timeout: float | None,
 
 
 async def serve_control(cid: str, on_stop: Callable[[float | None], None],
-                        directory: Path) -> None:
-    """Answer stop requests for container *cid* until cancelled (a supervisor's member).
+                        directory: Path,
+                        on_attach: Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
+                        | None = None) -> None:
+    """Answer stop requests for container *cid* until cancelled (a supervisor's member), and
+    hand each attach request's connection to *on_attach*, which serves it in a task of its own
+    (``carrier attach``) and closes it.
 
     Only processes of this user are heard (``SO_PEERCRED``), besides the directory's own 0700.
     A request left in :data:`STOP_REQUEST` before the socket existed is taken first.
@@ -144,25 +168,29 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None],
             left = json.loads((directory / STOP_REQUEST).read_bytes())
             (directory / STOP_REQUEST).unlink()
             on_stop(left.get("stop"))
-        while True:
-            await anyio.wait_readable(listener)
-            try:
-                conn, _ = listener.accept()
-            except BlockingIOError:
-                continue
-            with conn:
-                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                        struct.calcsize("3i"))
-                if struct.unpack("3i", creds)[1] != os.getuid():
-                    continue
-                conn.settimeout(5)
+        async with anyio.create_task_group() as sessions:
+            while True:
+                await anyio.wait_readable(listener)
                 try:
-                    request = json.loads(conn.recv(4096) or b"{}")
-                    conn.sendall(b"ok\n")
-                except (OSError, ValueError):
+                    conn, _ = listener.accept()
+                except BlockingIOError:
                     continue
-                if "stop" in request:
-                    on_stop(request["stop"])
+                with conn:
+                    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                            struct.calcsize("3i"))
+                    if struct.unpack("3i", creds)[1] != os.getuid():
+                        continue
+                    conn.settimeout(5)
+                    try:
+                        request = json.loads(conn.recv(4096) or b"{}")
+                        conn.sendall(b"ok\n")
+                    except (OSError, ValueError):
+                        continue
+                    if "stop" in request:
+                        on_stop(request["stop"])
+                    attach = request.get("attach")
+                    if isinstance(attach, dict) and on_attach is not None:
+                        sessions.start_soon(on_attach, socket.socket(fileno=conn.detach()), attach)
     finally:
         listener.close()
         with contextlib.suppress(OSError):

@@ -46,6 +46,7 @@ from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
 from . import _events, _netgroup
+from ._attach import Hub
 from ._control import serve_control
 from ._health import HealthConfig, describe, watch
 from ._logreader import Joiner, LogLine, lines
@@ -342,6 +343,8 @@ class _Group:
         self.on_running = on_running
         self.on_launch = on_launch
         self.last_lines: list[LogRecord] | None = None  # the end of the log once --rm removed it
+        self.attached = Hub(lambda: self.console.master if self.console is not None else -1)
+        self.run_end_hooks.append(lambda outcome: self.attached.ended(outcome.exit_code))
 
     def output_lines(self) -> list[LogLine]:
         """Every line of output the log holds (the last ones, once ``--rm`` removed it)."""
@@ -391,8 +394,11 @@ class _Group:
         with bound(container=self.record.name):
             try:
                 async with anyio.create_task_group() as control:
-                    control.start_soon(serve_control, self.record.id, self.request_stop, self.bundle)
+                    control.start_soon(serve_control, self.record.id, self.request_stop, self.bundle,
+                                       self.attached.serve)
                     await self._runs(tracker, health, status)
+                    with anyio.move_on_after(5):  # a guard: a stuck client never holds us
+                        await self.attached.drained()
                     control.cancel_scope.cancel()
             finally:
                 self._finish()  # no await: cancellation cannot interrupt it
@@ -520,6 +526,7 @@ class _Group:
         self.record.container_pid = None
         if self.log is None:
             self.log = LogWriter(self.bundle, *log_options(spec.log_opt))
+            self.log.tap = self.attached.publish
         writer = self.log
         streams: tuple[int | IO[Any] | None, ...]
         if spec.tty and not is_terminal(self.stdio.stdin):  # no terminal input to relay

@@ -16,7 +16,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._logrecords import Record, Stream, encode
@@ -74,6 +74,7 @@ class LogWriter:
         self._recent_size = 0  # the bytes in _recent: the last chunks, kept to KEPT_BYTES
         self._fd = self._open()
         self._size = os.fstat(self._fd).st_size
+        self.tap: Callable[[Stream, bytes], None] | None = None  # also gets every chunk (attach)
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -82,6 +83,8 @@ class LogWriter:
         """Log *data*, a chunk of the container's *stream*."""
         if not data or self._fd < 0:
             return
+        if self.tap is not None:
+            self.tap(stream, data)
         now = time.time_ns()
         chunk = encode(stream, now, data)
         while chunk:
