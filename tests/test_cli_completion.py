@@ -92,3 +92,5 @@ def test_man_page_renders(tmp_path: Path) -> None:
     for expected in ("Give image SOURCE more names", "Save images to a tar archive",
                      "Pause running containers", "--format", "volume inspect"):
         assert expected in text, expected
+    generated = {"--no-internal", "--empty-label", "--no-force", "--no-down", "--no-quiet"}
+    assert not {flag for flag in generated if flag in text}, "generated negative flags shown"

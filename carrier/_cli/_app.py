@@ -109,20 +109,23 @@ app.command(_images.save)
 app.command(_images.login)
 app.command(_images.logout)
 # Groups
-network_app = App(name="network", help="Container networking.")
+# Sub-apps repeat it: the man page (generate_docs) reads each app's own default.
+_NO_NEGATIVES: dict[str, Any] = {"default_parameter": Parameter(negative=())}
+network_app = App(name="network", **_NO_NEGATIVES, help="Container networking.")
 network_app.command(_network.check)
 for _net_command in (_network.create, _network.ls, _network.inspect, _network.rm, _network.prune):
     network_app.command(_net_command)
 app.command(network_app)
-volume_app = App(name="volume", help="Named volumes: storage that outlives containers.")
+volume_app = App(name="volume", **_NO_NEGATIVES, help="Named volumes: storage that outlives containers.")
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):
     volume_app.command(_command)
 app.command(volume_app)
-kube_app = App(name="kube", help="Kubernetes: write containers and trees as manifests, and play manifests.")
+kube_app = App(name="kube", **_NO_NEGATIVES,
+               help="Kubernetes: write containers and trees as manifests, and play manifests.")
 kube_app.command(_kube.generate)
 kube_app.command(_kube.play)
 app.command(kube_app)
-system_app = App(name="system", help="Machine-wide commands: info and prune.")
+system_app = App(name="system", **_NO_NEGATIVES, help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
 system_app.command(_df.df)
