@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from functools import partial
-from typing import Literal, ParamSpec, final, get_args
+from pathlib import Path
+from typing import IO, Literal, ParamSpec, final, get_args
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -69,6 +70,15 @@ class Container:
         """Run *argv* inside and wait for it, as :meth:`carrier.Container.exec`."""
         return self._portal.call(partial(self.aio.exec, argv, env=env, workdir=workdir,
                                          user=user, stdin=stdin, timeout=timeout))
+
+    def copy_to(self, source: Path | str | bytes | IO[bytes], dest: str, *,
+                mode: int = 0o644) -> None:
+        """Copy into the container, as :meth:`carrier.Container.copy_to`."""
+        self._portal.call(partial(self.aio.copy_to, source, dest, mode=mode))
+
+    def copy_from(self, source: str, dest: Path | str) -> None:
+        """Copy out of the container to the host, as :meth:`carrier.Container.copy_from`."""
+        self._portal.call(partial(self.aio.copy_from, source, dest))
 
     def wait_for(self, condition: Condition, timeout: float = 60) -> None:
         """Wait until *condition* holds, as :meth:`carrier.Container.wait_for`."""
