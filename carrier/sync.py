@@ -16,6 +16,8 @@ from typing import IO, Literal, ParamSpec, final, get_args
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._library._network import Helper, Network
+from ._library._network import network as _async_network
 from ._library._run import run as _async_run
 from ._supervision._group import Container as _AsyncContainer
 from ._supervision._group import ExecResult, Outcome
@@ -111,6 +113,18 @@ def _synchronous(
     return run
 
 
+@contextmanager
+def network(name: str | None = None, *, internal: bool = False, subnet: str | None = None,
+            helper: Helper = "auto", labels: Mapping[str, str] | None = None,
+            root: Path | str | None = None) -> Iterator[Network]:
+    """:func:`carrier.network` as a plain context manager (on a private asyncio loop in a
+    thread): yields the :class:`carrier.Network` to pass to :func:`run`, removes it after."""
+    with start_blocking_portal("asyncio") as portal, portal.wrap_async_context_manager(
+            _async_network(name, internal=internal, subnet=subnet, helper=helper,
+                           labels=labels, root=root)) as net:
+        yield net
+
+
 using = partial(_synchronous, _async_run)
 """``using("trio")`` is ``run`` on a private event loop of that backend:
 ``carrier.sync.using("trio")(image, ...)``."""
@@ -121,4 +135,4 @@ run = _synchronous(_async_run, "asyncio")
 synchronous code, on a private asyncio loop in a thread. Same options; ``c`` is a
 :class:`Container` whose methods block."""
 
-__all__ = ["Backend", "Container", "ExecResult", "Outcome", "run", "using"]
+__all__ = ["Backend", "Container", "ExecResult", "Network", "Outcome", "network", "run", "using"]

@@ -18,10 +18,11 @@ from .._supervision._group import Container, Stdio, supervise
 from .._supervision._ready import Condition
 from .._util._errors import unwrapped
 from .._util._root import Root
+from ._network import Network, for_run
 from ._options import (
     Env,
     HealthAction,
-    Network,
+    NetworkMode,
     Ports,
     Pull,
     StorageDriver,
@@ -54,7 +55,8 @@ async def run(
     pull: Pull = "missing",
     storage_driver: StorageDriver | None = None,
     runtime: str | None = None,
-    network: Network | None = None,
+    network: NetworkMode | Network | str | None = None,
+    network_aliases: Sequence[str] | None = None,
     dns: Sequence[str] | None = None,
     dns_search: Sequence[str] | None = None,
     dns_option: Sequence[str] | None = None,
@@ -93,6 +95,11 @@ async def run(
     values, *tmpfs* ``--tmpfs`` values (docs/volumes.md). *init* runs catatonit as PID 1
     (``--init``).
 
+    *network* is a mode (``auto``, ``pasta``, ``slirp4netns``, ``none``, ``host``), the name of
+    a named network, or a :class:`carrier.Network` from :func:`carrier.network` (whose root is
+    then used); on a named network the container is found by its name, its *hostname* and
+    each of *network_aliases* (``--network NAME --network-alias ALIAS``).
+
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
     ``"[HOST_IP:]HOST_PORT"`` or a host port (``{80: "127.0.0.1:0"}``; port 0 picks a free
@@ -108,12 +115,13 @@ async def run(
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
     """
-    for option, value in (("pull", pull), ("network", network), ("storage_driver", storage_driver),
+    for option, value in (("pull", pull), ("storage_driver", storage_driver),
                           ("health_on_failure", health_on_failure)):
         if value is not None:
             check_choice(option, value)
+    network_name, root = for_run(network, root)
     given: dict[str, Any] = {
-        "runtime": runtime, "network": network, "host_loopback": host_loopback, "mtu": mtu,
+        "runtime": runtime, "network": network_name, "host_loopback": host_loopback, "mtu": mtu,
         "stop_timeout": stop_timeout, "restart": restart, "restart_delay": restart_delay,
         "restart_max_delay": restart_max_delay, "restart_intensity": restart_intensity,
         "restart_period": restart_period, "health_cmd": health_cmd,
@@ -128,7 +136,8 @@ async def run(
     settings = {k: v for k, v in given.items() if v is not None}
     for option, items in (("dns", dns), ("dns_search", dns_search), ("dns_option", dns_option),
                           ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
-                          ("tmpfs", tmpfs), ("log_opt", log_opt)):
+                          ("tmpfs", tmpfs), ("log_opt", log_opt),
+                          ("network_aliases", network_aliases)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)
