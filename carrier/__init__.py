@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._library._network import Network as Network
+    from ._library._network import NetworkName as NetworkName
     from ._library._network import network as network
     from ._library._run import run as run
     from ._supervision._events import CleanedEvent as CleanedEvent
@@ -74,6 +75,7 @@ _HOME = {
     "predicate": "_supervision._ready", "tcp": "_supervision._ready",
     "run": "_library._run",
     "Network": "_library._network", "network": "_library._network",
+    "NetworkName": "_library._network",
     "Container": "_supervision._group", "Outcome": "_supervision._group",
     "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
     "ExecTimeoutError": "_util._errors",
@@ -100,6 +102,7 @@ __all__ = [
     "LogLine",
     "NameInUseError",
     "Network",
+    "NetworkName",
     "NetworkReadyEvent",
     "NotFoundError",
     "Outcome",

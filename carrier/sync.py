@@ -16,7 +16,7 @@ from typing import IO, Literal, ParamSpec, final, get_args
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._library._network import Helper, Network
+from ._library._network import Helper, Network, NetworkName
 from ._library._network import network as _async_network
 from ._library._run import run as _async_run
 from ._supervision._group import Container as _AsyncContainer
@@ -135,4 +135,5 @@ run = _synchronous(_async_run, "asyncio")
 synchronous code, on a private asyncio loop in a thread. Same options; ``c`` is a
 :class:`Container` whose methods block."""
 
-__all__ = ["Backend", "Container", "ExecResult", "Network", "Outcome", "network", "run", "using"]
+__all__ = ["Backend", "Container", "ExecResult", "Network", "NetworkName", "Outcome", "network", "run",
+           "using"]

@@ -83,4 +83,5 @@ def run_example(cli: Carrier, tmp_path: Path, code: str, conftest: str, number: 
     assert proc.returncode == 0, f"example {number}:\n{code}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr
     if is_tests:  # every test ran: none skipped (an async test without the anyio mark is)
-        assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout
+        assert " passed" in proc.stdout, proc.stdout
+        assert "skipped" not in proc.stdout, proc.stdout

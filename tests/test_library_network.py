@@ -44,7 +44,7 @@ def networks(cli: Carrier) -> list[str]:
     return cli("network", "ls", "-q").out.split()
 
 
-async def ask(image: str, network: carrier.Network | str, *targets: str,
+async def ask(image: str, network: carrier.Network | carrier.NetworkName, *targets: str,
               root: Path | None = None) -> list[str]:
     """What a fresh container on *network* is told by the server at each of *targets*."""
     async with carrier.run(image, ["sh", "-c", ASK.format(" ".join(targets))],
@@ -157,16 +157,24 @@ async def main() -> None:
     async with carrier.network(internal=True) as net:
         async with carrier.run("busybox", ["true"], network=net, network_aliases=["a"]) as c:
             await c.wait()
+        async with carrier.run("busybox", ["true"], network=net.name) as c:
+            await c.wait()
+        async with carrier.run("busybox", ["true"], network=carrier.NetworkName("other")) as c:
+            await c.wait()
+        async with carrier.run("busybox", ["true"], network="pasta") as c:
+            await c.wait()
 """
 
 
 def test_options_type_check(tmp_path: Path) -> None:
-    """mypy --strict accepts the network API and flags a misspelt option of carrier.network
-    and of carrier.run."""
+    """mypy --strict accepts the network API (a handle, its name, a NetworkName, a mode) and
+    flags a misspelt option of carrier.network and of carrier.run, and a misspelt mode."""
     good = mypy(PROGRAM, tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     bad = mypy(PROGRAM.replace("internal=", "internl=").replace("network_aliases=",
-                                                                 "network_alias="), tmp_path)
+                                                                 "network_alias=")
+               .replace('network="pasta"', 'network="pasat"'), tmp_path)
     assert bad.returncode == 1
     assert 'Unexpected keyword argument "internl"' in bad.stdout
     assert 'Unexpected keyword argument "network_alias"' in bad.stdout
+    assert 'Argument "network" to "run" has incompatible type' in bad.stdout

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, final, get_args
+from typing import Literal, NewType, final, get_args
 
 import anyio
 
@@ -25,6 +25,11 @@ from .._util._root import Root
 
 Helper = Literal["auto", "pasta", "slirp4netns"]
 
+NetworkName = NewType("NetworkName", str)
+"""The name of a named network, for ``carrier.run(network=carrier.NetworkName("backend"))``:
+typed apart from plain strings so that a type checker still flags a misspelt mode
+(``network="pasat"``). At run time a plain string that is no mode is taken as a name too."""
+
 END_TIMEOUT = 30.0
 """How long leaving the block waits for the network's supervisor to tear down (a guard)."""
 
@@ -35,7 +40,7 @@ class Network:
     """A named network made by :func:`carrier.network`; give it to ``carrier.run(...,
     network=net)`` (its name works as well)."""
 
-    name: str
+    name: NetworkName
     """The network's name, as ``carrier network ls`` shows it."""
     subnet: str
     """Its IPv4 subnet in CIDR form (``10.89.0.0/24``)."""
@@ -72,7 +77,7 @@ async def network(name: str | None = None, *, internal: bool = False, subnet: st
     record = nets.create(name if name is not None else f"carrier-{secrets.token_hex(6)}",
                          subnet=subnet, internal=internal, labels=dict(labels or {}),
                          options=options)
-    handle = Network(record.name, record.subnet, record.internal, carrier_root.path)
+    handle = Network(NetworkName(record.name), record.subnet, record.internal, carrier_root.path)
     failed = True
     try:
         yield handle

@@ -18,7 +18,7 @@ from .._supervision._group import Container, Stdio, supervise
 from .._supervision._ready import Condition
 from .._util._errors import unwrapped
 from .._util._root import Root
-from ._network import Network, for_run
+from ._network import Network, NetworkName, for_run
 from ._options import (
     Env,
     HealthAction,
@@ -55,7 +55,7 @@ async def run(
     pull: Pull = "missing",
     storage_driver: StorageDriver | None = None,
     runtime: str | None = None,
-    network: NetworkMode | Network | str | None = None,
+    network: NetworkMode | Network | NetworkName | None = None,
     network_aliases: Sequence[str] | None = None,
     dns: Sequence[str] | None = None,
     dns_search: Sequence[str] | None = None,
@@ -95,10 +95,11 @@ async def run(
     values, *tmpfs* ``--tmpfs`` values (docs/volumes.md). *init* runs catatonit as PID 1
     (``--init``).
 
-    *network* is a mode (``auto``, ``pasta``, ``slirp4netns``, ``none``, ``host``), the name of
-    a named network, or a :class:`carrier.Network` from :func:`carrier.network` (whose root is
-    then used); on a named network the container is found by its name, its *hostname* and
-    each of *network_aliases* (``--network NAME --network-alias ALIAS``).
+    *network* is a mode (``auto``, ``pasta``, ``slirp4netns``, ``none``, ``host``), a
+    :class:`carrier.Network` from :func:`carrier.network` (whose root is then used), or the
+    name of a named network (``carrier.NetworkName("backend")``, or ``net.name``); on a named
+    network the container is found by its name, its *hostname* and each of *network_aliases*
+    (``--network NAME --network-alias ALIAS``).
 
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
