@@ -115,7 +115,7 @@ async def test_bad_network_options_are_refused(cli: Carrier, image: str, tmp_pat
     """An unknown network, an alias without a named network, a handle from another root and a
     taken name are refused with one line, and nothing is stored."""
     cases: list[tuple[dict[str, object], str]] = [
-        ({"network": "nope"}, "invalid network mode 'nope'"),
+        ({"network": "nope"}, "invalid network='nope': no such network"),
         ({"network_aliases": ["x"]}, "--network-alias"),
         ({"network_aliases": "x"}, "network_aliases"),
     ]

@@ -22,6 +22,7 @@ from .._util import _process
 from .._util._errors import CarrierError, ConflictError
 from .._util._logging import log
 from .._util._root import Root
+from ._options import NetworkMode
 
 Helper = Literal["auto", "pasta", "slirp4netns"]
 
@@ -145,7 +146,11 @@ def for_run(value: object, root: Path | str | None) -> tuple[str | None, Path | 
             raise CarrierError(f"invalid network={value.name!r}: it belongs to the root "
                                f"{value.root}, not to {root}")
         return value.name, value.root
+    modes = ", ".join(get_args(NetworkMode))
     if not isinstance(value, str):
-        raise CarrierError(f"invalid network={value!r}: expected a mode (auto, pasta, "
-                           "slirp4netns, none, host), a network's name or a carrier.Network")
+        raise CarrierError(f"invalid network={value!r}: expected a mode ({modes}), a "
+                           "network's name or a carrier.Network")
+    if value not in get_args(NetworkMode) and not value.startswith("container:") \
+            and not Networks(Root.open(root)).exists(value):  # refused before any pull
+        raise CarrierError(f"invalid network={value!r}: no such network (the modes are {modes})")
     return value, root
