@@ -23,7 +23,8 @@ from typing import Any
 
 from bench._common import REPO, Context, machine, one_line
 
-AREAS = ["start", "cli", "detached", "scale", "failure", "throughput", "storage", "ports"]
+AREAS = ["start", "cli", "detached", "scale", "failure", "throughput", "storage", "ports",
+         "fixtures"]
 
 
 def _prepare(ctx: Context, areas: list[str]) -> None:
@@ -38,7 +39,7 @@ def _prepare(ctx: Context, areas: list[str]) -> None:
         ctx.tarballs["net"] = busybox(img / "net", ("iperf3",))
         ctx.images["net"] = "bench-net"
         ctx.carrier("import", str(ctx.tarballs["net"]), "bench-net")
-    if "ports" in areas:
+    if "ports" in areas or ("fixtures" in areas and not ctx.quick):
         from bench.ports import debian_image
 
         if (debian := debian_image()) is not None:

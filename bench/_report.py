@@ -157,8 +157,26 @@ def _detached(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fixtures(r: dict[str, Any]) -> list[str]:
+    lines = [f"### Test fixtures (`async with carrier.run(...)` to a server answering on its "
+             f"published port, and {r['n_parallel']} at once; `podman run -d` + the same poll; "
+             f"cycle = until torn down)", "",
+             "| fixtures | variant | ready: median | p95 | min-max | cycle: median | p95 | min-max |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label in ("one", "parallel"):
+        for name, v in r.get(label, {}).items():
+            cells = [v, "", "", "", "", ""] if isinstance(v, str) else [
+                *_cells(v.get("ready")), *_cells(v.get("cycle"))]
+            count = "1" if label == "one" else str(r["n_parallel"])
+            lines.append("| " + " | ".join([count, name, *cells]) + " |")
+    lines += ["", "| ratio of medians | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r.get("ratios", {}).items()]
+    return lines
+
+
 RENDER = {"start": _start, "detached": _detached, "cli": _cli, "scale": _scale, "failure": _failure,
-          "throughput": _throughput, "storage": _storage, "ports": _ports}
+          "throughput": _throughput, "storage": _storage, "ports": _ports,
+          "fixtures": _fixtures}
 
 
 def markdown(results: dict[str, Any], plots: list[str]) -> str:

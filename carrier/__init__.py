@@ -10,6 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._library._network import Network as Network
+    from ._library._network import NetworkName as NetworkName
+    from ._library._network import network as network
     from ._library._run import run as run
     from ._supervision._events import CleanedEvent as CleanedEvent
     from ._supervision._events import CreatedEvent as CreatedEvent
@@ -71,6 +74,8 @@ _HOME = {
     "log_line": "_supervision._ready", "port": "_supervision._ready",
     "predicate": "_supervision._ready", "tcp": "_supervision._ready",
     "run": "_library._run",
+    "Network": "_library._network", "network": "_library._network",
+    "NetworkName": "_library._network",
     "Container": "_supervision._group", "Outcome": "_supervision._group",
     "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
     "ExecTimeoutError": "_util._errors",
@@ -96,6 +101,8 @@ __all__ = [
     "ImageNotFoundError",
     "LogLine",
     "NameInUseError",
+    "Network",
+    "NetworkName",
     "NetworkReadyEvent",
     "NotFoundError",
     "Outcome",
@@ -113,6 +120,7 @@ __all__ = [
     "healthy",
     "http",
     "log_line",
+    "network",
     "port",
     "predicate",
     "run",

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from functools import partial
-from typing import Literal, ParamSpec, final, get_args
+from pathlib import Path
+from typing import IO, Literal, ParamSpec, final, get_args
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._library._network import Helper, Network, NetworkName
+from ._library._network import network as _async_network
 from ._library._run import run as _async_run
 from ._supervision._group import Container as _AsyncContainer
 from ._supervision._group import ExecResult, Outcome
@@ -70,6 +73,15 @@ class Container:
         return self._portal.call(partial(self.aio.exec, argv, env=env, workdir=workdir,
                                          user=user, stdin=stdin, timeout=timeout))
 
+    def copy_to(self, source: Path | str | bytes | IO[bytes], dest: str, *,
+                mode: int = 0o644) -> None:
+        """Copy into the container, as :meth:`carrier.Container.copy_to`."""
+        self._portal.call(partial(self.aio.copy_to, source, dest, mode=mode))
+
+    def copy_from(self, source: str, dest: Path | str) -> None:
+        """Copy out of the container to the host, as :meth:`carrier.Container.copy_from`."""
+        self._portal.call(partial(self.aio.copy_from, source, dest))
+
     def wait_for(self, condition: Condition, timeout: float = 60) -> None:
         """Wait until *condition* holds, as :meth:`carrier.Container.wait_for`."""
         self._portal.call(partial(self.aio.wait_for, condition, timeout))
@@ -101,6 +113,18 @@ def _synchronous(
     return run
 
 
+@contextmanager
+def network(name: str | None = None, *, internal: bool = False, subnet: str | None = None,
+            helper: Helper = "auto", labels: Mapping[str, str] | None = None,
+            root: Path | str | None = None) -> Iterator[Network]:
+    """:func:`carrier.network` as a plain context manager (on a private asyncio loop in a
+    thread): yields the :class:`carrier.Network` to pass to :func:`run`, removes it after."""
+    with start_blocking_portal("asyncio") as portal, portal.wrap_async_context_manager(
+            _async_network(name, internal=internal, subnet=subnet, helper=helper,
+                           labels=labels, root=root)) as net:
+        yield net
+
+
 using = partial(_synchronous, _async_run)
 """``using("trio")`` is ``run`` on a private event loop of that backend:
 ``carrier.sync.using("trio")(image, ...)``."""
@@ -111,4 +135,5 @@ run = _synchronous(_async_run, "asyncio")
 synchronous code, on a private asyncio loop in a thread. Same options; ``c`` is a
 :class:`Container` whose methods block."""
 
-__all__ = ["Backend", "Container", "ExecResult", "Outcome", "run", "using"]
+__all__ = ["Backend", "Container", "ExecResult", "Network", "NetworkName", "Outcome", "network", "run",
+           "using"]

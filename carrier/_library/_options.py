@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 from .._util._errors import CarrierError
 
-Network = Literal["auto", "pasta", "slirp4netns", "none", "host"]
+NetworkMode = Literal["auto", "pasta", "slirp4netns", "none", "host"]
 Pull = Literal["missing", "always", "never"]
 StorageDriver = Literal["auto", "overlay", "fuse-overlayfs", "copy"]
 HealthAction = Literal["none", "kill", "restart"]
@@ -26,7 +26,7 @@ Ports = Mapping[int | str, int | str] | Sequence[str]
 """``{80: 0, 81: "127.0.0.1:0", "53/udp": 5353}`` (container port -> ``[HOST_IP:]HOST_PORT``,
 0 = any free port), or a list of ``-p`` values (``["127.0.0.1:8080:80"]``)."""
 
-_CHOICES = {"network": Network, "pull": Pull, "storage_driver": StorageDriver,
+_CHOICES = {"network": NetworkMode, "pull": Pull, "storage_driver": StorageDriver,
             "health_on_failure": HealthAction}
 _CONTAINER_PORT = re.compile(r"[0-9]+(/(tcp|udp))?")
 _ENV_KEY = re.compile(r"[^=\s]+")

@@ -18,10 +18,11 @@ from .._supervision._group import Container, Stdio, supervise
 from .._supervision._ready import Condition
 from .._util._errors import unwrapped
 from .._util._root import Root
+from ._network import Network, NetworkName, for_run
 from ._options import (
     Env,
     HealthAction,
-    Network,
+    NetworkMode,
     Ports,
     Pull,
     StorageDriver,
@@ -54,7 +55,8 @@ async def run(
     pull: Pull = "missing",
     storage_driver: StorageDriver | None = None,
     runtime: str | None = None,
-    network: Network | None = None,
+    network: NetworkMode | Network | NetworkName | None = None,
+    network_aliases: Sequence[str] | None = None,
     dns: Sequence[str] | None = None,
     dns_search: Sequence[str] | None = None,
     dns_option: Sequence[str] | None = None,
@@ -104,6 +106,12 @@ async def run(
     (``["nofile=1024:2048"]``) are the CLI's; *pids_limit*, *memory* (bytes or ``"512m"``)
     and *cpus* need a cgroup of the container's own (root here), else they are refused.
 
+    *network* is a mode (``auto``, ``pasta``, ``slirp4netns``, ``none``, ``host``), a
+    :class:`carrier.Network` from :func:`carrier.network` (whose root is then used), or the
+    name of a named network (``carrier.NetworkName("backend")``, or ``net.name``); on a named
+    network the container is found by its name, its *hostname* and each of *network_aliases*
+    (``--network NAME --network-alias ALIAS``).
+
     *pull* is ``missing`` (pull only when the image is not stored), ``always`` or ``never``.
     *env* is a mapping or a list of ``KEY=VALUE``. *ports* maps a container port to
     ``"[HOST_IP:]HOST_PORT"`` or a host port (``{80: "127.0.0.1:0"}``; port 0 picks a free
@@ -119,12 +127,13 @@ async def run(
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
     """
-    for option, value in (("pull", pull), ("network", network), ("storage_driver", storage_driver),
+    for option, value in (("pull", pull), ("storage_driver", storage_driver),
                           ("health_on_failure", health_on_failure)):
         if value is not None:
             check_choice(option, value)
+    network_name, root = for_run(network, root)
     given: dict[str, Any] = {
-        "runtime": runtime, "network": network, "host_loopback": host_loopback, "mtu": mtu,
+        "runtime": runtime, "network": network_name, "host_loopback": host_loopback, "mtu": mtu,
         "stop_timeout": stop_timeout, "restart": restart, "restart_delay": restart_delay,
         "restart_max_delay": restart_max_delay, "restart_intensity": restart_intensity,
         "restart_period": restart_period, "health_cmd": health_cmd,
@@ -143,7 +152,7 @@ async def run(
                           ("add_host", add_host), ("volumes", volumes), ("mounts", mounts),
                           ("tmpfs", tmpfs), ("log_opt", log_opt), ("cap_add", cap_add),
                           ("cap_drop", cap_drop), ("security_opt", security_opt),
-                          ("ulimit", ulimit)):
+                          ("ulimit", ulimit), ("network_aliases", network_aliases)):
         settings[option] = strings(option, items)
     argv = strings("command", command)
     env_list = env_items(env)

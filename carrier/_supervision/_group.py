@@ -242,6 +242,22 @@ class Container:
         return exec_stream(self._group.root, self._group.record, argv, env=_env_list(env),
                            workdir=workdir, user=user, stdin=stdin, timeout=timeout)
 
+    async def copy_to(self, source: Path | str | bytes | IO[bytes], dest: str, *,
+                      mode: int = 0o644) -> None:
+        """Copy into the running container (``carrier cp``'s code): a host path (placed as
+        ``carrier cp SRC NAME:DEST``), ``bytes`` (the file *dest*, with *mode*) or a binary
+        file object holding a tar stream (unpacked into the directory *dest*)."""
+        from ._files import copy_to  # the copy machinery loads only when used
+
+        await copy_to(self._group.root, self._group.record, source, dest, mode=mode)
+
+    async def copy_from(self, source: str, dest: Path | str) -> None:
+        """Copy *source* out of the running container to the host path *dest*, placed as
+        ``carrier cp NAME:SRC DEST`` places it (the archive is unpacked as untrusted)."""
+        from ._files import copy_from  # the copy machinery loads only when used
+
+        await copy_from(self._group.root, self._group.record, source, dest)
+
     async def wait_for(self, condition: Check, timeout: float = 60, interval: float = 0.05) -> None:
         """Wait until *condition* holds (see :mod:`carrier` ``port``, ``log_line``, ...); fail if
         the container ends for good or *timeout* passes.
