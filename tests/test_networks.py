@@ -58,7 +58,9 @@ def run_state(carrier: Carrier, name: str) -> dict[str, object] | None:
 def tcp_echo_server(name: str, port: int = 5432) -> list[str]:
     """The arguments of a ``run -d`` whose container answers every TCP connection on *port*
     with its *name*."""
-    return ["sh", "-c", f"while true; do echo {name} | nc -l -p {port}; done"]
+    # -ll keeps one listener open between connections: a `while nc -l` loop has a window with
+    # nothing listening, where a client is refused.
+    return ["nc", "-ll", "-p", str(port), "-e", "echo", name]
 
 
 def ask_tcp(carrier: Carrier, net: str, target: str, *extra: str, port: int = 5432) -> tuple[int, str]:
@@ -372,7 +374,7 @@ def test_tree_finds_services_by_name(carrier: Carrier, image: str, tmp_path: Pat
     path.write_text(
         'name = "shop"\n'
         '[containers.db]\nimage = "busybox"\nstop_timeout = 1\n'
-        'command = ["sh", "-c", "while true; do echo db-here | nc -l -p 5432; done"]\n'
+        'command = ["nc", "-ll", "-p", "5432", "-e", "echo", "db-here"]\n'
         '[containers.web]\nimage = "busybox"\nstop_timeout = 1\n'
         'command = ["sh", "-c", "echo | nc -w 5 db 5432; exec sleep 600"]\n'
         'depends_on = { db = "started" }\n'
