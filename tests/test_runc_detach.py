@@ -9,6 +9,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,43 @@ async def test_library_keeps_runc_run(cli: Carrier, image: str) -> None:
         flag = ctypes.c_int(-1)
         assert ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # GET_SUBREAPER
         assert flag.value == 0
+
+
+_ORPHANS = '''
+import ctypes, os, select, sys
+from carrier._runtime import _reaper
+_reaper.become_subreaper()
+own = os.fork()
+if own == 0:
+    os._exit(5)
+hold_r, hold_w = os.pipe()
+pid_r, pid_w = os.pipe()
+mid = os.fork()
+if mid == 0:
+    grandchild = os.fork()
+    if grandchild == 0:  # a runtime stage, orphaned: ends once its parent is gone
+        ctypes.CDLL(None).prctl(15, b"runc:[1:CHILD]", 0, 0, 0)
+        os.close(hold_w)
+        os.read(hold_r, 1)
+        os._exit(0)
+    os.write(pid_w, str(grandchild).encode())
+    os._exit(0)
+os.close(pid_w)
+orphan = int(os.read(pid_r, 32))
+os.waitpid(mid, 0)  # the orphan is ours now
+fd = os.pidfd_open(orphan)
+os.close(hold_w)
+assert select.select([fd], [], [], 30)[0], "the orphan did not end"
+assert os.path.exists(f"/proc/{orphan}"), "a zombie until reaped"
+reaped = _reaper.reap_orphans()
+_, status = os.waitpid(own, 0)
+print(reaped, os.waitstatus_to_exitcode(status), os.path.exists(f"/proc/{orphan}"))
+'''
+
+
+def test_orphaned_runtime_stages_are_reaped_and_no_status_is_stolen() -> None:
+    """A subreaper reaps an orphaned runtime stage (``runc:[...]``) once it has ended, and
+    leaves a child that has a waiter of its own alone (it keeps its exit status)."""
+    res = subprocess.run([sys.executable, "-c", _ORPHANS], capture_output=True, text=True,
+                         timeout=60)
+    assert (res.returncode, res.stdout) == (0, "1 5 False\n"), res.stderr
