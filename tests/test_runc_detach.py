@@ -187,3 +187,48 @@ def test_orphaned_runtime_stages_are_reaped_and_no_status_is_stolen() -> None:
     res = subprocess.run([sys.executable, "-c", _ORPHANS], capture_output=True, text=True,
                          timeout=60)
     assert (res.returncode, res.stdout) == (0, "1 5 False\n"), res.stderr
+
+
+_CUT_SHORT = '''
+import os, sys
+from pathlib import Path
+import anyio
+import carrier
+import carrier._library._run as library
+from carrier._runtime import _reaper
+
+_reaper.become_subreaper()
+scopes = []
+supervise = library.supervise
+library.supervise = lambda *a, **kw: supervise(*a, on_launch=lambda: scopes[0].cancel(), **kw)
+
+async def main() -> None:
+    with anyio.CancelScope() as scope:
+        scopes.append(scope)
+        async with carrier.run("busybox", ["sleep", "100"], root=Path(sys.argv[1]),
+                               network="none", stop_timeout=0.5):
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+
+anyio.run(main)
+me = str(os.getpid())
+children = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        continue
+    state, ppid = stat[stat.rfind(b")") + 2:].split()[:2]
+    if ppid.decode() == me:
+        children.append((pid, state.decode(), stat[stat.find(b"(") + 1:stat.rfind(b")")].decode()))
+print(children)
+'''
+
+
+def test_start_cut_short_while_the_runtime_starts(carrier: Carrier, image: str) -> None:
+    """A start cancelled while ``runc run --detach`` is still starting stops the init it
+    leaves and reaps it: no child, zombie or runtime state stays."""
+    res = subprocess.run([sys.executable, "-c", _CUT_SHORT, str(carrier.root)],
+                         capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout) == (0, "[]\n"), res.stderr
+    assert not any((carrier.root / "runtime").iterdir())

@@ -6,8 +6,9 @@ descendants. ``runc run --detach`` exits once the command runs, and the containe
 then the supervisor's child: :class:`Init` waits on it through a pidfd and reaps exactly it. As
 the init's reaper we keep its PID from being reused until we reap it, so the PID from
 ``--pid-file`` is safe to open. The runtime's own short-lived helpers (runc's ``runc:[N:...]``
-stages) that end up orphaned here are reaped by :func:`reap_orphans`; nothing else is, so no
-other waiter (``subprocess``, asyncio's or trio's child watchers) ever loses a status.
+stages) and what fuse-overlayfs forks, once orphaned here and ended, are reaped by
+:func:`reap_orphans`; nothing else is, so no other waiter (``subprocess``, asyncio's or trio's
+child watchers) ever loses a status.
 Processes inside the container's PID namespace are reparented to the container's init, never
 to us.
 """
@@ -22,9 +23,13 @@ from collections.abc import Iterator
 
 import anyio
 
+from .._util import _process
+
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-_RUNTIME_HELPER = b"runc:["  # the comm of runc's nsexec stages (runc 1.0+)
+# Whose orphans we take: runc's nsexec stages (runc 1.0+), and what fuse-overlayfs forks
+# (left when it is killed); a child with a waiter of its own (_process.Child) never.
+_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs")
 
 _state = {"subreaper": False, "starting": 0}
 _adopted: set[int] = set()  # inits waited on by their own Init
@@ -101,10 +106,11 @@ class Init:
 
 
 def reap_orphans() -> int:
-    """Reap the runtime's helpers that were orphaned to us and have ended; how many.
+    """Reap the runtime's and fuse-overlayfs's helpers that were orphaned to us and have
+    ended; how many.
 
-    Only zombies named as runc's stages are taken, and none while a start is in flight (its
-    init, not yet adopted, may be one): every other child has a waiter of its own.
+    Only zombies with those names and no :class:`_process.Child` waiting on them are taken,
+    and none while a start is in flight (its init, not yet adopted, may be one).
     """
     if not _state["subreaper"] or _state["starting"]:
         return 0
@@ -124,7 +130,7 @@ def reap_orphans() -> int:
         comm, rest = stat[stat.find(b"(") + 1:stat.rfind(b")")], stat[stat.rfind(b")") + 2:].split()
         if rest[0] != b"Z" or int(rest[1]) != me or int(pid) in _adopted:
             continue
-        if not comm.startswith(_RUNTIME_HELPER):
+        if not comm.startswith(_ORPHAN_NAMES) or _process.has_waiter(int(pid)):
             continue
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(int(pid), os.WNOHANG)[0]:

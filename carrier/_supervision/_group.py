@@ -782,13 +782,13 @@ class _Group:
             self.output.drain()
             self.output.close()
         await self.runtime.delete(self.record.id)
-        reap_orphans()
         if self.network is not None:
             await self.network.stop()
         if self.rootfs is not None:
             await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
+        reap_orphans()  # what the runtime and fuse-overlayfs left to us, now all ended
         if self.attachment is not None:
             await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
             self.attachment = None
