@@ -140,7 +140,9 @@ def _detached(r: dict[str, Any]) -> list[str]:
              "PSS per container, helpers apart)", "",
              "| tool | start all | own PSS / container | helper PSS / container | ps: median |"
              " p95 | min-max |", "|---|---|---|---|---|---|---|"]
-    for tool in ("carrier", "carrier, plain processes", "podman"):
+    for tool in ("carrier", "baseline carrier", "carrier, plain processes", "podman"):
+        if tool == "baseline carrier" and tool not in r:
+            continue
         v = r.get(tool)
         if not isinstance(v, dict):
             lines.append(f"| {tool} | {v or 'n/a'} | | | | | |")

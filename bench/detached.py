@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Context, interleave
+from bench._common import Context, baseline_python, interleave
 from bench._podman import Podman
 from bench.start import carrier_cli
 
@@ -64,11 +64,12 @@ def _memory(before: dict[str, list[int]], after: dict[str, list[int]], n: int) -
             "total_pss_kib_per_container": own + helpers, "by_process": by}
 
 
-def fork_server() -> int | None:
-    """The pid of the fork server this bench's ``carrier`` commands use, if one listens."""
+def fork_server(path: Path | None = None) -> int | None:
+    """The pid of the fork server listening on *path* (default: the one this bench's
+    ``carrier`` commands use), if one listens."""
     from carrier._cli._fastpath import socket_path
 
-    path = socket_path()
+    path = path or socket_path()
     inodes = {ln.split()[6] for ln in Path("/proc/net/unix").read_text().splitlines()[1:]
               if path is not None and ln.endswith(f" {path}")}
     for entry in filter(str.isdigit, os.listdir("/proc")):
@@ -119,9 +120,9 @@ def run(ctx: Context) -> dict[str, Any]:
     cli = carrier_cli()
     image = ctx.images["small"]
 
-    def timed(argv: list[str], env: dict[str, str]) -> float:
+    def timed(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
         t0 = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120, cwd=cwd)
         return (time.perf_counter() - t0) * 1000
 
     def carrier_start(name: str) -> None:
@@ -137,6 +138,8 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server())
     _end(fork_server())
+    if (base := baseline_python()) is not None:  # an earlier build, the same way, in this run
+        results["baseline carrier"] = _baseline(base, ctx, image, n, timed)
     plain = {**ctx.env, "CARRIER_FORK_SERVER": "0"}  # each command its own process, as before
 
     def plain_start(name: str) -> None:
@@ -172,9 +175,37 @@ def run(ctx: Context) -> dict[str, Any]:
     return results
 
 
+def _baseline(python: str, ctx: Context, image: str, n: int, timed: Any) -> dict[str, Any]:
+    """The fork-server side for the Carrier install of *python* ($CARRIER_BENCH_BASELINE), run
+    from ``/`` so that ``-m carrier`` cannot pick up this checkout."""
+    cli = carrier_cli(python)
+    where = subprocess.run([python, "-c", "from carrier._cli._fastpath import socket_path; "
+                            "print(socket_path())"], env=ctx.env, cwd="/", check=True,
+                           capture_output=True, text=True, timeout=60).stdout.strip()
+    server = Path(where) if where != "None" else None
+
+    def start(name: str) -> None:
+        subprocess.run([*cli, "run", "-d", "--name", name, "--network", "pasta", image, "sleep",
+                        "100000"], env=ctx.env, cwd="/", check=True, capture_output=True,
+                       timeout=120)
+
+    def stop() -> None:
+        subprocess.run([*cli, "rm", "-f", *[f"det{i}" for i in range(n)]], env=ctx.env, cwd="/",
+                       capture_output=True, timeout=600, check=False)
+
+    side = _side("baseline carrier", start, lambda: timed([*cli, "ps"], ctx.env, "/"), stop, n,
+                 ctx.runs, fork_server(server) if server else None)
+    _end(fork_server(server) if server else None)
+    return side
+
+
 def _ratios(r: dict[str, Any]) -> dict[str, float]:
     c, p, q = r.get("carrier"), r.get("podman"), r.get("carrier, plain processes")
     out: dict[str, float] = {}
+    if isinstance(c, dict) and isinstance(b := r.get("baseline carrier"), dict):
+        out["this build / baseline (start all)"] = c["start_all_s"] / b["start_all_s"]
+        out["this build / baseline (own PSS per container)"] = (
+            c["own_pss_kib_per_container"] / b["own_pss_kib_per_container"])
     if isinstance(c, dict) and isinstance(q, dict):
         out["fork server / plain processes (start all)"] = c["start_all_s"] / q["start_all_s"]
         out["fork server / plain processes (own PSS per container)"] = (

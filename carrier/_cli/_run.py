@@ -355,8 +355,11 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
 
     import anyio
 
+    from .._runtime._reaper import become_subreaper
     from .._supervision._group import Outcome, Reason, supervise
     from .._util._errors import unwrapped
+
+    become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
 
     with anyio.open_signal_receiver(*FORWARDED) as signals, unwrapped():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
@@ -462,8 +465,11 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
 async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
     import anyio
 
+    from .._runtime._reaper import become_subreaper
     from .._supervision._group import Stdio, supervise
     from .._util._errors import unwrapped
+
+    become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
 
     # Handled, not ignored: an ignored signal would stay ignored in every process started here.
     # Every catchable signal is handled, so that no stray one ends a supervisor without its

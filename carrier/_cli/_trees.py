@@ -60,9 +60,12 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
     import anyio
     from anyio.abc import TaskStatus
 
+    from .._runtime._reaper import become_subreaper
     from .._supervision._group import Container
     from .._supervision._tree import up as run_tree
     from .._util._errors import unwrapped
+
+    become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
 
     stop = anyio.Event()
     result: list[str | None] = []

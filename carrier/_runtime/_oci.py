@@ -1,8 +1,10 @@
 """The OCI runtime (runc by default, crun or any compatible binary by choice).
 
-``runc run`` stays in the foreground as our child, so its exit status is the container's: the
-code, or 128+N after signal N. Its own messages go to a log file, never into the container's
-output, and a failure to start is read back from that log.
+``runc run`` either stays in the foreground as our child, so its exit status is the
+container's (the code, or 128+N after signal N), or, with *detach* in a subreaper
+(``_reaper``), exits once the command runs and leaves the container's init to us. Its own
+messages go to a log file, never into the container's output, and a failure to start is read
+back from that log.
 """
 
 from __future__ import annotations
@@ -64,17 +66,21 @@ class Runtime:
 
     def run(self, cid: str, bundle: Path, *, stdin: int | IO[Any] | None,
             stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
-            inside: Sequence[str] = (), controlling_tty: bool = False) -> _process.Child:
+            inside: Sequence[str] = (), controlling_tty: bool = False,
+            detach: bool = False) -> _process.Child:
         """Start ``runtime run`` for the bundle in its own session (signals come from us).
 
         *inside* is a command to run it through (``nsenter`` into the holder, for
         fuse-overlayfs); kill, delete and state always run from outside, so they work once the
         holder is gone. With *controlling_tty*, its standard input (a terminal) becomes its
         controlling terminal, which runc needs to relay a container's (``_console``).
+        With *detach* (no terminal), the runtime hands its standard streams to the container
+        and exits once the command runs; the init is then reparented to our subreaper.
         """
         argv = [*inside, *self._argv("--log", str(bundle / "runtime.log"), "--log-format", "json",
-                                     "run", "--bundle", str(bundle), "--pid-file",
-                                     str(bundle / "container.pid"), cid)]
+                                     "run", *(["--detach"] if detach else []), "--bundle",
+                                     str(bundle), "--pid-file", str(bundle / "container.pid"),
+                                     cid)]
         return _process.spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr,
                               controlling_tty=controlling_tty)
 

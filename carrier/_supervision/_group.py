@@ -34,6 +34,7 @@ from .._network._setup import setup as setup_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
 from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
+from .._runtime._reaper import Init, is_subreaper, reap_orphans, starting
 from .._sandbox._enter import enter_argv
 from .._sandbox._holder import Holder, start_holder
 from .._state._records import Containers, Record, Status, now
@@ -344,7 +345,8 @@ class _Group:
         self.console: Console | None = None
         self.output: Output | None = None
         self.log: LogWriter | None = None
-        self.child: _process.Child | None = None
+        self.child: _process.Child | Init | None = None  # the runtime, or the init it left
+        self.detached = False  # this run's runtime exits once the command runs (a subreaper)
         self.outcome: Outcome | None = None
         self.final: Outcome | None = None
         self.stop_timeout = record.spec.stop_timeout
@@ -457,6 +459,7 @@ class _Group:
     async def _run_once(self, task_status: TaskStatus[Container] | None) -> None:
         """One run: fresh namespaces, helper and runtime process; the per-run cleanup."""
         self.holder, self.network, self.child, self.outcome = None, None, None, None
+        self.detached = False
         self.attachment = None
         self.owner_pidfd = None
         self.rootfs = None
@@ -553,18 +556,28 @@ class _Group:
         else:
             self.output = Output(writer, self.stdio.stdout, self.stdio.stderr)
             streams = (self.stdio.stdin, *self.output.write_ends)
-        self.child = self.runtime.run(
-            self.record.id, self.bundle, stdin=streams[0], stdout=streams[1], stderr=streams[2],
-            inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
-            controlling_tty=self.console is not None,
-        )
-        if self.console is not None:
-            self.console.started()
-        if self.output is not None:
-            self.output.started()
-        if self.on_launch is not None:  # the command is on its way
-            self.on_launch()
-        if await self._command_running(pid_file) or pid_file.exists():
+        # In a subreaper, the runtime exits once the command runs and leaves us its init; a
+        # terminal needs the runtime in the foreground to relay it (``_console``).
+        self.detached = is_subreaper() and not spec.tty
+        with starting():
+            self.child = self.runtime.run(
+                self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
+                stderr=streams[2], controlling_tty=self.console is not None,
+                inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
+                detach=self.detached,
+            )
+            if self.console is not None:
+                self.console.started()
+            if self.output is not None:
+                self.output.started()
+            if self.on_launch is not None:  # the command is on its way
+                self.on_launch()
+            if self.detached:
+                running = await self._adopt(pid_file)
+            else:
+                running = await self._command_running(pid_file) or pid_file.exists()
+        reap_orphans()
+        if running:
             self.record.container_pid = cpid = int(pid_file.read_text())
             if self.attachment is not None:  # its hosts file, as later joins and leaves rewrite it
                 hosts = Path(f"/proc/{cpid}/root/etc/hosts")
@@ -635,6 +648,23 @@ class _Group:
         await rootfs.prepare(self.holder)
         self.network = setup_joined(spec, self.record.name, self.bundle, rootfs.view(), owner,
                                     self.containers.dir(cid), rec.network or {})
+
+    async def _adopt(self, pid_file: Path) -> bool:
+        """Wait for a detached runtime to exit; if it started the command, its init (ours now,
+        as the subreaper) becomes the container process. Whether it did."""
+        runtime = self.child
+        assert isinstance(runtime, _process.Child)
+        if await runtime.wait() != 0:
+            return False
+        return self._take_init(pid_file)
+
+    def _take_init(self, pid_file: Path) -> bool:
+        """Wait on the init that *pid_file* names from now on; False if there is none."""
+        try:
+            self.child = Init(int(pid_file.read_text()))
+        except (OSError, ValueError):
+            return False
+        return True
 
     async def _command_running(self, pid_file: Path) -> bool:
         """Wait until the runtime reports the command exec'd (its PID file) or exits first."""
@@ -731,6 +761,14 @@ class _Group:
         child = self.child
         if child is None:
             return None
+        if self.detached and isinstance(child, _process.Child):  # the start was cut short
+            with anyio.move_on_after(10):  # a guard: it exits once the command runs
+                await child.wait()
+            await child.kill()
+            if not self._take_init(self.bundle / "container.pid"):
+                return _process.exit_status(await child.wait())
+            child = self.child
+            assert child is not None
         if child.returncode is None:
             await self.runtime.kill(self.record.id, "TERM")
             term_sent = time.monotonic()
@@ -773,6 +811,7 @@ class _Group:
             await self.rootfs.release()
         if self.holder is not None:
             await self.holder.stop()
+        reap_orphans()  # what the runtime and fuse-overlayfs left to us, now all ended
         if self.attachment is not None:
             await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
             self.attachment = None

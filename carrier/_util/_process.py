@@ -68,6 +68,15 @@ def kill_recorded(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+_unreaped: set[int] = set()  # children spawned here whose status a Child still waits for
+
+
+def has_waiter(pid: int) -> bool:
+    """Whether *pid* is a child spawned here that a :class:`Child` will reap (a subreaper's
+    orphan reaping must leave it alone, ``_runtime._reaper``)."""
+    return pid in _unreaped
+
+
 @final
 class Child:
     """A child process with a pidfd. Built only by :func:`spawn`."""
@@ -77,6 +86,7 @@ class Child:
         self.pid = popen.pid
         self.pidfd = os.pidfd_open(popen.pid)
         self.returncode: int | None = None
+        _unreaped.add(popen.pid)
 
     async def wait(self) -> int:
         """Wait for the child to exit and reap it; return ``Popen``-style returncode.
@@ -86,6 +96,7 @@ class Child:
         if self.returncode is None:
             await anyio.wait_readable(self.pidfd)
             self.returncode = self.popen.wait()
+            _unreaped.discard(self.pid)
             os.close(self.pidfd)
         return self.returncode
 

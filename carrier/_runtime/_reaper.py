@@ -1,0 +1,138 @@
+"""The supervisor as its container's subreaper, so that ``runc run --detach`` need not stay.
+
+A process that calls :func:`become_subreaper` (the CLI's supervisors do; the library does not,
+as it must not change its host application's process-wide state) adopts every orphan among its
+descendants. ``runc run --detach`` exits once the command runs, and the container's init is
+then the supervisor's child: :class:`Init` waits on it through a pidfd and reaps exactly it. As
+the init's reaper we keep its PID from being reused until we reap it, so the PID from
+``--pid-file`` is safe to open. The runtime's own short-lived helpers (runc's ``runc:[N:...]``
+stages) and what fuse-overlayfs forks, once orphaned here and ended, are reaped by
+:func:`reap_orphans`; nothing else is, so no other waiter (``subprocess``, asyncio's or trio's
+child watchers) ever loses a status.
+Processes inside the container's PID namespace are reparented to the container's init, never
+to us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Iterator
+
+import anyio
+
+from .._util import _process
+
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+# Whose orphans we take: runc's nsexec stages (runc 1.0+), and what fuse-overlayfs forks
+# (left when it is killed); a child with a waiter of its own (_process.Child) never.
+_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs")
+
+_state = {"subreaper": False, "starting": 0}
+_adopted: set[int] = set()  # inits waited on by their own Init
+
+
+def become_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``):
+    from now on a container started here runs without a resident ``runc run``. Not inherited
+    by fork, so each supervising process calls it itself."""
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+    _state["subreaper"] = True
+
+
+def is_subreaper() -> bool:
+    """Whether :func:`become_subreaper` was called in this process."""
+    return bool(_state["subreaper"])
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """While a runtime starts a container: its init may already be ours and gone, and is not
+    yet adopted, so :func:`reap_orphans` leaves every zombie alone until this ends."""
+    _state["starting"] += 1
+    try:
+        yield
+    finally:
+        _state["starting"] -= 1
+
+
+class Init:
+    """The container's init once the runtime has exited: our child by adoption.
+
+    It offers what the supervisor used of the ``runc run`` process (:class:`_process.Child`):
+    ``pid``, ``returncode``, :meth:`wait`, :meth:`signal`, :meth:`kill`.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)  # a zombie still has its PID: we have not reaped it
+        self.returncode: int | None = None
+        _adopted.add(pid)
+
+    async def wait(self) -> int:
+        """Wait for the init to end and reap exactly it; a ``Popen``-style returncode (the
+        code, or -N after signal N), so the outcome reads as ``runc run``'s did.
+
+        **Cancellation:** safe; it can be waited on again.
+        """
+        if self.returncode is None:
+            await anyio.wait_readable(self.pidfd)
+            # It has ended (the pidfd is readable): this reaps at once, it never blocks.
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)  # noqa: ASYNC222
+            assert info is not None
+            exited = info.si_code == os.CLD_EXITED
+            self.returncode = info.si_status if exited else -info.si_status
+            os.close(self.pidfd)
+            _adopted.discard(self.pid)
+        return self.returncode
+
+    def signal(self, sig: int) -> None:
+        """Send *sig* unless the init has been reaped (the pidfd makes this race-free)."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, sig)
+
+    async def kill(self) -> int:
+        """SIGKILL and reap. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            self.signal(signal.SIGKILL)
+            code = await self.wait()
+        return code
+
+
+def reap_orphans() -> int:
+    """Reap the runtime's and fuse-overlayfs's helpers that were orphaned to us and have
+    ended; how many.
+
+    Only zombies with those names and no :class:`_process.Child` waiting on them are taken,
+    and none while a start is in flight (its init, not yet adopted, may be one).
+    """
+    if not _state["subreaper"] or _state["starting"]:
+        return 0
+    try:  # the usual case, in microseconds: no child has ended at all
+        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return 0
+    except ChildProcessError:  # no children
+        return 0
+    me = os.getpid()
+    reaped = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, rest = stat[stat.find(b"(") + 1:stat.rfind(b")")], stat[stat.rfind(b")") + 2:].split()
+        if rest[0] != b"Z" or int(rest[1]) != me or int(pid) in _adopted:
+            continue
+        if not comm.startswith(_ORPHAN_NAMES) or _process.has_waiter(int(pid)):
+            continue
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(int(pid), os.WNOHANG)[0]:
+                reaped += 1
+    return reaped
