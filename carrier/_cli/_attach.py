@@ -37,7 +37,8 @@ def attach(
     no_stdin: bool = False,
 ) -> int:
     """Attach this terminal to a running container: its output from now on, the keyboard to
-    its terminal; exits with the container's exit code, or 0 on the detach keys.
+    its stdin (a container started with -i); exits with the container's exit code, or 0 on
+    the detach keys.
 
     Parameters
     ----------
@@ -72,6 +73,7 @@ def attach_to(root: Root, record: Record, keys: bytes, *, stdin: bool) -> int:
     if record.status is not Status.RUNNING or not containers.supervisor_alive(record.id):
         raise CarrierError(f"container {record.name} is not running: you can only attach to "
                            "running containers")
+    stdin = stdin and record.spec.interactive  # as Podman: keys only for a -i container
     terminal = record.spec.tty and stdin and os.isatty(0)
     rows, cols = _size(0 if terminal else 1)
     request = {"attach": {"rows": rows, "cols": cols} if terminal else {}}
@@ -80,7 +82,7 @@ def attach_to(root: Root, record: Record, keys: bytes, *, stdin: bool) -> int:
         raise CarrierError(f"container {record.name} is not running: you can only attach to "
                            "running containers")
     with sock, _raw(terminal):
-        code = anyio.run(_session, sock, DetachKeys(keys), stdin, terminal)
+        code = anyio.run(_session, sock, DetachKeys(keys), stdin, terminal, record.spec.tty)
     if code is None:  # the supervisor went away without a word: its record tells
         with contextlib.suppress(CarrierError):
             after = containers.load(record.id)
@@ -112,9 +114,10 @@ def _size(fd: int) -> tuple[int, int]:
 
 
 async def _session(sock: socket.socket, keys: DetachKeys, stdin: bool,
-                   terminal: bool) -> int | None:
+                   terminal: bool, tty: bool) -> int | None:
     """Relay until the container's exit code arrives (it), the detach keys (DETACHED) or the
-    connection ends (None)."""
+    connection ends (None). The end of our input closes a container's stdin pipe (not a
+    *tty*'s terminal), as Podman's attach does."""
     import anyio
     from anyio.abc import TaskGroup
 
@@ -123,6 +126,7 @@ async def _session(sock: socket.socket, keys: DetachKeys, stdin: bool,
         RESIZE,
         STDERR,
         STDIN,
+        STDIN_END,
         STDOUT,
         FrameReader,
         frame,
@@ -171,8 +175,10 @@ async def _session(sock: socket.socket, keys: DetachKeys, stdin: bool,
                     data = await anyio.to_thread.run_sync(os.read, 0, 65536)
             except OSError:
                 return
-            if not data:
-                return  # end of our input: the container keeps running, we keep watching it
+            if not data:  # the container keeps running, we keep watching it
+                if not tty:
+                    await send(frame(STDIN_END))  # its stdin reads EOF
+                return
             passed, detached = keys.feed(data)
             if passed:
                 await send(frame(STDIN, passed))

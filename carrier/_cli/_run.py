@@ -296,7 +296,7 @@ def _run(image: str, command: list[str], *, create_only: bool, detach: bool,
     with held():
         record, lock = create(
             root, image, command, name=name, entrypoint=entrypoint, env=env, workdir=workdir,
-            user=user, hostname=hostname, detach=detach, **settings,
+            user=user, hostname=hostname, detach=detach, interactive=interactive, **settings,
         )
         if create_only:
             os.close(lock)

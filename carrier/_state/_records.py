@@ -81,6 +81,7 @@ class Spec:
     remove: bool = False
     detach: bool = False
     tty: bool = False  # the command gets a pseudo-terminal (run -t)
+    interactive: bool = False  # -i: stdin kept open (detached: a pipe its supervisor holds)
     restart: str = "no"
     restart_delay: float = 0.1
     restart_max_delay: float = 10.0

@@ -24,8 +24,8 @@ import anyio
 from .._util._logging import log
 from ._logrecords import Stream
 
-STDIN, STDOUT, STDERR, EXIT, RESIZE = 0, 1, 2, 3, 4
-"""Frame kinds."""
+STDIN, STDOUT, STDERR, EXIT, RESIZE, STDIN_END = 0, 1, 2, 3, 4, 5
+"""Frame kinds (STDIN_END: the client's input ended; a ``-i`` container's stdin then closes)."""
 _HEADER = struct.Struct(">BI")
 _QUEUE = 1024  # frames buffered per client before it counts as stuck
 _MAX_FRAME = 1 << 20
@@ -93,10 +93,14 @@ class _Client:
 
 class Hub:
     """The attach service of one container (all its runs): who is attached, and where input
-    goes (*terminal* gives the pty master of the current run, or -1 if it has none)."""
+    goes (*terminal* gives the pty master of the current run, else the write end of its stdin
+    pipe, or -1 if it has neither; *end_input* closes that pipe, as conmon does when an
+    attached client's input ends)."""
 
-    def __init__(self, terminal: Callable[[], int]) -> None:
+    def __init__(self, terminal: Callable[[], int],
+                 end_input: Callable[[], None] = lambda: None) -> None:
         self._terminal = terminal
+        self._end_input = end_input
         self._clients: set[_Client] = set()  # attached to the current run
         self._serving = 0  # connections still open (an ended run's last frames in flight)
         self._idle = anyio.Event()
@@ -179,6 +183,8 @@ class Hub:
                     await self._type(payload)
                 elif kind == RESIZE and len(payload) == 4:
                     self._resize(*struct.unpack(">HH", payload))
+                elif kind == STDIN_END:
+                    self._end_input()
 
     async def _type(self, data: bytes) -> None:
         """Write *data* to the terminal's input (dropped between runs, or without one)."""

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import os
 import signal as _signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -361,7 +362,9 @@ class _Group:
         self.on_running = on_running
         self.on_launch = on_launch
         self.last_lines: list[LogRecord] | None = None  # the end of the log once --rm removed it
-        self.attached = Hub(lambda: self.console.master if self.console is not None else -1)
+        self.stdin_fd = -1  # a detached -i run's stdin pipe, its write end (attach writes to it)
+        self.attached = Hub(lambda: self.console.master if self.console is not None
+                            else self.stdin_fd, self.end_input)
         self.run_end_hooks.append(lambda outcome: self.attached.ended(outcome.exit_code))
 
     def output_lines(self) -> list[LogLine]:
@@ -370,6 +373,13 @@ class _Group:
             joiner = Joiner()
             return [*joiner.feed(self.last_lines), *joiner.rest()]
         return lines(self.bundle)
+
+    def end_input(self) -> None:
+        """Close a detached ``-i`` run's stdin pipe: the command reads EOF (an attached
+        client's input ended, or the run ended)."""
+        if self.stdin_fd >= 0:
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
 
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
@@ -555,7 +565,7 @@ class _Group:
             streams = (self.stdio.stdin, self.stdio.stdout, self.stdio.stderr)
         else:
             self.output = Output(writer, self.stdio.stdout, self.stdio.stderr)
-            streams = (self.stdio.stdin, *self.output.write_ends)
+            streams = (self._stdin(), *self.output.write_ends)
         # In a subreaper, the runtime exits once the command runs and leaves us its init; a
         # terminal needs the runtime in the foreground to relay it (``_console``).
         self.detached = is_subreaper() and not spec.tty
@@ -566,6 +576,8 @@ class _Group:
                 inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
                 detach=self.detached,
             )
+            if isinstance(streams[0], int) and streams[0] >= 0 and self.stdin_fd >= 0:
+                os.close(streams[0])  # the pipe's read end is the runtime's now
             if self.console is not None:
                 self.console.started()
             if self.output is not None:
@@ -598,6 +610,15 @@ class _Group:
             self.on_running(Container(self))
         self.event("started", restarts=self.record.restarts)
         log.info("container.started", id=self.record.id[:12], holder=self.holder.pid)
+
+    def _stdin(self) -> int | IO[Any] | None:
+        """The command's stdin: ours, or for a detached ``-i`` run (stdin /dev/null) a pipe whose
+        write end this supervisor holds for ``attach``, as conmon holds Podman's."""
+        if not self.record.spec.interactive or self.stdio.stdin != subprocess.DEVNULL:
+            return self.stdio.stdin
+        read_end, self.stdin_fd = os.pipe()
+        os.set_blocking(self.stdin_fd, False)
+        return read_end
 
     async def _join_network(self, rootfs: Rootfs) -> None:
         """Attach to the named network (its group started on demand), make the holder in its
@@ -805,6 +826,7 @@ class _Group:
             self.output.drain()
             self.output.close()
         await self.runtime.delete(self.record.id)
+        self.end_input()
         if self.network is not None:
             await self.network.stop()
         if self.rootfs is not None:
