@@ -17,6 +17,7 @@ from .._sandbox._idmap import IdRange
 from .._state._records import Spec
 from .._util._atomic import write_json
 from .._util._errors import CarrierError
+from ._caps import for_non_root
 from ._devices import host_devices
 from ._limits import resources
 from ._security import process_security, seccomp
@@ -118,14 +119,22 @@ def container_env(spec: Spec) -> list[str]:
 def process(args: list[str], env: list[str], cwd: str, user: str, rootfs: Path, spec: Spec, *,
             terminal: bool = False) -> dict[str, Any]:
     """An OCI ``process`` object: for the container's main process and for ``exec``, with
-    *spec*'s capabilities, no-new-privileges and rlimits (the same for both)."""
+    *spec*'s capabilities, no-new-privileges and rlimits (the same for both). As Podman: a
+    non-root *user* keeps the bounding set but has only ``--cap-add``'s capabilities, and an
+    ``exec -u`` of another non-root user than the container's has none."""
+    oci_user = _user(user, rootfs)
+    security = process_security(spec)
+    if oci_user["uid"] != 0:
+        bounding = security["capabilities"]["bounding"]
+        security["capabilities"] = for_non_root(spec.cap_add if user == spec.user else (),
+                                                bounding)
     return {
         "terminal": terminal,
-        "user": _user(user, rootfs),
+        "user": oci_user,
         "args": args,
         "env": env,
         "cwd": cwd or "/",
-        **process_security(spec),
+        **security,
     }
 
 

@@ -74,3 +74,14 @@ def resolve(cap_add: Iterable[str], cap_drop: Iterable[str], privileged: bool = 
     else:
         caps = (set(DEFAULT) | add) - drop
     return [f"CAP_{c}" for c in supported if c in caps]
+
+
+def for_non_root(cap_add: Iterable[str], bounding: list[str]) -> dict[str, list[str]]:
+    """The OCI capabilities of a non-root user, as Podman 4.3 gives them (measured): the
+    container's bounding set stays, and effective, permitted, inheritable and ambient hold only
+    what ``--cap-add`` names (``ALL``: the whole bounding set) that the bounding set has, so an
+    added capability survives the user's ``execve``; without ``--cap-add``, nothing."""
+    add = {normalize(n, "--cap-add") for n in cap_add}
+    given = list(bounding) if "ALL" in add else [c for c in bounding if c[4:] in add]
+    return {"bounding": list(bounding), "effective": given, "permitted": given,
+            "inheritable": given, "ambient": given}
