@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Carrier
-from test_security import DEFAULT_CAPS, NET_RAW, bits, one_line_125, stored, status
+from test_security import DEFAULT_CAPS, NET_RAW, bits, one_line_125, status, stored
 
 DEFAULT = set(DEFAULT_CAPS.values())
 

@@ -102,13 +102,44 @@ def container_fields(root: Root, r: Record) -> dict[str, Any]:
         "Config": {"Hostname": r.spec.hostname, "User": r.spec.user, "Env": r.spec.env,
                    "Cmd": r.spec.args, "Image": r.spec.image, "WorkingDir": r.spec.cwd,
                    "Labels": dict(r.spec.labels), "Tty": r.spec.tty,
+                   "OpenStdin": r.spec.interactive, "StdinOnce": False,
                    "StopTimeout": r.spec.stop_timeout},
         "HostConfig": {"NetworkMode": r.spec.network, "PortBindings": r.spec.ports,
                        "Binds": r.spec.volumes, "ReadonlyRootfs": r.spec.read_only,
                        "AutoRemove": r.spec.remove, "RestartPolicy": {"Name": r.spec.restart},
-                       "Init": r.spec.init},
+                       "Init": r.spec.init, **_security_fields(r)},
         "Dir": str(Containers(root).dir(r.id)),
     }
+
+
+def _security_fields(r: Record) -> dict[str, Any]:
+    """``HostConfig``'s capabilities, security options and limits, in Podman's names, from the
+    record: CapAdd/CapDrop against Docker's default set (as Podman 4.3 shows them), Ulimits
+    with -1 for unlimited, 0 for a limit not set."""
+    from .._runtime._caps import inspect_delta, resolve
+    from .._runtime._limits import parse_ulimits
+    from .._util._errors import CarrierError
+
+    spec = r.spec
+    try:
+        cap_add, cap_drop = inspect_delta(resolve(spec.cap_add, spec.cap_drop, spec.privileged),
+                                          spec.privileged)
+    except CarrierError:  # a record from elsewhere with a capability this kernel lacks
+        cap_add, cap_drop = [], []
+    try:
+        limits = parse_ulimits(spec.ulimit)
+    except CarrierError:  # our own hard limits were lowered since create
+        limits = []
+
+    def shown(value: int) -> int:
+        return -1 if value == 2**64 - 1 else value
+
+    return {"CapAdd": cap_add, "CapDrop": cap_drop, "Privileged": spec.privileged,
+            "SecurityOpt": list(spec.security_opt),
+            "Ulimits": [{"Name": u["type"], "Soft": shown(u["soft"]), "Hard": shown(u["hard"])}
+                        for u in limits],
+            "PidsLimit": spec.pids_limit or 0, "Memory": spec.memory or 0,
+            "NanoCpus": round(spec.cpus * 1e9) if spec.cpus else 0}
 
 
 def image_fields(image: Image) -> dict[str, Any]:

@@ -85,3 +85,16 @@ def for_non_root(cap_add: Iterable[str], bounding: list[str]) -> dict[str, list[
     given = list(bounding) if "ALL" in add else [c for c in bounding if c[4:] in add]
     return {"bounding": list(bounding), "effective": given, "permitted": given,
             "inheritable": given, "ambient": given}
+
+
+# Docker's default set: ``podman inspect`` shows CapAdd and CapDrop against it.
+DOCKER_DEFAULT = (*DEFAULT, "NET_RAW", "MKNOD", "AUDIT_WRITE")
+
+
+def inspect_delta(caps: Iterable[str], privileged: bool) -> tuple[list[str], list[str]]:
+    """``HostConfig.CapAdd`` and ``CapDrop`` as Podman 4.3 shows them (measured): the
+    container's capabilities (``CAP_`` names) beyond Docker's default set, and those of that
+    set it lacks, sorted; a privileged container's, against every capability there is."""
+    have = set(caps)
+    base = {f"CAP_{c}" for c in (_supported() if privileged else DOCKER_DEFAULT)}
+    return sorted(have - base), sorted(base - have)
