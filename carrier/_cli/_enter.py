@@ -111,6 +111,12 @@ def _enter(ref: str, argv: list[str], *, interactive: bool, terminal: bool, env:
     if repaired:
         print(f"carrier: repaired the network of {record.name}: {', '.join(repaired)}",
               file=sys.stderr)
+    if detach:  # through the supervisor, which adopts and reaps the command
+        from .._supervision._control import exec_detached
+
+        code = exec_detached(cdir, argv, env, workdir, user)
+        if code is not None:
+            return code
     return int(anyio.run(partial(exec_in, root, record, argv, env=env, workdir=workdir, user=user,
                                  interactive=interactive, terminal=terminal, session=session,
                                  detach=detach)))

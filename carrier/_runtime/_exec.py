@@ -16,7 +16,7 @@ import os
 import secrets
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -74,9 +74,11 @@ async def exec_in(
     stdin: IO[bytes] | None = None,
     timeout: float | None = None,
     detach: bool = False,
+    on_detached: Callable[[int], None] | None = None,
 ) -> int:
     """Run *argv* in *record*'s container; return its exit status (126/127 as for ``run``).
-    With *detach*, return 0 as soon as it has started (``exec -d``); it runs on inside.
+    With *detach*, return 0 as soon as it has started (``exec -d``); it runs on inside, and
+    *on_detached* gets its PID (the runtime has exited: a subreaper caller has adopted it).
 
     *session* sets the environment of an interactive login (TERM, HOME, USER, SHELL, LANG).
     With *output* (health checks, the library), stdout goes there, stderr to *error* (or there
@@ -108,9 +110,12 @@ async def exec_in(
         cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
         if detach:  # the runtime returns once the command runs; nothing is attached to it
-            child = _process.spawn([*cmd, "--detach", record.id], stdout=subprocess.DEVNULL,
+            child = _process.spawn([*cmd, "--detach", "--pid-file", str(pid_file), record.id],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             code = _process.exit_status(await child.wait())
+            if code == 0 and on_detached is not None:
+                on_detached(int(pid_file.read_text()))
         elif terminal:
             code = await _exec_tty(cmd, record.id)
         elif output is not None:

@@ -101,6 +101,34 @@ def connect(directory: Path, message: bytes) -> socket.socket | None:
     return s
 
 
+def exec_detached(directory: Path, argv: list[str], env: list[str], workdir: str | None,
+                  user: str | None) -> int | None:
+    """``exec -d`` through the supervisor listening in *directory*: it runs the runtime's
+    detached exec itself, so that it adopts and reaps the command; the start's exit status
+    (0, or 126/127), or None if no supervisor listens. A refusal (a bad user) is raised."""
+    request = {"exec": {"argv": argv, "env": env, "workdir": workdir, "user": user}}
+    sock = connect(directory, json.dumps(request).encode() + b"\n")
+    if sock is None:
+        return None
+    with sock:
+        sock.settimeout(60)  # a guard: the answer comes once the runtime's exec has returned
+        answer = b""
+        while not answer.endswith(b"\n") and len(answer) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    try:
+        reply = json.loads(answer)
+        code = int(reply["exit_code"])
+    except (ValueError, KeyError, TypeError):
+        raise CarrierError("the container's supervisor did not answer the exec -d request "
+                           "(it ended meanwhile?)") from None
+    if reply.get("error"):
+        raise CarrierError(str(reply["error"]))
+    return code
+
+
 def request_stop(root: Root, cid: str, name: str, timeout: float | None,
                  default_timeout: float = 10.0) -> None:
     """Ask the supervisor of container *cid* to stop it, and wait until it is cleaned up.
@@ -148,10 +176,12 @@ def request_stop(root: Root, cid: str, name: str, timeout: float | None,
 async def serve_control(cid: str, on_stop: Callable[[float | None], None],
                         directory: Path,
                         on_attach: Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
+                        | None = None,
+                        on_exec: Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
                         | None = None) -> None:
     """Answer stop requests for container *cid* until cancelled (a supervisor's member), and
     hand each attach request's connection to *on_attach*, which serves it in a task of its own
-    (``carrier attach``) and closes it.
+    (``carrier attach``) and closes it; an ``exec -d`` request's likewise to *on_exec*.
 
     Only processes of this user are heard (``SO_PEERCRED``), besides the directory's own 0700.
     A request left in :data:`STOP_REQUEST` before the socket existed is taken first.
@@ -191,6 +221,9 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None],
                     attach = request.get("attach")
                     if isinstance(attach, dict) and on_attach is not None:
                         sessions.start_soon(on_attach, socket.socket(fileno=conn.detach()), attach)
+                    detached = request.get("exec")
+                    if isinstance(detached, dict) and on_exec is not None:
+                        sessions.start_soon(on_exec, socket.socket(fileno=conn.detach()), detached)
     finally:
         listener.close()
         with contextlib.suppress(OSError):

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import signal as _signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -381,6 +383,42 @@ class _Group:
             os.close(self.stdin_fd)
             self.stdin_fd = -1
 
+    async def exec_detached(self, sock: socket.socket, request: dict[str, Any]) -> None:
+        """``exec -d`` asked on the control socket: run the runtime's detached exec from here,
+        so that this subreaper adopts the command and reaps it when it ends (orphaned to the
+        host's init instead, it stays a zombie where that init does not reap); answer the
+        start's status (a task of the control socket's server; it closes *sock*)."""
+        from .._runtime._exec import exec_in
+
+        adopted: list[Init] = []
+
+        def adopt(pid: int) -> None:  # ours only as a subreaper (the CLI's supervisors)
+            if is_subreaper():
+                adopted.append(Init(pid))
+
+        with sock:
+            reply: dict[str, Any]
+            try:
+                argv, env = request["argv"], request.get("env") or []
+                code = await exec_in(self.root, self.record, argv, env=env,
+                                     workdir=request.get("workdir"), user=request.get("user"),
+                                     detach=True, on_detached=adopt)
+                reply = {"exit_code": code}
+            except Exception as e:
+                reply = {"exit_code": 125, "error": str(e) if isinstance(e, CarrierError)
+                         else f"exec -d failed: {e!r}"}
+            with contextlib.suppress(OSError):
+                sock.setblocking(True)
+                sock.settimeout(5)
+                sock.sendall(json.dumps(reply).encode() + b"\n")
+        for init in adopted:
+            try:
+                await init.wait()
+            finally:  # the supervisor ends: the container, and so the command, has ended
+                if init.returncode is None:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await init.wait()
+
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
         A request during a stop already in flight can only shorten it (``rm -f`` kills now)."""
@@ -423,7 +461,7 @@ class _Group:
             try:
                 async with anyio.create_task_group() as control:
                     control.start_soon(serve_control, self.record.id, self.request_stop, self.bundle,
-                                       self.attached.serve)
+                                       self.attached.serve, self.exec_detached)
                     await self._runs(tracker, health, status)
                     with anyio.move_on_after(5):  # a guard: a stuck client never holds us
                         await self.attached.drained()
