@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import IO
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from .._util._errors import CarrierError
 from ._common import open_root
+
+if TYPE_CHECKING:
+    from .._state._records import Record
+    from .._util._root import Root
 
 
 def cp(src: str, dest: str, /) -> int:
@@ -28,7 +33,7 @@ def cp(src: str, dest: str, /) -> int:
         The destination: a host path (``-`` writes a tar stream to stdout), or NAME:PATH.
     """
     from .._state._records import Containers, Status
-    from .._storage._transfer import pack, unpack, worker_argv
+    from .._util._atomic import try_lock
 
     src_ref, src_path = _split(src)
     dest_ref, dest_path = _split(dest)
@@ -49,10 +54,32 @@ def cp(src: str, dest: str, /) -> int:
     record = found.find(ref)
     running = record.status is Status.RUNNING and found.supervisor_alive(record.id)
     pid = record.container_pid if running else None
-    cdir = found.dir(record.id)
     driver = record.spec.storage_driver
-    if dest_ref is not None:  # into the container
-        argv = worker_argv(cdir, driver, pid, "unpack", dest_path)
+    lock = None
+    if pid is None and driver == "overlay":  # no start while its overlay is mounted here
+        lock = try_lock(found.supervisor_lock(record.id))
+        if lock is None:
+            raise CarrierError(f"container {record.name} is starting: copy once it runs")
+    try:
+        return _copy(root, record, pid, src_path, dest_path, into=dest_ref is not None)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _copy(root: Root, record: Record, pid: int | None, src_path: str, dest_path: str, *,
+          into: bool) -> int:
+    """Pack on one side, unpack on the other, through the container's worker."""
+    from .._state._records import Containers
+    from .._storage._transfer import pack, unpack
+
+    cdir = Containers(root).dir(record.id)
+
+    def worker_argv(action: str, path: str) -> list[str]:
+        return _worker_argv(root, record, cdir, pid, action, path)
+
+    if into:  # into the container
+        argv = worker_argv("unpack", dest_path)
         with subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as worker:
             assert worker.stdin is not None
             try:
@@ -61,7 +88,7 @@ def cp(src: str, dest: str, /) -> int:
             except BrokenPipeError:  # the worker refused: its message says why
                 pass
             return _finish(worker)
-    argv = worker_argv(cdir, driver, pid, "pack", src_path)
+    argv = worker_argv("pack", src_path)
     if dest_path == "-":
         sys.stdout.flush()
         with subprocess.Popen(argv, stdout=sys.stdout.fileno(), stderr=subprocess.PIPE) as worker:
@@ -76,6 +103,35 @@ def cp(src: str, dest: str, /) -> int:
                 _finish(worker)  # its own failure (no such file inside) is the one to report
             raise
         return _finish(worker)
+
+
+def _worker_argv(root: Root, record: Record, cdir: Path, pid: int | None, action: str,
+                 path: str) -> list[str]:
+    """The worker's command line: a stopped ``overlay`` container's root is mounted as its
+    runs mount it (the image's layers under its upper directory), in a user and mount
+    namespace of the worker's own that ends with it, as Podman mounts a stopped container's;
+    every other case is ``_transfer``'s."""
+    from .._images._store import Store
+    from .._storage._transfer import worker_argv
+
+    driver = record.spec.storage_driver
+    if pid is None and driver not in ("overlay", "copy"):
+        raise CarrierError(f"the root filesystem of a stopped container is reachable only with "
+                           f"the overlay or copy storage driver (this one uses {driver}): start "
+                           "it first")
+    if pid is not None or driver != "overlay":
+        return worker_argv(cdir, driver, pid, action, path)
+    layers = Store(root).get(record.spec.image_id).layers
+    for d in ("upper", "work", "rootfs"):  # a container never started has none yet
+        (cdir / d).mkdir(mode=0o755 if d == "upper" else 0o700, exist_ok=True)
+    lower = ":".join(str(p) for p in reversed(layers))  # the top layer first, as _rootfs
+    opts = f"userxattr,lowerdir={lower},upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
+    mountpoint = str(cdir / "rootfs")
+    user = ["--user", "--map-root-user"] if os.geteuid() != 0 else []
+    return ["unshare", *user, "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "sh",
+            opts, mountpoint, sys.executable, "-m", "carrier._storage._transfer_worker",
+            mountpoint, action, path, ""]
 
 
 _EPIPE = 141
