@@ -9,8 +9,9 @@ the init's reaper we keep its PID from being reused until we reap it, so the PID
 stages) and what fuse-overlayfs forks, once orphaned here and ended, are reaped by
 :func:`reap_orphans`; nothing else is, so no other waiter (``subprocess``, asyncio's or trio's
 child watchers) ever loses a status.
-Processes inside the container's PID namespace are reparented to the container's init, never
-to us.
+Processes the container's own processes start are reparented to the container's init, never
+to us; an ``exec -d`` command (``runc exec --detach``, asked of the supervisor) is adopted by
+us and waited on by its requester the same way.
 """
 
 from __future__ import annotations
