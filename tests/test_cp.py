@@ -127,7 +127,7 @@ def test_bad_input(carrier: Carrier, box: str, tmp_path: Path) -> None:
 
 def test_stopped_container(carrier: Carrier, image: str, tmp_path: Path) -> None:
     """A stopped container of the copy driver is reachable both ways (the overlay driver:
-    tests/test_cli2_cp.py)."""
+    tests/test_cp_stopped.py)."""
     (tmp_path / "f").write_text("x\n")
     assert carrier("run", "--name", "cp1", "--storage-driver", "copy", image,
                    "sh", "-c", "echo made > /made").code == 0
