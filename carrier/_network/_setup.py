@@ -49,6 +49,8 @@ class ContainerNetwork:
     tcp_forwarder: TcpForwarder | None = None
     info: dict[str, Any] = field(default_factory=dict)
     address: str | None = None  # on a named network: the container's bridge address
+    resolv: ResolvConf | None = None  # what write_network_files writes (set by start)
+    forwarder: Forwarder | None = None  # the helper's DNS forwarder, when resolv.conf uses it
 
     @property
     def forwards(self) -> bool:
@@ -136,6 +138,22 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
 
     **Cancellation:** a started helper is stopped before the cancellation propagates.
     """
+    net = await start(spec, holder, cdir)
+    try:
+        write_network_files(net, spec, name, cdir, rootfs)
+    except BaseException:
+        await net.stop()
+        raise
+    return net
+
+
+async def start(spec: Spec, holder: Holder, cdir: Path) -> ContainerNetwork:
+    """Connect *holder*'s namespace as *spec* asks: ``lo`` up, the published ports bound, the
+    helper started and the namespace configured. The container's files come after, from
+    :func:`write_network_files`: the root filesystem may be made meanwhile.
+
+    **Cancellation:** a started helper is stopped before the cancellation propagates.
+    """
     helper = choose(spec.network)
     if holder.netns:
         await anyio.to_thread.run_sync(
@@ -143,14 +161,10 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
         )
     resolv, forwarder = plan_dns(spec, helper)
     if helper is None:
-        dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=None, state=None,
-                          host_address=None)
         mode = spec.network if spec.network in ("none", "host") else "none"
-        return ContainerNetwork(mode, info={"mode": mode, "dns": dns})
+        return ContainerNetwork(mode, info={"mode": mode}, resolv=resolv)
     ports = parse_ports(spec.ports)
     tcp = [p for p in ports if p.proto == "tcp"]
-    write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder, state=None,
-                host_address=None)
     relays: list[UdpRelay] = []
     tcp_forwarder: TcpForwarder | None = None
     try:
@@ -169,31 +183,41 @@ async def setup(spec: Spec, name: str, holder: Holder, cdir: Path, rootfs: Path)
             tcp_forwarder.close()
         (cdir / "network.pid").unlink(missing_ok=True)
         raise
-    net = ContainerNetwork(helper.name, running, cdir / "network.pid", relays, tcp_forwarder)
+    net = ContainerNetwork(helper.name, running, cdir / "network.pid", relays, tcp_forwarder,
+                           resolv=resolv, forwarder=forwarder)
     try:
         if tcp_forwarder is not None:
             tcp_forwarder.start(holder, running.state.address, cdir / "forwarder.log")
     except BaseException:
         await net.stop()
         raise
-    ports = (tcp_forwarder.mappings if tcp_forwarder else []) + [r.mapping for r in relays]
-    try:
-        dns = write_files(rootfs, cdir, spec, name, resolv=resolv, forwarder=forwarder,
-                          state=running.state, host_address=running.host_address)
-    except BaseException:
-        await net.stop()
-        raise
+    return net
+
+
+def write_network_files(net: ContainerNetwork, spec: Spec, name: str, cdir: Path,
+                        rootfs: Path) -> None:
+    """Write resolv.conf, hosts and hostname of the network :func:`start` made into *rootfs*
+    (copies into *cdir*) and complete ``net.info``; the caller stops *net* if this fails."""
+    assert net.resolv is not None
+    running = net.helper
+    if running is None:
+        net.info["dns"] = write_files(rootfs, cdir, spec, name, resolv=net.resolv, forwarder=None,
+                                      state=None, host_address=None)
+        return
+    tcp_forwarder = net.tcp_forwarder
+    ports = (tcp_forwarder.mappings if tcp_forwarder else []) + [r.mapping for r in net.relays]
+    dns = write_files(rootfs, cdir, spec, name, resolv=net.resolv, forwarder=net.forwarder,
+                      state=running.state, host_address=running.host_address)
     st = running.state
     net.info = {
-        "mode": helper.name, "helper_pid": running.child.pid, "interface": st.ifname,
+        "mode": net.mode, "helper_pid": running.child.pid, "interface": st.ifname,
         "address": f"{st.address}/{st.prefixlen}", "gateway": st.gateway, "mtu": st.mtu,
         "host_loopback": spec.host_loopback, "host_address": running.host_address,
         "ports": [str(p) for p in ports], "published": [p.to_json() for p in ports], "dns": dns,
     }
     if tcp_forwarder is not None and tcp_forwarder.child is not None:
         net.info["forwarder_pid"] = tcp_forwarder.child.pid
-    log.info("network.ready", helper=helper.name, address=st.address, gateway=st.gateway)
-    return net
+    log.info("network.ready", helper=net.mode, address=st.address, gateway=st.gateway)
 
 
 def reap_stale_helper(cdir: Path) -> None:

@@ -103,17 +103,26 @@ async def start_holder(*, userns: bool, netns: bool, mountns: bool = False,
             for kind, ranges in (("uid_map", uid_map), ("gid_map", gid_map)):
                 with open(f"/proc/{child.pid}/{kind}", "w") as f:  # noqa: ASYNC230 - procfs
                     f.write("".join(f"{r.container} {r.host} {r.size}\n" for r in ranges))
-        if use_newuidmap:
-            for tool, ranges in (("newuidmap", uid_map), ("newgidmap", gid_map)):
-                args = [str(n) for r in ranges for n in (r.container, r.host, r.size)]
-                try:
-                    await _process.run([tool, str(child.pid), *args])
-                except (RuntimeError, FileNotFoundError) as e:
-                    raise RuntimeFailure(f"cannot map ids with {tool}: {e}") from None
+        if use_newuidmap:  # the two maps are independent: written at once
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_map_ids, "newuidmap", child.pid, uid_map)
+                    tg.start_soon(_map_ids, "newgidmap", child.pid, gid_map)
+            except* RuntimeFailure as group:  # one failure reads as one line, as before
+                raise group.exceptions[0] from None
     except BaseException:
         await holder.stop()
         raise
     return holder
+
+
+async def _map_ids(tool: str, pid: int, ranges: list[IdRange]) -> None:
+    """Write *pid*'s uid or gid map with the setuid *tool* (newuidmap, newgidmap)."""
+    args = [str(n) for r in ranges for n in (r.container, r.host, r.size)]
+    try:
+        await _process.run([tool, str(pid), *args])
+    except (RuntimeError, FileNotFoundError) as e:
+        raise RuntimeFailure(f"cannot map ids with {tool}: {e}") from None
 
 
 async def _spawn(argv: list[str], *, userns: bool, netns: bool, mountns: bool,

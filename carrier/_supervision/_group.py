@@ -32,8 +32,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._images._store import Store
 from .._network import _netlink
 from .._network._options import MODES
-from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined
-from .._network._setup import setup as setup_network
+from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined, write_network_files
+from .._network._setup import start as start_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
 from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
@@ -45,7 +45,7 @@ from .._storage._mounts import prepare as prepare_mounts
 from .._storage._rootfs import Rootfs
 from .._util import _process
 from .._util._durations import check_seconds
-from .._util._errors import CarrierError, ReadyTimeoutError, RuntimeFailure
+from .._util._errors import CarrierError, ReadyTimeoutError, RuntimeFailure, unwrapped
 from .._util._inotify import wait_for_file
 from .._util._logging import bound, log
 from .._util._root import Root
@@ -563,29 +563,29 @@ class _Group:
         image = Store(self.root).get(spec.image_id)
         self.rootfs = rootfs = Rootfs(spec.storage_driver, image.layers, self.bundle)
         host_network = spec.network == "host"  # --elevated: root, and truly the host's
+        in_userns: bool | None = None  # whether the runtime runs in the holder's user namespace
         if spec.network.startswith("container:"):
             await self._join_container(rootfs, spec.network.split(":", 1)[1])
         elif spec.network not in MODES:
             await self._join_network(rootfs)
         else:
-            self.holder = await start_holder(userns=not host_network, netns=not host_network,
-                                             mountns=rootfs.needs_mountns)
-            await rootfs.prepare(self.holder)
-            self.network = await setup_network(spec, self.record.name, self.holder, self.bundle,
-                                               rootfs.view())
+            self.holder = holder = await start_holder(
+                userns=not host_network, netns=not host_network, mountns=rootfs.needs_mountns)
+            # The helper's start and its readiness wait overlap the root filesystem and the
+            # bundle, which need only the holder; the network files need both.
+            with unwrapped():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._start_network, holder)
+                    await rootfs.prepare(holder)
+                    in_userns = await self._write_bundle(rootfs, image.layers)
+            assert self.network is not None
+            write_network_files(self.network, spec, self.record.name, self.bundle, rootfs.view())
         assert self.holder is not None
         assert self.network is not None
         self.record.network = self.network.info
         self.event("network-ready", mode=self.network.mode)
-        # Rootless, the runtime runs inside the holder's user namespace, where it is root: outside
-        # it (rootless runc) it cannot set the command's supplementary groups, which would then
-        # keep ours (the user's own group, which reads as group 0, root, inside). Real root
-        # keeps the runtime outside, where its cgroup writes are allowed.
-        in_userns = self.holder.userns and (os.geteuid() != 0 or rootfs.runtime_inside)
-        extra_mounts = await anyio.to_thread.run_sync(prepare_mounts, self.root, spec, image.layers)
-        write_bundle(self.bundle, spec, self.holder, rootfs.view(),
-                     in_userns=in_userns, in_mountns=rootfs.runtime_inside,
-                     extra_mounts=extra_mounts)
+        if in_userns is None:
+            in_userns = await self._write_bundle(rootfs, image.layers)
         await rootfs.activate()
         (self.bundle / "runtime.log").unlink(missing_ok=True)
         pid_file = self.bundle / "container.pid"
@@ -657,6 +657,29 @@ class _Group:
         read_end, self.stdin_fd = os.pipe()
         os.set_blocking(self.stdin_fd, False)
         return read_end
+
+    async def _start_network(self, holder: Holder) -> None:
+        """Start the network of a mode (pasta, slirp4netns, none, host) on *holder*; kept at once,
+        so that a failure of what runs beside it still stops the helper (``_cleanup_run``)."""
+        self.network = await start_network(self.record.spec, holder, self.bundle)
+
+    async def _write_bundle(self, rootfs: Rootfs, layers: tuple[Path, ...]) -> bool:
+        """Write the runtime's bundle (the mounts prepared first); whether the runtime runs in
+        the holder's user namespace.
+
+        Rootless, the runtime runs inside the holder's user namespace, where it is root: outside
+        it (rootless runc) it cannot set the command's supplementary groups, which would then
+        keep ours (the user's own group, which reads as group 0, root, inside). Real root
+        keeps the runtime outside, where its cgroup writes are allowed.
+        """
+        assert self.holder is not None
+        spec = self.record.spec
+        in_userns = self.holder.userns and (os.geteuid() != 0 or rootfs.runtime_inside)
+        extra_mounts = await anyio.to_thread.run_sync(prepare_mounts, self.root, spec, layers)
+        write_bundle(self.bundle, spec, self.holder, rootfs.view(),
+                     in_userns=in_userns, in_mountns=rootfs.runtime_inside,
+                     extra_mounts=extra_mounts)
+        return in_userns
 
     async def _join_network(self, rootfs: Rootfs) -> None:
         """Attach to the named network (its group started on demand), make the holder in its
