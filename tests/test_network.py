@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -202,3 +203,27 @@ class TestHelperLifecycle:
         rec = carrier.record("c")
         assert (rec["exit_code"], str(rec["reason"]).split(":")[0]) == expected
         assert carrier("rm", "c").code == 0
+
+
+class TestFailedStart:
+    def test_mount_fails_while_the_helper_starts(self, carrier: Carrier, image: str, helper: str,
+                                                 tmp_path: Path) -> None:
+        """A root filesystem that cannot be mounted while the helper starts beside it fails the
+        start in one line with 125, and the helper is stopped (the fixture finds nothing left)."""
+        tools = tmp_path / "bin"
+        tools.mkdir()
+        # nsenter runs it from PATH in the holder's mount namespace; the storage probe's mount
+        # (onto "merged") still works.
+        mount = tools / "mount"
+        real = shutil.which("mount")
+        mount.write_text(f'#!/bin/sh\ncase "$*" in *rootfs) echo "mount: refused by the test" >&2; '
+                         f'exit 32;; esac\nexec {real} "$@"\n')
+        mount.chmod(0o755)
+        carrier.env["PATH"] = f"{tools}:{carrier.env['PATH']}"
+        res = carrier("run", "--rm", "--name", "c", "--network", helper, "--storage-driver",
+                      "overlay", image, "true")
+        assert res.code == 125, res.err
+        lines = res.err.strip().splitlines()
+        assert len(lines) == 1, res.err
+        assert "cannot mount the container's overlay" in lines[0], res.err
+        assert carrier("ps", "-a", "-q").out.strip() == ""

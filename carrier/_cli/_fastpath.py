@@ -22,7 +22,6 @@ import select
 import signal
 import socket
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -85,6 +84,8 @@ def run(argv: list[str]) -> int | None:
 
 def _start_server(path: Path) -> None:
     """Start the server in its own session, not waited for (it takes its own lock)."""
+    import subprocess  # here only: a warm command never needs it (~5 ms of the client's start)
+
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", str(path)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

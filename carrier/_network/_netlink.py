@@ -48,8 +48,15 @@ def loopback_up(holder_pid: int, *, join_user: bool) -> None:
     One flag on one interface: the classic ``SIOCSIFFLAGS`` ioctl on a socket made inside the
     namespace does it without loading pyroute2 (about 110 ms) on the ``--no-network`` path.
     """
-    kind = (socket.AF_INET, socket.SOCK_DGRAM, 0)
-    (sock,) = sockets_in(holder_pid, [kind], join_user=join_user)
+    (sock,) = sockets_in(holder_pid, [_INET], join_user=join_user)
+    _set_loopback_up(sock)
+
+
+_INET = (socket.AF_INET, socket.SOCK_DGRAM, 0)
+
+
+def _set_loopback_up(sock: socket.socket) -> None:
+    """Set ``lo`` up through *sock*, an ``AF_INET`` socket of the namespace; close it."""
     with sock:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, ifreq))[1]
@@ -97,28 +104,40 @@ def read_state(ipr: Any) -> NetState | None:
 
 def wait_configured(holder_pid: int, *, join_user: bool, helper_pidfd: int,
                     timeout: float) -> NetState:
-    """Wait until the helper has configured the namespace, woken by netlink events.
+    """Set ``lo`` up, then wait until the helper has configured the namespace, woken by netlink
+    events. ``lo`` is done here, while the helper starts, with the same entry into the
+    namespace as the netlink sockets: one fork fewer before the helper can start.
 
     Raises :class:`NetworkNotReady` after *timeout* seconds, ``ChildProcessError`` if the
     helper exits first.
     """
-    events, query = netlink_sockets(holder_pid, join_user=join_user, count=2)
-    events.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE))
-    events.setblocking(False)
+    netlink = (socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+    inet, events, query = sockets_in(holder_pid, [_INET, netlink, netlink], join_user=join_user)
+    with contextlib.ExitStack() as owned:
+        owned.enter_context(events)
+        owned.enter_context(query)
+        _set_loopback_up(inet)
+        events.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE))
+        events.setblocking(False)
+        ipr = owned.enter_context(iproute(query))
+        return _wait_state(ipr, events, helper_pidfd, timeout)
+
+
+def _wait_state(ipr: Any, events: socket.socket, helper_pidfd: int, timeout: float) -> NetState:
+    """Read the state through *ipr* until it is configured, woken by *events*."""
     deadline = time.monotonic() + timeout
-    with events, iproute(query) as ipr:
-        while True:
-            state = read_state(ipr)
-            if state is not None:
-                return state
-            remaining = deadline - time.monotonic()
-            ready = select.select([events.fileno(), helper_pidfd], [], [], max(remaining, 0))[0]
-            if helper_pidfd in ready:
-                raise ChildProcessError("the network helper exited during set-up")
-            if not ready:
-                raise NetworkNotReady(f"network not configured within {timeout:g} s")
-            while True:  # drain the notifications; the next read_state sees their effect
-                try:
-                    events.recv(65536)
-                except BlockingIOError:
-                    break
+    while True:
+        state = read_state(ipr)
+        if state is not None:
+            return state
+        remaining = deadline - time.monotonic()
+        ready = select.select([events.fileno(), helper_pidfd], [], [], max(remaining, 0))[0]
+        if helper_pidfd in ready:
+            raise ChildProcessError("the network helper exited during set-up")
+        if not ready:
+            raise NetworkNotReady(f"network not configured within {timeout:g} s")
+        while True:  # drain the notifications; the next read_state sees their effect
+            try:
+                events.recv(65536)
+            except BlockingIOError:
+                break

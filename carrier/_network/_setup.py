@@ -155,7 +155,7 @@ async def start(spec: Spec, holder: Holder, cdir: Path) -> ContainerNetwork:
     **Cancellation:** a started helper is stopped before the cancellation propagates.
     """
     helper = choose(spec.network)
-    if holder.netns:
+    if holder.netns and helper is None:  # a helper's readiness wait sets lo up (_netlink)
         await anyio.to_thread.run_sync(
             lambda: _netlink.loopback_up(holder.pid, join_user=holder.userns)
         )
