@@ -105,16 +105,18 @@ def write_files(rootfs: Path, kept: Path, spec: Spec, name: str, *, resolv: Reso
     """Write resolv.conf, hosts and hostname into the container's /etc (copies into *kept*, for
     ``exec``'s repair); return the DNS info."""
     etc = _etc(rootfs)
-    write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644)
-    write_bytes(kept / "resolv.conf", resolv.render().encode(), mode=0o644)
+    # Written anew at every start, so not fsync'd: a crash can lose them only when they are
+    # about to be rewritten.
+    write_bytes(etc / "resolv.conf", resolv.render().encode(), mode=0o644, durable=False)
+    write_bytes(kept / "resolv.conf", resolv.render().encode(), mode=0o644, durable=False)
     hosts = Hosts(
         hostname=spec.hostname, name=name,
         address=state.address if state else None, host_gateway=host_address,
         extra=_add_hosts(spec.add_host, host_address),
     )
-    write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644)
-    write_bytes(kept / "hosts", hosts.render().encode(), mode=0o644)  # kept for repair
-    write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644)
+    write_bytes(etc / "hosts", hosts.render().encode(), mode=0o644, durable=False)
+    write_bytes(kept / "hosts", hosts.render().encode(), mode=0o644, durable=False)  # for repair
+    write_bytes(etc / "hostname", f"{spec.hostname}\n".encode(), mode=0o644, durable=False)
     return {"nameservers": list(resolv.nameservers), "search": list(resolv.search),
             "options": list(resolv.options),
             "forwarder": f"{forwarder.address} -> {forwarder.upstream}" if forwarder else None}

@@ -17,14 +17,17 @@ def write_json(path: Path, data: Any) -> None:
     write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
 
 
-def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write *data* to a temporary file beside *path*, fsync it, then rename it into place."""
+def write_bytes(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Write *data* to a temporary file beside *path*, fsync it, then rename it into place.
+    Not *durable*: no fsync, for a file written anew before every use (a crash may lose its
+    contents, never show half of them)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
