@@ -285,3 +285,31 @@ def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_pat
     assert "stopped while waiting for p-init" in err
     assert _names(carrier, "-a") == []
     assert list((carrier.root / "trees").iterdir()) == []
+
+
+def test_down_stops_independent_containers_together(carrier: Carrier, image: str,
+                                                    tmp_path: Path) -> None:
+    """--down sends SIGTERM to a Pod's containers at once (neither depends on the other): each
+    one's handler sees the other's mark and exits 0, where a one-by-one stop would leave the
+    first waiting in vain (exit 1); the infra container stops after them."""
+    wait = ("trap 'touch /s/{me}; i=0; while [ ! -e /s/{other} ] && [ $i -lt 200 ]; do "
+            "sleep 0.1; i=$((i+1)); done; [ -e /s/{other} ]; exit $?' TERM; echo ready; "
+            "while true; do sleep 1 & wait; done")
+    manifest = _write(tmp_path / "pair.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"terminationGracePeriodSeconds": 30,
+                 "containers": [{"name": me, "image": "busybox",
+                                 "command": ["sh", "-c", wait.format(me=me, other=other)],
+                                 "volumeMounts": [{"name": "s", "mountPath": "/s"}]}
+                                for me, other in (("a", "b"), ("b", "a"))],
+                 "volumes": [{"name": "s", "emptyDir": {}}]}})
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    for name in ("pair-p-a", "pair-p-b"):
+        _log_has(carrier, name, "ready")  # its handler is in place
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    exits = {e["name"]: e["exit_code"] for e in events(carrier, "exited")}
+    assert exits == {"pair-p-a": 0, "pair-p-b": 0, "pair-p-infra": 0}
+    assert [e["name"] for e in events(carrier, "exited")][-1] == "pair-p-infra"
+    assert _names(carrier, "-a") == []
