@@ -217,6 +217,9 @@ def test_liveness_restart_keeps_the_pods_network(carrier: Carrier, image: str, t
     ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
        "spec": {"containers": [{"name": "c", "image": "nope", "imagePullPolicy": "Never"}]}}],
      "no such image: nope"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "infra", "image": "busybox"}]}}],
+     "two containers are both named p-infra (<pod>-<container>; <pod>-infra is each Pod's infra"),
 ])
 def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp_path: Path,
                                                docs: list[dict[str, Any]], needle: str) -> None:

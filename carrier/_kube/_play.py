@@ -72,7 +72,8 @@ def plan(manifests: Manifests, path: Path, files_dir: Path) -> Plan:
     names = [d.name for d in out.tree.containers]
     if len(set(names)) != len(names):
         raise CarrierError(f"{path}: two containers are both named "
-                           f"{next(n for n in names if names.count(n) > 1)} (<pod>-<container>)")
+                           f"{next(n for n in names if names.count(n) > 1)} (<pod>-<container>; "
+                           "<pod>-infra is each Pod's infra container)")
     return out
 
 
@@ -160,9 +161,14 @@ class _Translate:
         if self.pod.spec.get("hostNetwork"):
             return None
         name = f"{self.pod.name}-infra"
+        try:
+            catatonit = init_binary()
+        except CarrierError:
+            raise CarrierError(f"{self.where}: its infra container needs catatonit, which is not "
+                               "on PATH (Debian: apt install catatonit)") from None
         options: dict[str, Any] = {
             "restart": "always", "entrypoint": [INIT_PATH, "-P"],
-            "volumes": [f"{init_binary()}:{INIT_PATH}:ro"], "stop_timeout": 1.0,
+            "volumes": [f"{catatonit}:{INIT_PATH}:ro"], "stop_timeout": 1.0,
         }
         self._owner(options)
         image = self.containers[0]
