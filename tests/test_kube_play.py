@@ -89,10 +89,12 @@ def _app(port: int) -> list[dict[str, Any]]:
                   "template": {"metadata": {"labels": {"app": "client"}}, "spec": {
                       "terminationGracePeriodSeconds": 1, "containers": [
                       {"name": "get", "image": "busybox",
-                       "command": ["sh", "-c", 'echo "env=$GREETING $S_token"; until wget -q -O - '
-                                   "http://backend:8080/; do sleep 0.2; done; exec sleep 100000"],
+                       "command": ["sh", "-c", 'echo "env=$GREETING $S_token"; echo \'msg=$(MSG)\'; '
+                                   "until wget -q -O - http://backend:8080/; do sleep 0.2; done; "
+                                   "exec sleep 100000"],
                        "env": [{"name": "GREETING", "valueFrom": {
-                           "configMapKeyRef": {"name": "site", "key": "greeting"}}}],
+                           "configMapKeyRef": {"name": "site", "key": "greeting"}}},
+                               {"name": "MSG", "value": "$(GREETING)-$(S_token)-$$(GREETING)-$(NO)"}],
                        "envFrom": [{"prefix": "S_", "secretRef": {"name": "creds"}}]}]}}}},
     ]
 
@@ -102,17 +104,20 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
                                                    helper: str) -> None:
     """A client Pod reaches the server Pod by its Service's name and the host reaches it on the
     Service's node port; the sidecar reaches httpd on the Pod's shared localhost; the ConfigMap
-    is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); --down
-    leaves no container, network or file, and the claim's volume outlives it."""
+    is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); $(VAR)
+    in env and command is expanded; `carrier down` refuses the tree in one line; --down leaves
+    no container, network or file, and the claim's volume outlives it."""
     port = _free_port()
     manifest = _write(tmp_path / "app.yaml", *_app(port))
     assert carrier("network", "create", "app_default", "-o", f"helper={helper}").code == 0
     res = carrier("kube", "play", str(manifest))
     assert res.code == 0, res.err
     assert res.out.strip() == "app"
-    assert _names(carrier) == ["app-client-get", "app-server-httpd", "app-server-sidecar"]
+    assert _names(carrier) == ["app-client-get", "app-client-infra", "app-server-httpd",
+                               "app-server-infra", "app-server-sidecar"]
     out = _log_has(carrier, "app-client-get", "hello-from-configmap")
     assert "env=hi-from-env s3cret" in out
+    assert "msg=hi-from-env-s3cret-$(GREETING)-$(NO)\n" in out  # $(VAR) expanded as Kubernetes does
     assert carrier("exec", "app-server-httpd", "cat", "/etc/token").out == "s3cret"
     _log_has(carrier, "app-server-sidecar", "hello-from-configmap")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -123,6 +128,15 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     assert b"hello-from-configmap" in reply
     res = carrier("exec", "app-server-httpd", "sh", "-c", "echo x > /www/index.html")
     assert res.code != 0  # the ConfigMap's files are read-only
+    other = tmp_path / "other.toml"  # a tree file naming the tree that play started
+    other.write_text('name = "app"\n[containers.x]\nimage = "busybox"\n')
+    for file in (manifest, other):  # carrier down refuses play's tree and changes nothing
+        res = carrier("down", str(file))
+        assert res.code == 125
+        assert res.err.startswith("carrier: ")
+        assert f"stop it with carrier kube play --down {manifest}\n" in res.err
+        assert len(res.err.splitlines()) == 1
+    assert len(_names(carrier)) == 5
     res = carrier("kube", "play", "--down", str(manifest))
     assert res.code == 0, res.err
     assert _names(carrier, "-a") == []
@@ -131,21 +145,38 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     assert (carrier.root / "volumes" / "keep" / "_data" / "mark").read_text() == "kept\n"
 
 
-def test_liveness_probe_restarts_and_init_container_runs_first(carrier: Carrier, image: str,
-                                                              tmp_path: Path) -> None:
-    """A failing livenessProbe restarts the container (restartPolicy Always); the init
-    container ran to completion first, and a field Carrier does not run is a warning with
-    --ignore-unsupported."""
+@pytest.mark.parametrize("helper", HELPERS)
+def test_liveness_restart_keeps_the_pods_network(carrier: Carrier, image: str, tmp_path: Path,
+                                                 helper: str) -> None:
+    """A failing livenessProbe restarts container a (restartPolicy Always) after the init
+    container ran to completion, and the Pod's network outlives the restart: the sidecar still
+    reaches a's new run on localhost and the client Pod through the Service; the infra
+    container is listed; a field Carrier does not run is a warning with --ignore-unsupported."""
+    serve = ("n=$(cat /state/runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/runs; "
+             "mkdir -p /w; echo run-$n > /w/index.html; exec httpd -f -p 8080 -h /w")
+    fetch = "while true; do wget -q -O - {} || true; sleep 0.2; done"
+    labels = {"app": "a"}
     manifest = _write(tmp_path / "live.yaml", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": labels},
         "spec": {"terminationGracePeriodSeconds": 1,
                  "initContainers": [{"name": "init", "image": "busybox",
                                      "command": ["sh", "-c", "echo init-done"]}],
-                 "containers": [{
-                     "name": "c", "image": "busybox", "command": ["sleep", "100000"],
-                     "resources": {"limits": {"cpu": "1"}},
-                     "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]},
-                                       "periodSeconds": 1, "failureThreshold": 1}}]}})
+                 "containers": [
+                     {"name": "a", "image": "busybox", "command": ["sh", "-c", serve],
+                      "resources": {"limits": {"cpu": "1"}},
+                      "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                      "livenessProbe": {"exec": {"command": ["sh", "-c", "grep -qv 1 /state/runs"]},
+                                        "periodSeconds": 1, "failureThreshold": 1}},
+                     {"name": "b", "image": "busybox",
+                      "command": ["sh", "-c", fetch.format("http://127.0.0.1:8080/")]}],
+                 "volumes": [{"name": "state", "emptyDir": {}}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+         "spec": {"selector": labels, "ports": [{"port": 8080}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+         "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+             {"name": "get", "image": "busybox",
+              "command": ["sh", "-c", fetch.format("http://svc:8080/")]}]}})
+    assert carrier("network", "create", "live_default", "-o", f"helper={helper}").code == 0
     res = carrier("kube", "play", str(manifest))
     assert res.code == 125
     assert res.err.startswith("carrier: not supported: ")
@@ -154,9 +185,15 @@ def test_liveness_probe_restarts_and_init_container_runs_first(carrier: Carrier,
     assert res.code == 0, res.err
     assert "carrier: warning: " in res.err
     assert "spec.containers[0].resources" in res.err
-    wait_event(carrier, "started", count=3)  # init once, then c twice
+    assert _names(carrier) == ["live-client-get", "live-client-infra", "live-p-a", "live-p-b",
+                               "live-p-infra"]
+    _log_has(carrier, "live-p-b", "run-2")  # a restarted; b still shares its localhost
+    _log_has(carrier, "live-client-get", "run-2")
     started = [e["name"] for e in events(carrier, "started")]
-    assert started[:3] == ["live-p-init", "live-p-c", "live-p-c"]
+    assert started[:2] == ["live-p-infra", "live-client-infra"]  # every Pod's network first
+    assert started[2:5] == ["live-p-init", "live-p-a", "live-p-b"]
+    assert started.count("live-p-a") >= 2
+    assert started.count("live-p-infra") == 1
     assert carrier("logs", "live-p-init").out == "init-done\n"
     assert carrier("kube", "play", "--down", str(manifest)).code == 0
     assert _names(carrier, "-a") == []
@@ -180,6 +217,9 @@ def test_liveness_probe_restarts_and_init_container_runs_first(carrier: Carrier,
     ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
        "spec": {"containers": [{"name": "c", "image": "nope", "imagePullPolicy": "Never"}]}}],
      "no such image: nope"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "infra", "image": "busybox"}]}}],
+     "two containers are both named p-infra (<pod>-<container>; <pod>-infra is each Pod's infra"),
 ])
 def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp_path: Path,
                                                docs: list[dict[str, Any]], needle: str) -> None:
@@ -213,7 +253,7 @@ def test_round_trip_generate_then_play(carrier: Carrier, image: str, tmp_path: P
     res = carrier("kube", "play", str(manifest))
     assert res.code == 0, res.err
     members = {f"{name}-{c}-{c}": spec["command"] for c, spec in declared["containers"].items()}
-    wait_event(carrier, "started", count=len(members))
+    wait_event(carrier, "started", count=2 * len(members))  # each with its Pod's infra
     for member, command in members.items():
         assert carrier.record(member)["spec"]["args"] == command  # type: ignore[index]
     if tree == "web.toml":
@@ -240,7 +280,7 @@ def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_pat
                  "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}})
     play = carrier.popen("kube", "play", str(manifest), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
-    wait_event(carrier, "started", count=1)
+    wait_event(carrier, "started", count=2)  # the infra container, then the init container
     res = carrier("kube", "play", "--down", str(manifest))
     assert res.code == 0, res.err
     _, err = play.communicate(timeout=60)
@@ -248,3 +288,31 @@ def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_pat
     assert "stopped while waiting for p-init" in err
     assert _names(carrier, "-a") == []
     assert list((carrier.root / "trees").iterdir()) == []
+
+
+def test_down_stops_independent_containers_together(carrier: Carrier, image: str,
+                                                    tmp_path: Path) -> None:
+    """--down sends SIGTERM to a Pod's containers at once (neither depends on the other): each
+    one's handler sees the other's mark and exits 0, where a one-by-one stop would leave the
+    first waiting in vain (exit 1); the infra container stops after them."""
+    wait = ("trap 'touch /s/{me}; i=0; while [ ! -e /s/{other} ] && [ $i -lt 200 ]; do "
+            "sleep 0.1; i=$((i+1)); done; [ -e /s/{other} ]; exit $?' TERM; echo ready; "
+            "while true; do sleep 1 & wait; done")
+    manifest = _write(tmp_path / "pair.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"terminationGracePeriodSeconds": 30,
+                 "containers": [{"name": me, "image": "busybox",
+                                 "command": ["sh", "-c", wait.format(me=me, other=other)],
+                                 "volumeMounts": [{"name": "s", "mountPath": "/s"}]}
+                                for me, other in (("a", "b"), ("b", "a"))],
+                 "volumes": [{"name": "s", "emptyDir": {}}]}})
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    for name in ("pair-p-a", "pair-p-b"):
+        _log_has(carrier, name, "ready")  # its handler is in place
+    res = carrier("kube", "play", "--down", str(manifest))
+    assert res.code == 0, res.err
+    exits = {e["name"]: e["exit_code"] for e in events(carrier, "exited")}
+    assert exits == {"pair-p-a": 0, "pair-p-b": 0, "pair-p-infra": 0}
+    assert [e["name"] for e in events(carrier, "exited")][-1] == "pair-p-infra"
+    assert _names(carrier, "-a") == []

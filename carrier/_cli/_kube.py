@@ -231,8 +231,8 @@ def _remove_network(root: Root, name: str) -> None:
 
 
 def _down(root: Root, name: str, files: Path) -> None:
-    """Stop the tree's supervisor (its containers in reverse start order), then remove its
-    containers, its network and its files."""
+    """Stop the tree's supervisor (its containers at once, each after those that depend on
+    it), then remove its containers (in parallel), its network and its files."""
     import select
     import signal
 
@@ -259,7 +259,12 @@ def _down(root: Root, name: str, files: Path) -> None:
     _forget(state)
     containers = Containers(root)
     made = [r.id for r in containers.all() if r.spec.labels.get(TREE_LABEL) == name]
-    for cid in made:
-        anyio.run(remove, root, cid)
+
+    async def remove_all() -> None:  # each on its own: none depends on another once stopped
+        async with anyio.create_task_group() as tg:
+            for cid in made:
+                tg.start_soon(remove, root, cid)
+
+    anyio.run(remove_all)
     _remove_network(root, f"{name}_default")
     _remove_files(files)

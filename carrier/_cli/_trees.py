@@ -102,20 +102,30 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
     return result[0] if result else None
 
 
+_KUBE_SUFFIXES = (".yaml", ".yml")  # manifests: their trees are kube play's to stop (and clean)
+
+
 def down(file: Path) -> int:
-    """Stop a tree started with carrier up: its containers in reverse start order."""
+    """Stop a tree started with carrier up: its containers at once, each after those that
+    depend on it (a tree that kube play started is refused: kube play --down stops it)."""
     from .._supervision._control import pidfd_of
     from .._supervision._tree import state_file
     from .._supervision._treespec import load
     from .._util._atomic import read_json
 
     root = open_root()
+    if file.suffix in _KUBE_SUFFIXES:
+        raise CarrierError(f"{file}: started by kube play: stop it with carrier kube play --down {file}")
     tree = load(file)
     state = state_file(root, tree.name)
     try:
         data = read_json(state)
     except FileNotFoundError:
         raise CarrierError(f"tree {tree.name} is not up") from None
+    played = Path(data.get("file", ""))
+    if played.suffix in _KUBE_SUFFIXES:  # a tree of the same name, which play started
+        raise CarrierError(f"tree {tree.name} was started by kube play: stop it with "
+                           f"carrier kube play --down {played}")
     fd = pidfd_of(int(data["pid"]), data.get("start"))
     if fd is None:
         state.unlink(missing_ok=True)

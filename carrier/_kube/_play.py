@@ -1,9 +1,11 @@
 """Kubernetes manifests to a supervision tree (``kube play``): the same :class:`Tree` that
 ``carrier up`` runs, so that there is one way to run containers.
 
-Each Pod's containers are members named ``<pod>-<container>``; the first owns the Pod's
-network namespace on the tree's network (called there by the Pod's name and by the names of the
-Services that select it) and the others join it (``container:NAME``), as in Kubernetes. Init
+Each Pod's containers are members named ``<pod>-<container>``. As in Kubernetes and Podman, an
+infra member ``<pod>-infra`` (``catatonit -P``, bound from the host into the Pod's first image,
+as ``--init`` binds it) owns the Pod's network namespace on the tree's network (called there by
+the Pod's name and by the names of the Services that select it); every other container joins it
+(``container:NAME``), so that an app container's restart keeps the Pod's network. Init
 containers run first, one after the other, each to completion. ConfigMaps and Secrets become
 environment variables and files (written under the tree's state directory and bound
 read-only); PersistentVolumeClaims become named volumes.
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._runtime._bundle import INIT_PATH, init_binary
 from .._supervision._treespec import ContainerDecl, Tree
 from .._util._errors import CarrierError
+from ._expand import expand
 from ._generate import tcp_check
 from ._manifests import Manifests
 
@@ -60,12 +64,16 @@ def plan(manifests: Manifests, path: Path, files_dir: Path) -> Plan:
     if not pods:
         raise CarrierError(f"{path}: no Pod or Deployment to run")
     services = _services(manifests, pods, out)
-    for pod in pods:
-        _Translate(pod, manifests, services.get(pod.name, []), files_dir, out).run()
+    translated = [_Translate(pod, manifests, services.get(pod.name, []), files_dir, out)
+                  for pod in pods]
+    infra = {t.pod.name: t.infra() for t in translated}  # every Pod's network is up (and every
+    for t in translated:  # name on the tree's network known) before any app container joins
+        t.run(infra[t.pod.name])
     names = [d.name for d in out.tree.containers]
     if len(set(names)) != len(names):
         raise CarrierError(f"{path}: two containers are both named "
-                           f"{next(n for n in names if names.count(n) > 1)} (<pod>-<container>)")
+                           f"{next(n for n in names if names.count(n) > 1)} (<pod>-<container>; "
+                           "<pod>-infra is each Pod's infra container)")
     return out
 
 
@@ -129,23 +137,44 @@ class _Translate:
         self.member = {c["name"]: f"{pod.name}-{c['name']}"
                        for c in [*(pod.spec.get("initContainers") or []), *self.containers]}
 
-    def run(self) -> None:
+    def run(self, infra: str | None) -> None:
+        """The Pod's init and app containers, in the network of its *infra* member."""
         spec, restart = self.pod.spec, _RESTART[self.pod.restart]
-        waits: dict[str, str] = {}
+        base: dict[str, str] = {}
+        network: dict[str, Any] = {"network": "host"}
+        if infra is not None:
+            network = {"network": f"container:{self.out.tree.container_name(infra)}",
+                       "hostname": spec.get("hostname") or self.pod.name}
+            base = {infra: "started"}
+        waits = base
         for init in spec.get("initContainers") or []:
             options = self._options(init, "no" if restart == "no" else "on-failure")
-            self._add(init, options, dict(waits))
-            waits = {self.member[init["name"]]: "completed"}
-        owner = self.member[self.containers[0]["name"]]
-        for i, c in enumerate(self.containers):
-            options = self._options(c, restart)
-            if spec.get("hostNetwork"):
-                options["network"] = "host"
-            elif i == 0:
-                self._owner(options)
-            else:
-                options["network"] = f"container:{self.out.tree.container_name(owner)}"
-            self._add(c, options, {**waits, **({owner: "started"} if i else {})})
+            self._add(init, {**options, **network}, waits)
+            waits = {**base, self.member[init["name"]]: "completed"}
+        for c in self.containers:
+            self._add(c, {**self._options(c, restart), **network}, waits)
+
+    def infra(self) -> str | None:
+        """The Pod's infra member, which owns its network namespace for the Pod's whole life
+        (Kubernetes' pause container): ``catatonit -P`` does nothing but wait, so it never
+        restarts on its own; its name (None for a Pod on the host's network)."""
+        if self.pod.spec.get("hostNetwork"):
+            return None
+        name = f"{self.pod.name}-infra"
+        try:
+            catatonit = init_binary()
+        except CarrierError:
+            raise CarrierError(f"{self.where}: its infra container needs catatonit, which is not "
+                               "on PATH (Debian: apt install catatonit)") from None
+        options: dict[str, Any] = {
+            "restart": "always", "entrypoint": [INIT_PATH, "-P"],
+            "volumes": [f"{catatonit}:{INIT_PATH}:ro"], "stop_timeout": 1.0,
+        }
+        self._owner(options)
+        image = self.containers[0]
+        self.out.tree.containers.append(ContainerDecl(
+            name, image["image"], [], options, {}, _PULL[image.get("imagePullPolicy", "IfNotPresent")]))
+        return name
 
     def _add(self, c: dict[str, Any], options: dict[str, Any], depends: dict[str, str]) -> None:
         command = options.pop("command", [])
@@ -212,12 +241,13 @@ class _Translate:
 
     def _options(self, c: dict[str, Any], restart: str) -> dict[str, Any]:
         where = f"{self.where}: container {c['name']}"
-        options: dict[str, Any] = {"restart": restart, "command": list(c.get("args") or [])}
-        if c.get("command") is not None:
-            options["entrypoint"] = list(c["command"])
         env = self._env(c, where)
+        options: dict[str, Any] = {"restart": restart,
+                                   "command": [expand(a, env) for a in c.get("args") or []]}
+        if c.get("command") is not None:
+            options["entrypoint"] = [expand(a, env) for a in c["command"]]
         if env:
-            options["env"] = env
+            options["env"] = [f"{k}={v}" for k, v in env.items()]
         if c.get("workingDir"):
             options["workdir"] = c["workingDir"]
         security = c.get("securityContext") or {}
@@ -235,7 +265,9 @@ class _Translate:
         self._probes(c, options, restart, where)
         return options
 
-    def _env(self, c: dict[str, Any], where: str) -> list[str]:
+    def _env(self, c: dict[str, Any], where: str) -> dict[str, str]:
+        """The container's environment; an ``env`` value's ``$(VAR)`` refers to what is
+        defined before it (``envFrom``, earlier ``env`` items), as in Kubernetes."""
         env: dict[str, str] = {}
         for source in c.get("envFrom") or []:
             prefix = source.get("prefix", "")
@@ -248,7 +280,7 @@ class _Translate:
             env.update({prefix + k: v.decode() for k, v in data.items()})
         for item in c.get("env") or []:
             if "valueFrom" not in item:
-                env[item["name"]] = str(item.get("value", ""))
+                env[item["name"]] = expand(str(item.get("value", "")), env)
                 continue
             frm = item["valueFrom"]
             kind, ref = (("ConfigMap", frm["configMapKeyRef"]) if "configMapKeyRef" in frm
@@ -259,7 +291,7 @@ class _Translate:
             elif not ref.get("optional"):
                 raise CarrierError(f"{where}: env {item['name']}: {kind} {ref['name']} has no "
                                    f"key {ref['key']!r}")
-        return [f"{k}={v}" for k, v in env.items()]
+        return env
 
     def _data(self, kind: str, name: str, optional: bool | None, where: str) -> dict[str, bytes]:
         """A ConfigMap's or Secret's keys and values (a Secret's data is base64)."""

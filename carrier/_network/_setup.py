@@ -304,12 +304,17 @@ def holder_cid(cdir: Path) -> str:
 
 
 def setup_joined(spec: Spec, name: str, cdir: Path, rootfs: Path, owner: str, owner_dir: Path,
-                 owner_info: dict[str, Any]) -> ContainerNetwork:
+                 owner_info: dict[str, Any], owner_hosts: str | None = None) -> ContainerNetwork:
     """``--network container:OWNER``: no network of its own; resolv.conf and hosts are the
-    owner's (the copies Carrier wrote for it), with this container's own names added."""
+    owner's (the copies Carrier wrote for it; *owner_hosts*, its hosts file as it is now with
+    the names of its named network's members, when given), with this container's own names
+    added."""
     etc = _etc(rootfs)
     resolv = (owner_dir / "resolv.conf").read_bytes()
-    hosts = (owner_dir / "hosts").read_text(errors="replace")
+    hosts = owner_hosts if owner_hosts is not None else \
+        (owner_dir / "hosts").read_text(errors="replace")
+    if hosts and not hosts.endswith("\n"):
+        hosts += "\n"
     address = str(owner_info.get("address") or "127.0.1.1").split("/")[0]
     hosts += f"{address}\t{' '.join(dict.fromkeys([spec.hostname, name]))}\n"
     for dest in (etc, cdir):  # the copies in cdir are kept for exec's repair

@@ -728,8 +728,9 @@ class _Group:
         self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
                                          inside=rec.holder_pid, share_net=True)
         await rootfs.prepare(self.holder)
+        live = _netgroup.read_hosts(rec.container_pid) if rec.container_pid else None
         self.network = setup_joined(spec, self.record.name, self.bundle, rootfs.view(), owner,
-                                    self.containers.dir(cid), rec.network or {})
+                                    self.containers.dir(cid), rec.network or {}, live)
 
     async def _adopt(self, pid_file: Path) -> bool:
         """Wait for a detached runtime to exit; if it started the command, its init (ours now,

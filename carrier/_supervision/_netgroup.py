@@ -375,6 +375,18 @@ def _open_hosts(path: str) -> int:
     return fd
 
 
+def read_hosts(pid: int) -> str | None:
+    """A running member's hosts file as it is now (its members' lines included), read without
+    following the container's symlinks; None when it cannot be read."""
+    try:
+        with os.fdopen(_open_hosts(f"/proc/{pid}/root/etc/hosts"), encoding="utf-8",
+                       errors="replace") as f:
+            text = f.read(HOSTS_MAX + 1)
+    except OSError:
+        return None
+    return text if len(text) <= HOSTS_MAX else None
+
+
 def rewrite_hosts(members: dict[str, Member]) -> None:
     """Rewrite each member's hosts file *in place* (same inode: a container sees the change
     whether the file is bind-mounted or its own), keeping its lines above :data:`MARK`."""

@@ -5,7 +5,7 @@ Containers start in dependency order, each once its dependencies meet their cond
 leaves each member to its own restart policy; in ``one_for_all`` and ``rest_for_one`` the
 members are permanent (restarted always) and the end of one run restarts every sibling, or the
 siblings started after it, within the group's intensity limit, beyond which the tree gives up.
-Stopping stops the containers one by one in reverse start order.
+Stopping stops the containers in parallel, each after those that depend on it.
 
 A tree can come up again after ``down`` or after its supervisor died: as Compose does, ``up``
 recreates the tree's containers (those labelled with the tree's name whose supervisor is gone).
@@ -208,10 +208,26 @@ class _Run:
                     waiters.start_soon(stop_asked)
             finally:
                 with anyio.CancelScope(shield=True):
-                    for name in reversed(self.order):  # reverse start order, one by one
-                        self.handles[name].stop()
-                        await self.handles[name].wait()
+                    await self.stop_all()
         return self.gave_up
+
+    async def stop_all(self) -> None:
+        """Stop the started containers all at once, except that a container waits until those
+        that depend on it have stopped (reverse dependency order)."""
+        stopped = {name: anyio.Event() for name in self.order}
+        dependents = {name: [d.name for d in self.tree.containers
+                             if name in d.depends_on and d.name in stopped] for name in self.order}
+
+        async def stop(name: str) -> None:
+            for dependent in dependents[name]:
+                await stopped[dependent].wait()
+            self.handles[name].stop()
+            await self.handles[name].wait()
+            stopped[name].set()
+
+        async with anyio.create_task_group() as tg:
+            for name in self.order:
+                tg.start_soon(stop, name)
 
 
 def state_file(root: Root, name: str) -> Any:
