@@ -231,6 +231,9 @@ def run(ctx: Context) -> dict[str, Any]:
     finally:
         ctx.carrier("rm", "-f", *[f"nb-srv-{p}" for p in (IPERF_PORT, RR_PORT)], check=False)
         ctx.carrier("network", "rm", "nbn", check=False)
+        if len(sides) > 1:  # a server as PID 1 ignores SIGTERM: reset would wait 10 s for each
+            podman.run("rm", "-f", "-t", "0", *[f"nb-srv-{p}" for p in (IPERF_PORT, RR_PORT)],
+                       check=False)
         podman.close()
     for kind in ("throughput", "latency", "tree"):
         results[kind] = {side: got.get(f"{side} {kind}", podman.unavailable)
