@@ -24,7 +24,7 @@ from typing import Any
 from bench._common import REPO, Context, machine, one_line
 
 AREAS = ["start", "cli", "detached", "scale", "failure", "throughput", "storage", "ports",
-         "fixtures"]
+         "fixtures", "networks"]
 
 
 def _prepare(ctx: Context, areas: list[str]) -> None:

@@ -80,4 +80,20 @@ class Podman:
             if pause > 0:
                 with contextlib.suppress(OSError):
                     os.kill(pause, 15)  # our own pause process, if reset left it
+            for pid in _ours(self.dir):  # the rootless netns's slirp4netns, which reset can leave
+                with contextlib.suppress(OSError):
+                    os.kill(pid, 15)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ours(directory: Path) -> list[int]:
+    """This user's processes whose command line names *directory* (this run's Podman store)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == os.getuid() and \
+                    str(directory).encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]

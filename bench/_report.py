@@ -176,9 +176,39 @@ def _fixtures(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _networks(r: dict[str, Any]) -> list[str]:
+    lines = [f"### Container to container on one network (`--internal`; Carrier bridge vs Podman "
+             f"CNI bridge; iperf3 {r['iperf_seconds']} s, {r['connections']} connections per "
+             f"latency run, a tree of {r['services']} services; {r['rounds']} rounds)", "",
+             "| measure | tool | median | p95 | min-max |", "|---|---|---|---|---|"]
+
+    def gbit(v: float) -> str:
+        return f"{v:.2f} Gbit/s"
+
+    def us(v: float) -> str:
+        return f"{v:.0f} µs"
+
+    for kind, metrics in (("throughput", (("wall", gbit),)),
+                          ("latency", (("median_us", us), ("p95_us", us))),
+                          ("tree", (("up", _ms), ("resolved", _ms)))):
+        for tool, v in r.get(kind, {}).items():
+            if isinstance(v, str) or v is None:
+                lines.append(f"| {kind} | {tool} | {v or 'not measured'} | | |")
+                continue
+            for metric, fmt in metrics:
+                label = kind if metric == "wall" else f"{kind}: {metric}"
+                if metric in v:
+                    lines.append("| " + " | ".join([label, tool, *_cells(v[metric], fmt)]) + " |")
+                elif kind == "tree":
+                    lines.append(f"| {label} | {tool} | no name resolution (no dnsname plugin) | | |")
+    lines += ["", "| ratio of medians | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r.get("ratios", {}).items()]
+    return lines
+
+
 RENDER = {"start": _start, "detached": _detached, "cli": _cli, "scale": _scale, "failure": _failure,
           "throughput": _throughput, "storage": _storage, "ports": _ports,
-          "fixtures": _fixtures}
+          "fixtures": _fixtures, "networks": _networks}
 
 
 def markdown(results: dict[str, Any], plots: list[str]) -> str:

@@ -53,6 +53,7 @@ def run(
     publish_all: Annotated[bool, Parameter(name=["-P", "--publish-all"])] = False,
     network: str = "auto",
     network_alias: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+    ip: str | None = None,
     no_network: bool = False,
     elevated: bool = False,
     host_loopback: bool = False,
@@ -142,6 +143,8 @@ def run(
         name of a network (carrier network create).
     network_alias: list[str] | None
         Another name of this container on its named network (repeatable).
+    ip: str | None
+        A fixed IPv4 address on the named network (inside its subnet, not taken).
     no_network: bool
         Loopback only, no helper (the same as --network none).
     elevated: bool
@@ -240,6 +243,8 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         "restart_period", "health_cmd", "health_interval", "health_timeout", "health_retries",
         "health_start_period", "health_on_failure", "env_file", "label", "init"))
     publish_all = o["publish_all"]
+    if o.get("ip") is not None:
+        _check_ip(mode, o["ip"])
     env = [*read_env_files(env_file or []), *(env or [])]  # -e wins, as in Docker
     return _run(
         image, list(command), create_only=create_only, detach=detach, interactive=interactive,
@@ -249,7 +254,7 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         entrypoint=_entrypoint(entrypoint), runtime=runtime,
         storage_driver=storage_driver, pull=pull, platform=platform,
         stop_timeout=stop_timeout, remove=rm, network=mode, ports=publish or [],
-        network_aliases=o["network_alias"] or [],
+        network_aliases=o["network_alias"] or [], ip=o.get("ip"),
         host_loopback=host_loopback, mtu=mtu, dns=dns or [], dns_search=dns_search or [],
         dns_option=dns_option or [], add_host=add_host or [], volumes=volume or [],
         mounts=mount or [], tmpfs=tmpfs or [], read_only=read_only,
@@ -264,6 +269,16 @@ def launch(options: dict[str, Any], *, create_only: bool) -> int:
         ulimit=o.get("ulimit") or [], pids_limit=o.get("pids_limit"), memory=o.get("memory"),
         cpus=o.get("cpus"),
     )
+
+
+def _check_ip(network: str, ip: str) -> None:
+    """``--ip``: an address of a named network's subnet that no attached container has."""
+    from .._network._options import MODES
+    from .._supervision._netgroup import check_address
+
+    if network in MODES or network.startswith("container:"):
+        raise CarrierError(f"--ip gives an address on a named network: not with --network {network}")
+    check_address(open_root(), network, ip)
 
 
 def _check_tty(tty: bool, *, interactive: bool, detach: bool) -> None:

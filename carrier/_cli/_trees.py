@@ -129,6 +129,7 @@ def down(file: Path) -> int:
     fd = pidfd_of(int(data["pid"]), data.get("start"))
     if fd is None:
         state.unlink(missing_ok=True)
+        _remove_network(root, tree)  # the reconcile of a killed tree supervisor
         raise CarrierError(f"tree {tree.name} is not up (its supervisor is gone)")
     try:
         signal.pidfd_send_signal(fd, signal.SIGTERM)
@@ -136,5 +137,29 @@ def down(file: Path) -> int:
             raise CarrierError(f"tree {tree.name}: its supervisor did not stop in time")
     finally:
         os.close(fd)
+    _remove_network(root, tree)
     print(tree.name)
     return 0
+
+
+def _remove_network(root: Root, tree: Tree) -> None:
+    """Remove the tree's own ``<tree>_default`` network, as Compose's down does, unless a
+    container outside the tree (or a network of that name the tree did not make) uses it."""
+    from .._state._networks import Networks
+    from .._state._records import Containers
+    from .._supervision._netgroup import remove_unused
+    from .._supervision._tree import TREE_LABEL
+
+    name = tree.network
+    nets = Networks(root)
+    try:
+        if nets.get(name).labels.get(TREE_LABEL) != tree.name:
+            return
+    except CarrierError:
+        return
+
+    def in_use() -> bool:
+        return any(r.spec.network == name and r.spec.labels.get(TREE_LABEL) != tree.name
+                   for r in Containers(root).all())
+
+    remove_unused(root, name, in_use)

@@ -69,6 +69,7 @@ class Spec:
     storage_driver: str = "copy"
     network: str = "auto"  # a helper mode, or the name of a network (``_networks``)
     network_aliases: list[str] = field(default_factory=list)  # more names on a named network
+    ip: str | None = None  # a fixed address on a named network (``run --ip``)
     ports: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)

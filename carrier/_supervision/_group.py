@@ -687,7 +687,7 @@ class _Group:
         spec = self.record.spec
         self.attachment = att = await anyio.to_thread.run_sync(
             _netgroup.join, self.root, spec.network, self.record.id, self.record.name,
-            list(dict.fromkeys([spec.hostname, *spec.network_aliases])), spec.host_loopback)
+            list(dict.fromkeys([spec.hostname, *spec.network_aliases])), spec.host_loopback, spec.ip)
         self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
                                          inside=att.holder_pid)
         await rootfs.prepare(self.holder)

@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,31 @@ class _Ending(Exception):
     """The network's supervisor lives but its group is ending (its holder is gone)."""
 
 
+def _requested(record: NetworkRecord, members: dict[str, Member], ip: str, cid: str = "") -> str:
+    """*ip* when it is a container address of the network's subnet that no other member has."""
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise CarrierError(f"invalid --ip {ip!r}: expected an IPv4 address") from None
+    net = record.network
+    if address not in net or address in (net.network_address, net.broadcast_address):
+        raise CarrierError(f"invalid --ip {ip}: not a container address of network "
+                           f"{record.name} ({record.subnet})")
+    if str(address) == record.gateway:
+        raise CarrierError(f"invalid --ip {ip}: the gateway of network {record.name}")
+    for m in members.values():
+        if m.address == str(address) and m.id != cid:
+            raise CarrierError(f"invalid --ip {ip}: taken by {m.name} on network {record.name}")
+    return str(address)
+
+
+def check_address(root: Root, name: str, ip: str) -> None:
+    """Refuse *ip* on network *name* up front (blocking): outside its subnet, or taken."""
+    nets = Networks(root)
+    with nets.lock():
+        _requested(nets.get(name), nets.members(name), ip)
+
+
 def _free_address(record: NetworkRecord, members: dict[str, Member]) -> str:
     used = {m.address for m in members.values()} | {record.gateway}
     for host in record.network.hosts():
@@ -248,7 +274,7 @@ def _free_address(record: NetworkRecord, members: dict[str, Member]) -> str:
 
 
 def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
-         host_loopback: bool) -> Attachment:
+         host_loopback: bool, ip: str | None = None) -> Attachment:
     """Attach container *cid* to network *name* (blocking: call from a thread): start the
     network's group if needed, take an address, and register the container as a member."""
     nets = Networks(root)
@@ -259,7 +285,8 @@ def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
             members_fd = os.open(d / "members.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(members_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return _attach(root, nets, record, members_fd, cid, cname, aliases, host_loopback)
+                return _attach(root, nets, record, members_fd, cid, cname, aliases, host_loopback,
+                               ip)
             except (BlockingIOError, _Ending):  # the network's group is ending: wait, start anew
                 os.close(members_fd)
             except BaseException:
@@ -267,6 +294,25 @@ def join(root: Root, name: str, cid: str, cname: str, aliases: list[str],
                 raise
         _wait_gone(d / "supervisor.pid")
     raise CarrierError(f"network {name}: cannot join (its supervisor keeps ending)")
+
+
+def remove_unused(root: Root, name: str, in_use: Callable[[], bool]) -> bool:
+    """Remove network *name* when no container is attached and *in_use* says no record needs
+    it (blocking): the down of a tree removes its default network, as Compose does. The
+    network's group ends by itself once its last member has left; its exit is awaited first,
+    outside the lock its teardown takes."""
+    nets = Networks(root)
+    if not nets.exists(name):
+        return False
+    with nets.lock():
+        if nets.members(name) or in_use():
+            return False
+    _wait_gone(nets.dir(name) / "supervisor.pid")
+    with nets.lock():
+        if nets.members(name) or nets.supervisor_alive(name) or in_use():
+            return False
+        nets.remove(name)
+    return True
 
 
 def _wait_gone(pid_file: Path) -> None:
@@ -284,7 +330,7 @@ def _wait_gone(pid_file: Path) -> None:
 
 
 def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, cid: str,
-            cname: str, aliases: list[str], host_loopback: bool) -> Attachment:
+            cname: str, aliases: list[str], host_loopback: bool, ip: str | None) -> Attachment:
     name = record.name
     d = nets.dir(name)
     if not nets.supervisor_alive(name):
@@ -297,7 +343,8 @@ def _attach(root: Root, nets: Networks, record: NetworkRecord, members_fd: int, 
     pidfd = os.pidfd_open(run["holder_pid"])
     members = nets.members(name)
     members.pop(cid, None)
-    member = Member(id=cid, name=cname, address=_free_address(record, members),
+    address = _free_address(record, members) if ip is None else _requested(record, members, ip, cid)
+    member = Member(id=cid, name=cname, address=address,
                     aliases=list(aliases), host_loopback=host_loopback)
     members[cid] = member
     nets.save_members(name, members)
