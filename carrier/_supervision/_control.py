@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .._network._setup import reap_stale_helper
 from .._runtime._oci import Runtime, resolve
@@ -205,29 +206,73 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None],
                     conn, _ = listener.accept()
                 except BlockingIOError:
                     continue
-                with conn:
-                    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                            struct.calcsize("3i"))
-                    if struct.unpack("3i", creds)[1] != os.getuid():
-                        continue
-                    conn.settimeout(5)
-                    try:
-                        request = json.loads(conn.recv(4096) or b"{}")
-                        conn.sendall(b"ok\n")
-                    except (OSError, ValueError):
-                        continue
-                    if "stop" in request:
-                        on_stop(request["stop"])
-                    attach = request.get("attach")
-                    if isinstance(attach, dict) and on_attach is not None:
-                        sessions.start_soon(on_attach, socket.socket(fileno=conn.detach()), attach)
-                    detached = request.get("exec")
-                    if isinstance(detached, dict) and on_exec is not None:
-                        sessions.start_soon(on_exec, socket.socket(fileno=conn.detach()), detached)
+                except OSError:  # out of descriptors: this caller fails, not the container
+                    continue
+                sessions.start_soon(_serve_one, conn, on_stop, on_attach, on_exec, sessions)
     finally:
         listener.close()
         with contextlib.suppress(OSError):
             (directory / SOCKET).unlink()
+
+
+_Handler = Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
+REQUEST_LIMIT = 1 << 20  # an exec -d request carries argv and env: bounded, not 4 KiB
+REQUEST_TIMEOUT = 5.0  # a caller that connects and says nothing is dropped, never waited on
+
+
+async def _serve_one(conn: socket.socket, on_stop: Callable[[float | None], None],
+                     on_attach: _Handler | None, on_exec: _Handler | None,
+                     sessions: TaskGroup) -> None:
+    """One caller of the control socket, in a task of its own, so that a silent or malformed
+    one never holds up the others or the container: read its request line, answer ``ok``, and
+    hand an attach or exec -d connection on. Anything malformed just closes the connection."""
+    handed = False
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            return
+        conn.setblocking(False)
+        request = await _read_request(conn)
+        if request is None:
+            return
+        conn.sendall(b"ok\n")
+        if "stop" in request:
+            timeout = request["stop"]
+            on_stop(float(timeout) if isinstance(timeout, (int, float)) else None)
+        attach, detached = request.get("attach"), request.get("exec")
+        if isinstance(attach, dict) and on_attach is not None:
+            handed = True
+            sessions.start_soon(on_attach, conn, attach)
+        elif isinstance(detached, dict) and on_exec is not None:
+            handed = True
+            sessions.start_soon(on_exec, conn, detached)
+    except OSError:
+        pass
+    finally:
+        if not handed:
+            conn.close()
+
+
+async def _read_request(conn: socket.socket) -> dict[str, Any] | None:
+    """The caller's request: one JSON object on one line (bounded in size and time); None if
+    it is anything else. Only the line is taken: what follows belongs to an attach session."""
+    data = b""
+    with anyio.move_on_after(REQUEST_TIMEOUT):
+        while not data.endswith(b"\n") and len(data) < REQUEST_LIMIT:
+            await anyio.wait_readable(conn)
+            try:
+                peek = conn.recv(65536, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            if not peek:
+                break
+            end = peek.find(b"\n")
+            data += conn.recv(len(peek) if end < 0 else end + 1)
+    try:
+        request = json.loads(data or b"{}")
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) else None
 
 
 async def reconcile(root: Root) -> None:
