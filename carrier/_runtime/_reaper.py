@@ -92,6 +92,14 @@ class Init:
             _adopted.discard(self.pid)
         return self.returncode
 
+    def close(self) -> None:
+        """Let go of an init that was never reaped (its supervisor ends first): its pidfd is
+        closed; a reaped one's was closed already."""
+        if self.returncode is None and self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+            _adopted.discard(self.pid)
+
     def signal(self, sig: int) -> None:
         """Send *sig* unless the init has been reaped (the pidfd makes this race-free)."""
         if self.returncode is None:

@@ -380,6 +380,7 @@ class _Group:
         """Close a detached ``-i`` run's stdin pipe: the command reads EOF (an attached
         client's input ended, or the run ended)."""
         if self.stdin_fd >= 0:
+            anyio.notify_closing(self.stdin_fd)  # wakes an attach writing to it, safely
             os.close(self.stdin_fd)
             self.stdin_fd = -1
 
@@ -418,6 +419,7 @@ class _Group:
                 if init.returncode is None:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await init.wait()
+                init.close()
 
     def request_stop(self, timeout: float | None) -> None:
         """Stop the container, within *timeout* seconds of its SIGTERM (default: the spec's).
@@ -608,14 +610,17 @@ class _Group:
         # terminal needs the runtime in the foreground to relay it (``_console``).
         self.detached = is_subreaper() and not spec.tty
         with starting():
-            self.child = self.runtime.run(
-                self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
-                stderr=streams[2], controlling_tty=self.console is not None,
-                inside=enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside),
-                detach=self.detached,
-            )
-            if isinstance(streams[0], int) and streams[0] >= 0 and self.stdin_fd >= 0:
-                os.close(streams[0])  # the pipe's read end is the runtime's now
+            try:
+                self.child = self.runtime.run(
+                    self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
+                    stderr=streams[2], controlling_tty=self.console is not None,
+                    inside=enter_argv(self.holder.pid, userns=in_userns,
+                                      mount=rootfs.runtime_inside),
+                    detach=self.detached,
+                )
+            finally:  # the pipe's read end is the runtime's now, or nobody's
+                if isinstance(streams[0], int) and streams[0] >= 0 and self.stdin_fd >= 0:
+                    os.close(streams[0])
             if self.console is not None:
                 self.console.started()
             if self.output is not None:
