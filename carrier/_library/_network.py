@@ -96,8 +96,14 @@ async def _remove(root: Root, nets: Networks, name: str, *, raise_conflict: bool
             users = _users(root, nets, name)
         if users:
             break
-        with anyio.fail_after(END_TIMEOUT):
+        with anyio.move_on_after(END_TIMEOUT) as waited:
             await _supervisor_gone(nets, name)
+        if waited.cancelled_caught:
+            message = f"network {name} is kept: its supervisor did not end in {END_TIMEOUT:g} s"
+            if raise_conflict:
+                raise ConflictError(message)
+            log.warning("network.kept", network=name, reason="supervisor still running")
+            return
         with nets.lock():
             users = _users(root, nets, name)
             if not users and not nets.supervisor_alive(name):
