@@ -220,6 +220,24 @@ def test_liveness_restart_keeps_the_pods_network(carrier: Carrier, image: str, t
     ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
        "spec": {"containers": [{"name": "infra", "image": "busybox"}]}}],
      "two containers are both named p-infra (<pod>-<container>; <pod>-infra is each Pod's infra"),
+    # Paths and names the schemas allow and the API server refuses: they would leave the
+    # tree's files directory (checked below: nothing named "escaped" is written anywhere).
+    ([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}},
+      {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "busybox",
+                                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}]}],
+                "volumes": [{"name": "cfg", "configMap": {
+                    "name": "cm", "items": [{"key": "k", "path": "../../../../escaped"}]}}]}}],
+     "path '../../../../escaped' must be relative and must not contain '..'"),
+    ([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}},
+      {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "busybox", "volumeMounts": [
+           {"name": "cfg", "mountPath": "/etc/app/k", "subPath": "../../escaped"}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": "cm"}}]}}],
+     "subPath '../../escaped' must be relative and must not contain '..'"),
+    ([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
+       "spec": {"containers": [{"name": "c", "image": "busybox"}]}}],
+     "metadata.name 'Bad_Name' is not a DNS subdomain"),
 ])
 def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp_path: Path,
                                                docs: list[dict[str, Any]], needle: str) -> None:
@@ -232,6 +250,7 @@ def test_bad_input_one_line_125_nothing_stored(carrier: Carrier, image: str, tmp
     assert needle in res.err, res.err
     assert len(res.err.strip().splitlines()) == 1
     assert not any((carrier.root / "containers").iterdir())
+    assert not list(carrier.root.parent.rglob("escaped"))
     for kept in ("networks", "trees", "volumes"):  # a directory with its lock file at most
         d = carrier.root / kept
         assert not d.exists() or [p.name for p in d.iterdir()] in ([], [".lock"]), kept
@@ -316,3 +335,4 @@ def test_down_stops_independent_containers_together(carrier: Carrier, image: str
     assert exits == {"pair-p-a": 0, "pair-p-b": 0, "pair-p-infra": 0}
     assert [e["name"] for e in events(carrier, "exited")][-1] == "pair-p-infra"
     assert _names(carrier, "-a") == []
+

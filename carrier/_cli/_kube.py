@@ -149,7 +149,7 @@ def play(
         _remove_files(files)
         _forget(state_file(root, name))
         if not network_existed:
-            _remove_network(root, result.tree.network)
+            _remove_network(root, result.tree.name, result.tree.network)
         raise CarrierError(message or f"tree {name} failed to start")
     print(name)
     return 0
@@ -200,6 +200,8 @@ def _write_files(files: Path, content: dict[str, tuple[bytes, int]]) -> None:
         os.chmod(staging, 0o755)
         for rel, (data, mode) in sorted(content.items()):
             target = staging / rel
+            if not target.resolve().is_relative_to(staging.resolve()):  # a second guard
+                raise CarrierError(f"kube play: file {rel!r} would be written outside its directory")
             if rel.endswith("/"):
                 target.mkdir(mode=mode, parents=True, exist_ok=True)
                 continue
@@ -218,16 +220,11 @@ def _remove_files(files: Path) -> None:
     remove_tree(files)
 
 
-def _remove_network(root: Root, name: str) -> None:
-    """Remove the tree's network once no container is attached to it."""
-    from .._state._networks import Networks
+def _remove_network(root: Root, tree: str, name: str) -> None:
+    """Remove the network the tree made, once unused and its supervisor gone (as ``down``)."""
+    from .._supervision._tree import remove_tree_network
 
-    networks = Networks(root)
-    if not networks.exists(name):
-        return
-    with networks.lock():
-        if not networks.members(name):
-            networks.remove(name)
+    remove_tree_network(root, tree, name)
 
 
 def _down(root: Root, name: str, files: Path) -> None:
@@ -260,11 +257,21 @@ def _down(root: Root, name: str, files: Path) -> None:
     containers = Containers(root)
     made = [r.id for r in containers.all() if r.spec.labels.get(TREE_LABEL) == name]
 
+    failed: list[str] = []
+
+    async def remove_one(cid: str) -> None:
+        try:
+            await remove(root, cid)
+        except CarrierError as e:  # the others are still removed; all failures named at the end
+            failed.append(str(e))
+
     async def remove_all() -> None:  # each on its own: none depends on another once stopped
         async with anyio.create_task_group() as tg:
             for cid in made:
-                tg.start_soon(remove, root, cid)
+                tg.start_soon(remove_one, cid)
 
     anyio.run(remove_all)
-    _remove_network(root, f"{name}_default")
+    if failed:
+        raise CarrierError("; ".join(sorted(failed)))
+    _remove_network(root, name, f"{name}_default")
     _remove_files(files)

@@ -143,23 +143,7 @@ def down(file: Path) -> int:
 
 
 def _remove_network(root: Root, tree: Tree) -> None:
-    """Remove the tree's own ``<tree>_default`` network, as Compose's down does, unless a
-    container outside the tree (or a network of that name the tree did not make) uses it."""
-    from .._state._networks import Networks
-    from .._state._records import Containers
-    from .._supervision._netgroup import remove_unused
-    from .._supervision._tree import TREE_LABEL
+    """Remove the tree's own ``<tree>_default`` network, as Compose's down does."""
+    from .._supervision._tree import remove_tree_network
 
-    name = tree.network
-    nets = Networks(root)
-    try:
-        if nets.get(name).labels.get(TREE_LABEL) != tree.name:
-            return
-    except CarrierError:
-        return
-
-    def in_use() -> bool:
-        return any(r.spec.network == name and r.spec.labels.get(TREE_LABEL) != tree.name
-                   for r in Containers(root).all())
-
-    remove_unused(root, name, in_use)
+    remove_tree_network(root, tree.name, tree.network)

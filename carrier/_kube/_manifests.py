@@ -9,6 +9,7 @@ field, a value) is named, each as one item, so that the CLI refuses it or, with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ def load(path: Path) -> Manifests:
             out.unsupported.append(f"{where}: kind {doc['kind']} is not supported")
             continue
         _fields(doc, _SUPPORTED[doc["kind"]], [], where, out.unsupported)
+        _names(doc, where)
         out.objects.append(doc)
     names: set[tuple[str, str]] = set()
     for o in out.objects:
@@ -157,3 +159,27 @@ def _fields(value: Any, allowed: Any, at: list[str | int], where: str,
             unsupported.append(f"{where}: field {_path([*at, key])} is not supported")
         else:
             _fields(sub, allowed[key], [*at, key], where, unsupported)
+
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _names(doc: dict[str, Any], where: str) -> None:
+    """The names the API server would check (the schemas do not): an object's name is a DNS
+    subdomain, a container's and a volume's a DNS label. They become container names and
+    paths here, so anything else (``..``, ``/``) is refused before it is used."""
+    name = doc["metadata"].get("name")
+    if not isinstance(name, str) or len(name) > 253 or not _SUBDOMAIN.match(name):
+        raise CarrierError(f"{where}: metadata.name {name!r} is not a DNS subdomain "
+                           "(lowercase letters, digits, '-' and '.')")
+    spec = doc.get("spec") or {}
+    if doc["kind"] == "Deployment":
+        spec = (spec.get("template") or {}).get("spec") or {}
+    for key in ("containers", "initContainers", "volumes"):
+        for item in spec.get(key) or []:
+            label = item.get("name")
+            if not isinstance(label, str) or len(label) > 63 or not _LABEL.match(label):
+                raise CarrierError(f"{where}: {key} name {label!r} is not a DNS label "
+                                   "(lowercase letters, digits and '-')")
+

@@ -317,7 +317,7 @@ class _Translate:
             if vol is None:
                 raise CarrierError(f"{where}: volumeMount {m['name']}: no such volume in the Pod")
             ro = ":ro" if m.get("readOnly") else ""
-            sub = m.get("subPath", "")
+            sub = _relative(m.get("subPath", ""), f"{where}: volumeMount {m['name']}: subPath")
             if sub and ("configMap" not in vol and "secret" not in vol):
                 self.out.unsupported.append(f"{where}: volumeMount {m['name']}: subPath is "
                                             "supported for configMap and secret volumes only")
@@ -362,7 +362,8 @@ class _Translate:
                 raise CarrierError(f"{where}: volume {vol['name']}: {kind} {name} has no key "
                                    f"{item['key']!r}")
             mode = item.get("mode", src.get("defaultMode", 0o644))
-            self.out.files[f"{rel}/{item['path']}"] = (data[item["key"]], mode)
+            path = _relative(item["path"], f"{where}: volume {vol['name']}: path")
+            self.out.files[f"{rel}/{path}"] = (data[item["key"]], mode)
         return rel
 
     def _probes(self, c: dict[str, Any], options: dict[str, Any], restart: str, where: str) -> None:
@@ -407,3 +408,12 @@ class _Translate:
         port = self._port(http["port"], where)
         url = f"http://{http.get('host') or '127.0.0.1'}:{port}{http.get('path') or '/'}"
         return f"wget -q -T {timeout} -O /dev/null {shlex.quote(url)}"
+
+
+def _relative(path: str, what: str) -> str:
+    """*path* if it stays below the directory it is joined to (no absolute path, no ``..``),
+    as the API server requires of a volume item's path and a subPath; else a one-line error."""
+    if path and (path.startswith("/") or ".." in path.split("/")):
+        raise CarrierError(f"{what} {path!r} must be relative and must not contain '..'")
+    return path
+

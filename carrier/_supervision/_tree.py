@@ -36,6 +36,7 @@ from .._util._root import Root
 from ._control import remove
 from ._create import build_spec, create
 from ._group import Container, Outcome, Reason, Stdio, supervise
+from ._netgroup import remove_unused
 from ._ready import Condition, healthy, port
 from ._treespec import GroupDecl, Tree
 
@@ -257,3 +258,22 @@ async def up(root: Root, tree: Tree, stop: anyio.Event, *,
             state.unlink(missing_ok=True)
     finally:
         os.close(lock)
+
+
+def remove_tree_network(root: Root, tree: str, network: str) -> bool:
+    """Remove the network *tree* made (``<tree>_default``), as Compose's down does, once its
+    supervisor is gone (blocking) - unless the tree did not make it (a user's own network of
+    that name) or a container outside the tree uses it. Whether it was removed."""
+    nets = Networks(root)
+    try:
+        if nets.get(network).labels.get(TREE_LABEL) != tree:
+            return False
+    except CarrierError:  # none of that name
+        return False
+
+    def in_use() -> bool:
+        return any(r.spec.network == network and r.spec.labels.get(TREE_LABEL) != tree
+                   for r in Containers(root).all())
+
+    return remove_unused(root, network, in_use)
+
