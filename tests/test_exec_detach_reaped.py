@@ -48,16 +48,24 @@ def test_exec_d_command_is_the_supervisors(carrier: Carrier, image: str) -> None
 
 
 def test_ended_exec_d_command_is_reaped(carrier: Carrier, image: str) -> None:
-    """A command started with exec -d that ends is reaped: no ``<defunct>`` stays inside,
-    though the container's PID 1 (sleep) reaps nothing."""
+    """Commands started with exec -d that end are reaped: each one's PID leaves the container's
+    process table (a ``<defunct>`` would stay in it), though its PID 1 (sleep) reaps nothing."""
     assert carrier("run", "-d", "--name", "box", "--network", "none", image,
                    "sleep", "1000").code == 0
-    for _ in range(3):
-        assert carrier("exec", "-d", "box", "sh", "-c", "exit 3").code == 0
+    for n in range(3):  # each writes its PID first, so the check below knows whom to look for
+        assert carrier("exec", "-d", "box", "sh", "-c", f"echo $$ > /tmp/pid{n}; exit 3").code == 0
+    pids: set[str] = set()
     deadline = time.monotonic() + 20
-    while zombies := _zombies(carrier, "box"):  # bounded poll: the reaping is another process's
-        assert time.monotonic() < deadline, f"zombies stay: {zombies}"
+    while len(pids) < 3:  # bounded poll: the files appear once the commands have run
+        assert time.monotonic() < deadline, "the exec -d commands did not run"
+        res = carrier("exec", "box", "sh", "-c", "cat /tmp/pid0 /tmp/pid1 /tmp/pid2 2>/dev/null")
+        pids = set(res.out.split())
+        time.sleep(0.05)
+    while left := [line for line in carrier("exec", "box", "ps", "-o", "pid,stat").out.splitlines()
+                   if line.split()[0] in pids]:  # bounded poll: the reaping is another process's
+        assert time.monotonic() < deadline, f"not reaped: {left}"
         time.sleep(0.1)
+    assert not _zombies(carrier, "box")
     assert carrier("rm", "-f", "box").code == 0
 
 
