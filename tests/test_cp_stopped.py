@@ -48,3 +48,23 @@ def test_stopped_overlay_bad_input(carrier: Carrier, image: str, tmp_path: Path)
     assert res.err.startswith("carrier: "), res
     assert not (tmp_path / "x").exists()
     assert carrier("rm", "b").code == 0
+
+
+def test_stopped_files_of_another_user(carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """Files a non-root user of a stopped container owns (a 0700 directory of uid 999) are
+    copied out and into as from the running container: the copy has the run's id maps, not
+    just the caller's own id (for which uid 999 would be the overflow id, and EACCES)."""
+    assert carrier("run", "--name", "u", "--storage-driver", "overlay", "--network", "none",
+                   image, "sh", "-c", "mkdir -m 0700 /data && echo mine > /data/f && "
+                   "chown -R 999:999 /data").code == 0
+    res = carrier("cp", "u:/data/f", str(tmp_path / "f"))
+    assert res.code == 0, res.err
+    assert (tmp_path / "f").read_text() == "mine\n"
+    (tmp_path / "g").write_text("in\n")
+    res = carrier("cp", str(tmp_path / "g"), "u:/data/g")
+    assert res.code == 0, res.err
+    res = carrier("cp", "u:/data/g", str(tmp_path / "back"))
+    assert res.code == 0, res.err
+    assert (tmp_path / "back").read_text() == "in\n"
+    assert _mounts_of_rootfs(carrier) == []
+    assert carrier("rm", "u").code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -61,14 +62,36 @@ def cp(src: str, dest: str, /) -> int:
         if lock is None:
             raise CarrierError(f"container {record.name} is starting: copy once it runs")
     try:
+        if pid is None:  # a stopped container: its files are reached with its own id maps
+            return _in_holder(lambda enter: _copy(root, record, None, src_path, dest_path,
+                                                  into=dest_ref is not None, enter=enter))
         return _copy(root, record, pid, src_path, dest_path, into=dest_ref is not None)
     finally:
         if lock is not None:
             os.close(lock)
 
 
+def _in_holder(work: Callable[[list[str]], int]) -> int:
+    """Run *work* with the ``nsenter`` prefix of a holder made for it: a user namespace with
+    the id maps a run has (the user's subordinate ids, so files a non-root user of the
+    container owns are theirs, not the overflow id) and a private mount namespace; the holder
+    ends afterwards, and with it anything mounted there."""
+    import anyio
+
+    from .._sandbox._holder import start_holder
+
+    async def main() -> int:
+        holder = await start_holder(userns=os.geteuid() != 0, netns=False, mountns=True)
+        try:
+            return work(holder.enter_argv(mount=True))
+        finally:
+            await holder.stop()
+
+    return anyio.run(main)
+
+
 def _copy(root: Root, record: Record, pid: int | None, src_path: str, dest_path: str, *,
-          into: bool) -> int:
+          into: bool, enter: list[str] | None = None) -> int:
     """Pack on one side, unpack on the other, through the container's worker."""
     from .._state._records import Containers
     from .._storage._transfer import pack, unpack
@@ -76,7 +99,7 @@ def _copy(root: Root, record: Record, pid: int | None, src_path: str, dest_path:
     cdir = Containers(root).dir(record.id)
 
     def worker_argv(action: str, path: str) -> list[str]:
-        return _worker_argv(root, record, cdir, pid, action, path)
+        return _worker_argv(root, record, cdir, pid, action, path, enter)
 
     if into:  # into the container
         argv = worker_argv("unpack", dest_path)
@@ -106,11 +129,11 @@ def _copy(root: Root, record: Record, pid: int | None, src_path: str, dest_path:
 
 
 def _worker_argv(root: Root, record: Record, cdir: Path, pid: int | None, action: str,
-                 path: str) -> list[str]:
+                 path: str, enter: list[str] | None) -> list[str]:
     """The worker's command line: a stopped ``overlay`` container's root is mounted as its
-    runs mount it (the image's layers under its upper directory), in a user and mount
-    namespace of the worker's own that ends with it, as Podman mounts a stopped container's;
-    every other case is ``_transfer``'s."""
+    runs mount it (the image's layers under its upper directory), in the user and mount
+    namespace of the holder *enter* leads into (which ends after the copy), as Podman mounts
+    a stopped container's; every other case is ``_transfer``'s."""
     from .._images._store import Store
     from .._storage._transfer import worker_argv
 
@@ -120,15 +143,15 @@ def _worker_argv(root: Root, record: Record, cdir: Path, pid: int | None, action
                            f"the overlay or copy storage driver (this one uses {driver}): start "
                            "it first")
     if pid is not None or driver != "overlay":
-        return worker_argv(cdir, driver, pid, action, path)
+        return worker_argv(cdir, driver, pid, action, path, enter=enter)
     layers = Store(root).get(record.spec.image_id).layers
     for d in ("upper", "work", "rootfs"):  # a container never started has none yet
         (cdir / d).mkdir(mode=0o755 if d == "upper" else 0o700, exist_ok=True)
     lower = ":".join(str(p) for p in reversed(layers))  # the top layer first, as _rootfs
     opts = f"userxattr,lowerdir={lower},upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
     mountpoint = str(cdir / "rootfs")
-    user = ["--user", "--map-root-user"] if os.geteuid() != 0 else []
-    return ["unshare", *user, "--mount", "--propagation", "private", "--", "sh", "-c",
+    assert enter is not None
+    return [*enter, "sh", "-c",
             'mount -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "sh",
             opts, mountpoint, sys.executable, "-m", "carrier._storage._transfer_worker",
             mountpoint, action, path, ""]

@@ -157,11 +157,12 @@ def _inside(target: Path, rel: str, entry: str) -> Path:
 
 
 def worker_argv(cdir: Path, driver: str, container_pid: int | None, action: str,
-                path: str) -> list[str]:
+                path: str, *, enter: list[str] | None = None) -> list[str]:
     """The command line of the worker that packs or unpacks *path* in a container's root, as
     root of its user namespace: through a running container's own root (``/proc/PID/root``,
     its volumes included), or, for a stopped container of the ``copy`` driver, its root
-    directory in a user namespace of our own. Other stopped containers have no root mounted
+    directory in a user namespace of our own (*enter*: into a holder that has the container's
+    id maps; else one mapping our own id alone). Other stopped containers have no root mounted
     anywhere: refused in one line."""
     rootless = os.geteuid() != 0
     expect = ""
@@ -176,7 +177,8 @@ def worker_argv(cdir: Path, driver: str, container_pid: int | None, action: str,
             raise CarrierError("the container stopped while the copy began") from None
     elif driver == "copy" and (cdir / "rootfs").is_dir():
         root = str(cdir / "rootfs")
-        prefix = ["unshare", "--user", "--map-root-user"] if rootless else []
+        prefix = enter if enter is not None else (
+            ["unshare", "--user", "--map-root-user"] if rootless else [])
     else:
         raise CarrierError(f"the root filesystem of a stopped container is reachable only with "
                            f"the copy storage driver (this one uses {driver}): start it first")
