@@ -27,12 +27,12 @@ if TYPE_CHECKING:
     from ._supervision._events import UnknownEvent as UnknownEvent
     from ._supervision._events import events as events
     from ._supervision._execstream import ExecProcess as ExecProcess
-    from ._supervision._group import Container as Container
-    from ._supervision._group import ExecResult as ExecResult
-    from ._supervision._group import ExitedBeforeReadyError as ExitedBeforeReadyError
-    from ._supervision._group import Outcome as Outcome
-    from ._supervision._group import Reason as Reason
-    from ._supervision._group import Stdio as Stdio
+    from ._supervision._handle import Container as Container
+    from ._supervision._handle import ExecResult as ExecResult
+    from ._supervision._handle import ExitedBeforeReadyError as ExitedBeforeReadyError
+    from ._supervision._handle import Outcome as Outcome
+    from ._supervision._handle import Reason as Reason
+    from ._supervision._handle import Stdio as Stdio
     from ._supervision._logreader import LogLine as LogLine
     from ._supervision._ready import Condition as Condition
     from ._supervision._ready import all_of as all_of
@@ -76,10 +76,10 @@ _HOME = {
     "run": "_library._run",
     "Network": "_library._network", "network": "_library._network",
     "NetworkName": "_library._network",
-    "Container": "_supervision._group", "Outcome": "_supervision._group",
-    "ExitedBeforeReadyError": "_supervision._group", "ExecResult": "_supervision._group",
+    "Container": "_supervision._handle", "Outcome": "_supervision._handle",
+    "ExitedBeforeReadyError": "_supervision._handle", "ExecResult": "_supervision._handle",
     "ExecTimeoutError": "_util._errors",
-    "Reason": "_supervision._group", "Stdio": "_supervision._group",
+    "Reason": "_supervision._handle", "Stdio": "_supervision._handle",
     "LogLine": "_supervision._logreader", "ExecProcess": "_supervision._execstream",
 }
 

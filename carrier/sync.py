@@ -19,8 +19,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._library._network import Helper, Network, NetworkName
 from ._library._network import network as _async_network
 from ._library._run import run as _async_run
-from ._supervision._group import Container as _AsyncContainer
-from ._supervision._group import ExecResult, Outcome
+from ._supervision._handle import Container as _AsyncContainer
+from ._supervision._handle import ExecResult, Outcome
 from ._supervision._logreader import LogLine
 from ._supervision._ready import Condition
 from ._util._errors import CarrierError

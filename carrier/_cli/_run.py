@@ -23,7 +23,7 @@ from ._settings import parse_labels, read_env_files
 
 if TYPE_CHECKING:
     from .._state._records import Record
-    from .._supervision._group import Container, Outcome, Stdio
+    from .._supervision._handle import Container, Outcome, Stdio
     from .._util._root import Root
 
 
@@ -327,7 +327,7 @@ def supervise_here(root: Root, record: Record, lock: int, *, interactive: bool) 
     code. The caller holds the signals (:func:`held`) and the container's lock *lock*."""
     import anyio
 
-    from .._supervision._group import Stdio
+    from .._supervision._handle import Stdio
 
     stdin = None if interactive else subprocess.DEVNULL
     with _terminal_for(record.spec.tty, interactive):
@@ -354,7 +354,7 @@ def _terminal_for(tty: bool, interactive: bool) -> Iterator[None]:
 
 
 def _report(outcome: Outcome) -> int:
-    from .._supervision._group import Reason
+    from .._supervision._handle import Reason
 
     # The runtime already printed its own failure on the container's stderr.
     if (outcome.exit_code == 125 and outcome.reason is not Reason.RUNTIME_FAILED) or (
@@ -371,7 +371,8 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
     import anyio
 
     from .._runtime._reaper import become_subreaper
-    from .._supervision._group import Outcome, Reason, supervise
+    from .._supervision._group import supervise
+    from .._supervision._handle import Outcome, Reason
     from .._util._errors import unwrapped
 
     become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
@@ -481,7 +482,8 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
     import anyio
 
     from .._runtime._reaper import become_subreaper
-    from .._supervision._group import Stdio, supervise
+    from .._supervision._group import supervise
+    from .._supervision._handle import Stdio
     from .._util._errors import unwrapped
 
     become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)

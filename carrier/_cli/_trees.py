@@ -61,7 +61,7 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
     from anyio.abc import TaskStatus
 
     from .._runtime._reaper import become_subreaper
-    from .._supervision._group import Container
+    from .._supervision._handle import Container
     from .._supervision._tree import up as run_tree
     from .._util._errors import unwrapped
 

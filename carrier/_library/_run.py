@@ -14,7 +14,8 @@ import anyio
 from .._images._ensure import ensure_image
 from .._supervision._control import reconcile
 from .._supervision._create import create
-from .._supervision._group import Container, Stdio, supervise
+from .._supervision._group import supervise
+from .._supervision._handle import Container, Stdio
 from .._supervision._ready import Condition
 from .._util._errors import unwrapped
 from .._util._root import Root

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from ._group import Container
+from ._handle import Container
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from .._util._errors import CarrierError, ConflictError, NotFoundError
 from .._util._root import Root
 from ._control import remove
 from ._create import build_spec, create
-from ._group import Container, Outcome, Reason, Stdio, supervise
+from ._group import supervise
+from ._handle import Container, Outcome, Reason, Stdio
 from ._netgroup import remove_unused
 from ._ready import Condition, healthy, port
 from ._treespec import GroupDecl, Tree

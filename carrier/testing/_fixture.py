@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 
 from .._library._run import run
-from .._supervision._group import Container
+from .._supervision._handle import Container
 
 Scope = Literal["function", "class", "module", "package", "session"]
 
