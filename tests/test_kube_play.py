@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -336,3 +338,59 @@ def test_down_stops_independent_containers_together(carrier: Carrier, image: str
     assert [e["name"] for e in events(carrier, "exited")][-1] == "pair-p-infra"
     assert _names(carrier, "-a") == []
 
+
+def _until(carrier: Carrier, needle: str, *argv: str, bound: float = 30) -> str:
+    """Bounded retry of `carrier ARGV` until its output holds *needle* (what it reads, a
+    container's hosts file or a server behind a name, announces nothing); the output."""
+    deadline = time.monotonic() + bound
+    out = ""
+    while time.monotonic() < deadline:
+        out = carrier(*argv).out
+        if needle in out:
+            return out
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in the output of {argv} within {bound} s: {out!r}")
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_infra_killed_recreates_the_pod(carrier: Carrier, image: str, tmp_path: Path,
+                                        helper: str) -> None:
+    """A Pod's sidecar resolves a container started on the tree's network after the Pod (its
+    hosts follow the infra container's); SIGKILL of a Pod's infra container ends the Pod's
+    app container with network-exited, the infra restarts first and the app rejoins its new
+    namespace, reachable again by Service name from the other Pod."""
+    labels = {"app": "server"}
+    manifest = _write(tmp_path / "pk.yaml", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server", "labels": labels},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "httpd", "image": "busybox",
+             "command": ["sh", "-c", "mkdir -p /w; echo served > /w/index.html; "  # quick on TERM
+                         "httpd -f -p 8080 -h /w & trap 'kill $!; exit 0' TERM; wait"]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
+         "spec": {"selector": labels, "ports": [{"port": 8080}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+         "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+             {"name": "get", "image": "busybox", "command": ["sleep", "100000"]}]}})
+    assert carrier("network", "create", "pk_default", "-o", f"helper={helper}").code == 0
+    res = carrier("kube", "play", str(manifest))
+    assert res.code == 0, res.err
+    fetch = ["exec", "pk-client-get", "sh", "-c",  # busybox wget -T crashes under exec
+             r'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 backend 8080']
+    _until(carrier, "served", *fetch)
+    res = carrier("run", "-d", "--name", "late", "--network", "pk_default", "busybox",
+                  "sleep", "100000")
+    assert res.code == 0, res.err
+    address = carrier.record("late")["network"]["address"].split("/")[0]  # type: ignore[index]
+    _until(carrier, f"{address}\tlate", "exec", "pk-client-get", "cat", "/etc/hosts")
+    infra = carrier.record("pk-server-infra")["container_pid"]
+    assert isinstance(infra, int)
+    os.kill(infra, signal.SIGKILL)
+    wait_event(carrier, "started", count=7)  # two infra, two apps, late, then the Pod again
+    ended = {e["name"]: e["reason"] for e in events(carrier, "exited")}
+    assert ended == {"pk-server-infra": "killed", "pk-server-httpd": "network-exited"}
+    started = [e["name"] for e in events(carrier, "started")]
+    assert started[-2:] == ["pk-server-infra", "pk-server-httpd"]
+    _until(carrier, "served", *fetch)
+    assert carrier("rm", "-f", "late").code == 0
+    assert carrier("kube", "play", "--down", str(manifest)).code == 0
+    assert _names(carrier, "-a") == []

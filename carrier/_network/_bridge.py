@@ -11,6 +11,7 @@ Every function here blocks: call it from a worker thread (pyroute2 runs its own 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import Any
@@ -41,6 +42,13 @@ def veth_name(cid: str) -> str:
     return f"vc{cid[:12]}"
 
 
+def mac_for(address: str) -> str:
+    """The MAC address of the member that has IPv4 *address* (02:42 and its four bytes, as
+    Docker derives it): a member that comes back with its address keeps its MAC, so that the
+    other members' neighbour caches stay right (else they send to the old MAC for ~30 s)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
 def attach(net_holder: int, container_holder: int, cid: str, address: str, prefixlen: int,
            gateway: str, mtu: int | None) -> None:
     """Give the container's namespace an ``eth0`` on the bridge: a veth pair made in the
@@ -54,7 +62,8 @@ def attach(net_holder: int, container_holder: int, cid: str, address: str, prefi
             for index in ipr.link_lookup(ifname=host_end):  # left by a run killed mid-way
                 ipr.link("del", index=index)
             ipr.link("add", ifname=host_end, kind="veth", mtu=mtu,
-                     peer={"ifname": "eth0", "net_ns_fd": netns_fd, "mtu": mtu})
+                     peer={"ifname": "eth0", "net_ns_fd": netns_fd, "mtu": mtu,
+                           "address": mac_for(address)})
             index = ipr.link_lookup(ifname=host_end)[0]
             bridge = ipr.link_lookup(ifname=BRIDGE)[0]
             ipr.link("set", index=index, master=bridge)

@@ -78,6 +78,8 @@ class _Group:
         self.network: ContainerNetwork | None = None
         self.attachment: _netgroup.Attachment | None = None  # on a named network
         self.owner_pidfd: int | None = None  # --network container:NAME: the owner's holder
+        self.owner_hosts: tuple[int, int, str] | None = None  # inotify fd, owner's PID, own line
+        self.join_gate: Callable[[], Awaitable[object]] | None = None
         self.console: Console | None = None
         self.output: Output | None = None
         self.log: LogWriter | None = None
@@ -245,6 +247,7 @@ class _Group:
         self.detached = False
         self.attachment = None
         self.owner_pidfd = None
+        self.owner_hosts = None
         self.rootfs = None
         self.console = None
         self.output = None
@@ -273,6 +276,8 @@ class _Group:
                 if self.owner_pidfd is not None:
                     message = f"the network of {self.record.spec.network} ended (its holder exited)"
                     tg.start_soon(self._watch_network, tg, self.owner_pidfd, message)
+                if self.owner_hosts is not None:
+                    tg.start_soon(self._follow_owner_hosts, *self.owner_hosts)
                 if self.health is not None:
                     tg.start_soon(self._watch_health, tg, self.health)
         except Exception as exc:
@@ -449,6 +454,12 @@ class _Group:
         """``--network container:OWNER``: a holder in the owner's user and network namespaces
         (new UTS and IPC ones), the owner's network files; its holder's end ends this group."""
         spec = self.record.spec
+        if self.join_gate is not None and self.record.restarts:
+            with anyio.move_on_after(300):  # a guard: the owner's own restart is bounded
+                await _first_of(self.join_gate, self.stop_requested.wait)
+            if self.stop_requested.is_set():
+                raise CarrierError(f"--network container:{owner}: stopped while waiting for "
+                                   "it to run again")
         try:
             cid = self.containers.resolve(owner)
             rec = self.containers.load(cid)
@@ -466,9 +477,27 @@ class _Group:
         self.holder = await start_holder(userns=True, netns=True, mountns=rootfs.needs_mountns,
                                          inside=rec.holder_pid, share_net=True)
         await rootfs.prepare(self.holder)
+        owner_pid = rec.container_pid
+        watch = _netgroup.watch_hosts(owner_pid) if owner_pid else None
+        if watch is not None and owner_pid:  # before the read: no later change is missed
+            address = str((rec.network or {}).get("address") or "127.0.1.1").split("/")[0]
+            own = f"{address}\t{' '.join(dict.fromkeys([spec.hostname, self.record.name]))}"
+            self.owner_hosts = (watch, owner_pid, own)
         live = _netgroup.read_hosts(rec.container_pid) if rec.container_pid else None
         self.network = setup_joined(spec, self.record.name, self.bundle, rootfs.view(), owner,
                                     self.containers.dir(cid), rec.network or {}, live)
+
+    async def _follow_owner_hosts(self, fd: int, owner_pid: int, own: str) -> None:
+        """The owner's hosts file changed (a container joined or left its network): the
+        joiner's follows, so that it names the network's members of the moment too."""
+        while True:
+            await anyio.wait_readable(fd)
+            with contextlib.suppress(BlockingIOError):
+                os.read(fd, 65536)
+            text, pid = _netgroup.read_hosts(owner_pid), self.record.container_pid
+            if text is not None and pid is not None:
+                hosts = _netgroup.joiner_hosts(text, own)
+                await anyio.to_thread.run_sync(_netgroup.write_hosts, pid, hosts)
 
     async def _adopt(self, pid_file: Path) -> bool:
         """Wait for a detached runtime to exit; if it started the command, its init (ours now,
@@ -640,6 +669,9 @@ class _Group:
         if self.owner_pidfd is not None:
             os.close(self.owner_pidfd)
             self.owner_pidfd = None
+        if self.owner_hosts is not None:
+            os.close(self.owner_hosts[0])
+            self.owner_hosts = None
         outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
         stopped_by_us = (Reason.STOP_REQUESTED, Reason.UNHEALTHY, Reason.RESTART_REQUESTED)
         if outcome.reason in stopped_by_us and code is not None:

@@ -61,6 +61,7 @@ class Supervised(Protocol):
     def last_lines(self) -> list[LogRecord] | None: ...
     @property
     def run_end_hooks(self) -> list[Callable[[Outcome], None]]: ...
+    join_gate: Callable[[], Awaitable[object]] | None
     def output_lines(self) -> list[LogLine]: ...
     def request_stop(self, timeout: float | None) -> None: ...
 
@@ -308,6 +309,12 @@ class Container:
     def on_run_end(self, callback: Callable[[Container, Outcome], None]) -> None:
         """Call *callback* after each run of this container has ended and been cleaned."""
         self._group.run_end_hooks.append(lambda outcome: callback(self, outcome))
+
+    def gate_joins(self, gate: Callable[[], Awaitable[object]]) -> None:
+        """``--network container:OWNER``: each restart awaits *gate* before it joins the
+        owner's network (a tree: until the owner, whose end ended this run, runs again); a stop
+        ends the wait."""
+        self._group.join_gate = gate
 
     @property
     def has_terminal(self) -> bool:

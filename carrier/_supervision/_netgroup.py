@@ -43,6 +43,7 @@ from .._state._networks import Member, NetworkRecord, Networks
 from .._util import _process
 from .._util._atomic import lock_fd, try_lock, write_json
 from .._util._errors import CarrierError
+from .._util._inotify import IN_CLOSE_WRITE, IN_MODIFY, watch_directory
 from .._util._logging import log
 from .._util._root import Root
 
@@ -432,6 +433,32 @@ def read_hosts(pid: int) -> str | None:
     except OSError:
         return None
     return text if len(text) <= HOSTS_MAX else None
+
+
+def watch_hosts(pid: int) -> int | None:
+    """A non-blocking inotify descriptor that becomes readable when the hosts file of the
+    running container *pid* is rewritten (a ``container:`` joiner follows its owner's); None
+    when it cannot be watched. Set it before reading the file, so that no change is missed."""
+    return watch_directory(Path(f"/proc/{pid}/root/etc/hosts"), IN_MODIFY | IN_CLOSE_WRITE,
+                           blocking=False)
+
+
+def joiner_hosts(owner: str, own: str) -> str:
+    """A ``container:`` joiner's hosts file: its owner's, with the joiner's own line *own* put
+    above the network members' lines (which :func:`rewrite_hosts` replaces)."""
+    head, mark, members = owner.partition(MARK)
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return f"{head}{own}\n{mark}{members}"
+
+
+def write_hosts(pid: int, text: str) -> None:
+    """Rewrite the hosts file of the running container *pid* in place (same inode), without
+    following the container's symlinks; nothing when it cannot be opened."""
+    with contextlib.suppress(OSError), \
+            os.fdopen(_open_hosts(f"/proc/{pid}/root/etc/hosts"), "r+", encoding="utf-8") as f:
+        f.write(text)
+        f.truncate()
 
 
 def rewrite_hosts(members: dict[str, Member]) -> None:

@@ -65,6 +65,7 @@ class _Run:
         self.gave_up: str | None = None
         self.group_of = {m: g for g in tree.groups for m in g.members}
         self.recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.running: dict[str, anyio.Event] = {}  # set while a member's run runs
 
     def on_run_end(self, group: GroupDecl, member: str, _: Container, outcome: Outcome) -> None:
         """A member's run ended: restart its siblings as the group's strategy says."""
@@ -88,6 +89,26 @@ class _Run:
             siblings = [m for m in members if self.order.index(m) > self.order.index(member)]
         for sibling in siblings:
             self.handles[sibling].restart()
+
+    def run_ended(self, name: str) -> None:
+        """A member's run ended: those joined to its network wait for its next run."""
+        if self.running[name].is_set():
+            self.running[name] = anyio.Event()
+
+    async def owner_runs(self, owner: str) -> None:
+        """Until *owner* runs: a ``container:`` joiner's restart waits for it, so that the
+        owner (a Pod's infra container) comes back first and the joiner joins its new run."""
+        await self.running[owner].wait()
+
+    def owner(self, options: dict[str, Any]) -> str | None:
+        """The member whose network *options* join (``container:NAME``), if it is one."""
+        network = str(options.get("network", ""))
+        if not network.startswith("container:"):
+            return None
+        target = network.split(":", 1)[1]
+        return next((d.name for d in self.tree.containers
+                     if self.tree.container_name(d.name) == target and d.name in self.running),
+                    None)
 
     def options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         options = {**options, "labels": {TREE_LABEL: self.tree.name}}
@@ -186,9 +207,15 @@ class _Run:
                         **self.options(decl.name, decl.options),
                     )
                     quiet = Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+                    self.running[decl.name] = anyio.Event()
+                    mark = partial(lambda n, _: self.running[n].set(), decl.name)
                     handle: Container = await tg.start(  # its output goes to its log
-                        supervise, self.root, record, lock, quiet
+                        partial(supervise, on_running=mark), self.root, record, lock, quiet
                     )
+                    handle.on_run_end(partial(lambda n, _c, _o: self.run_ended(n), decl.name))
+                    owner = self.owner(decl.options)
+                    if owner is not None:
+                        handle.gate_joins(partial(self.owner_runs, owner))
                     self.handles[decl.name] = handle
                     self.order.append(decl.name)
                     group = self.group_of.get(decl.name)
