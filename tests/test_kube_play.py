@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from conftest import Carrier
@@ -22,6 +23,7 @@ from helpers import events, wait_event
 
 SUPERVISORS = Path(__file__).parent.parent / "supervisors"
 HELPERS = ["pasta", "slirp4netns"]
+KUBERNETES = "1.36.0"  # the pinned version whose schemas a generated manifest must satisfy
 
 
 def _write(path: Path, *docs: dict[str, Any]) -> Path:
@@ -107,8 +109,10 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     """A client Pod reaches the server Pod by its Service's name and the host reaches it on the
     Service's node port; the sidecar reaches httpd on the Pod's shared localhost; the ConfigMap
     is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); $(VAR)
-    in env and command is expanded; `carrier down` refuses the tree in one line; --down leaves
-    no container, network or file, and the claim's volume outlives it."""
+    in env and command is expanded; `kube generate` of the tree (or of a Pod's containers)
+    validates and writes each Pod once with its containers, no infra; `carrier down` refuses
+    the tree in one line; --down leaves no container, network or file, and the claim's volume
+    outlives it."""
     port = _free_port()
     manifest = _write(tmp_path / "app.yaml", *_app(port))
     assert carrier("network", "create", "app_default", "-o", f"helper={helper}").code == 0
@@ -122,6 +126,16 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     assert "msg=hi-from-env-s3cret-$(GREETING)-$(NO)\n" in out  # $(VAR) expanded as Kubernetes does
     assert carrier("exec", "app-server-httpd", "cat", "/etc/token").out == "s3cret"
     _log_has(carrier, "app-server-sidecar", "hello-from-configmap")
+    pods = {"server": ["httpd", "sidecar"], "client": ["get"]}  # the manifest's, infra left out
+    for target, want in ((["app"], pods), (["app-server-infra", "app-server-httpd",
+                                             "app-server-sidecar"], {"app-server": pods["server"]})):
+        res = carrier("kube", "generate", *target)
+        assert res.code == 0, res.err
+        docs = [d for d in yaml.safe_load_all(res.out) if d is not None]
+        for doc in docs:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        assert {d["metadata"]["name"]: [c["name"] for c in d["spec"]["containers"]]
+                for d in docs if d["kind"] == "Pod"} == want
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
         reply = b""

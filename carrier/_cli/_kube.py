@@ -68,7 +68,7 @@ def _groups(targets: list[str], name: str | None
             ) -> tuple[list[tuple[str, list[Workload]]], bool, list[str]]:
     """The Pods to write, whether Services are implied (a tree's services find each other by
     name, which in Kubernetes takes a Service), and what the tree says that Kubernetes cannot."""
-    from .._kube._workload import from_decl, from_record
+    from .._kube._workload import from_decl, pods_of
     from .._state._records import Containers
     from .._supervision._tree import TREE_LABEL
     from .._supervision._treespec import load
@@ -83,10 +83,13 @@ def _groups(targets: list[str], name: str | None
         members = [r for r in containers.all() if r.spec.labels.get(TREE_LABEL) == targets[0]]
         if members:
             prefix = f"{targets[0]}-"
-            return ([(r.name.removeprefix(prefix), [from_record(r)]) for r in members], True,
+            return (pods_of(members, prefix), True,
                     ["a running tree's depends_on is not stored: generate from its file to keep it"])
     records = [containers.find(t) for t in targets]
-    return [(name or f"{records[0].name}-pod", [from_record(r) for r in records])], False, []
+    pods = pods_of(records)
+    if len(pods) == 1 and name is None and len(pods[0][1]) < len(records):  # a Pod, as kube
+        return pods, False, []  # play ran it (its infra container left out)
+    return [(name or f"{records[0].name}-pod", [w for _, ws in pods for w in ws])], False, []
 
 
 def _exists(containers: Containers, ref: str) -> bool:
