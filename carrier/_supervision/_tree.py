@@ -66,6 +66,8 @@ class _Run:
         self.group_of = {m: g for g in tree.groups for m in g.members}
         self.recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.running: dict[str, anyio.Event] = {}  # set while a member's run runs
+        self.runs: dict[str, int] = collections.Counter()  # a member's runs started so far
+        self.joined: dict[str, tuple[str, int]] = {}  # a joiner's owner and the run it joined
 
     def on_run_end(self, group: GroupDecl, member: str, _: Container, outcome: Outcome) -> None:
         """A member's run ended: restart its siblings as the group's strategy says."""
@@ -90,15 +92,27 @@ class _Run:
         for sibling in siblings:
             self.handles[sibling].restart()
 
-    def run_ended(self, name: str) -> None:
-        """A member's run ended: those joined to its network wait for its next run."""
+    def run_started(self, name: str) -> None:
+        """A member's run started (each run): its joiners may join it."""
+        self.runs[name] += 1
+        self.running[name].set()
+
+    def run_ended(self, name: str, outcome: Outcome) -> None:
+        """A member's run ended: those joined to its network wait for its next run. A joiner
+        that saw its owner's network end (before the owner's own end is handled) marks that
+        run of the owner's as over at once, so that it cannot rejoin the dead one."""
         if self.running[name].is_set():
             self.running[name] = anyio.Event()
+        if name in self.joined and outcome.reason is Reason.NETWORK_EXITED:
+            owner, run = self.joined[name]
+            if self.runs[owner] == run and self.running[owner].is_set():
+                self.running[owner] = anyio.Event()
 
-    async def owner_runs(self, owner: str) -> None:
+    async def owner_runs(self, joiner: str, owner: str) -> None:
         """Until *owner* runs: a ``container:`` joiner's restart waits for it, so that the
         owner (a Pod's infra container) comes back first and the joiner joins its new run."""
         await self.running[owner].wait()
+        self.joined[joiner] = (owner, self.runs[owner])
 
     def owner(self, options: dict[str, Any]) -> str | None:
         """The member whose network *options* join (``container:NAME``), if it is one."""
@@ -208,14 +222,16 @@ class _Run:
                     )
                     quiet = Stdio(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
                     self.running[decl.name] = anyio.Event()
-                    mark = partial(lambda n, _: self.running[n].set(), decl.name)
+                    mark = partial(lambda n, _: self.run_started(n), decl.name)
+                    owner = self.owner(decl.options)
+                    if owner is not None:
+                        self.joined[decl.name] = (owner, self.runs[owner])
                     handle: Container = await tg.start(  # its output goes to its log
                         partial(supervise, on_running=mark), self.root, record, lock, quiet
                     )
-                    handle.on_run_end(partial(lambda n, _c, _o: self.run_ended(n), decl.name))
-                    owner = self.owner(decl.options)
+                    handle.on_run_end(partial(lambda n, _, o: self.run_ended(n, o), decl.name))
                     if owner is not None:
-                        handle.gate_joins(partial(self.owner_runs, owner))
+                        handle.gate_joins(partial(self.owner_runs, decl.name, owner))
                     self.handles[decl.name] = handle
                     self.order.append(decl.name)
                     group = self.group_of.get(decl.name)
