@@ -111,8 +111,8 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     is a read-only file and an env value, the Secret a file (subPath) and env (envFrom); $(VAR)
     in env and command is expanded; `kube generate` of the tree (or of a Pod's containers)
     validates and writes each Pod once with its containers, no infra; `carrier down` refuses
-    the tree in one line; --down leaves no container, network or file, and the claim's volume
-    outlives it."""
+    the tree in one line; --down leaves no container or file, keeps the network it did not
+    make, and the claim's volume outlives it."""
     port = _free_port()
     manifest = _write(tmp_path / "app.yaml", *_app(port))
     assert carrier("network", "create", "app_default", "-o", f"helper={helper}").code == 0
@@ -156,7 +156,10 @@ def test_two_pods_service_configmap_claim_and_down(carrier: Carrier, image: str,
     res = carrier("kube", "play", "--down", str(manifest))
     assert res.code == 0, res.err
     assert _names(carrier, "-a") == []
-    assert not (carrier.root / "networks" / "app_default").exists()
+    # The network was made by hand (to choose the helper): --down keeps it, as Compose keeps a
+    # network it did not make; it is free again, so it can be removed.
+    assert (carrier.root / "networks" / "app_default").exists()
+    assert carrier("network", "rm", "app_default").code == 0
     assert list((carrier.root / "trees").iterdir()) == []
     assert (carrier.root / "volumes" / "keep" / "_data" / "mark").read_text() == "kept\n"
 
@@ -302,6 +305,7 @@ def test_round_trip_generate_then_play(carrier: Carrier, image: str, tmp_path: P
     res = carrier("kube", "play", "--down", str(manifest))
     assert res.code == 0, res.err
     assert _names(carrier, "-a") == []
+    assert carrier("network", "ls", "-q").out.split() == []  # the network the tree made is gone
 
 
 def test_down_while_an_init_container_runs(carrier: Carrier, image: str, tmp_path: Path) -> None:

@@ -374,8 +374,10 @@ class TestFullDisk:
 
     @pytest.mark.parametrize("leave", [0, 8 << 10, 24 << 10])
     def test_full_disk(self, carrier: Carrier, image: str, small_fs: Path, leave: int) -> None:
-        """On a full disk a run fails in one line that says so (125) and leaves nothing; reading
-        and removing commands work, also stopping and removing a running container."""
+        """On a full disk a run fails in one line that says so (125) and leaves nothing but, as
+        Docker keeps a container whose start failed, at most its record (exited, 125, the reason
+        naming the disk), which rm removes; reading and removing commands work, also stopping
+        and removing a running container."""
         res = carrier("run", "-d", "--name", "keep", "--network", "none", "--stop-timeout", "0.5",
                       image, "sleep", "1000")
         assert res.code == 0, res.err
@@ -388,6 +390,12 @@ class TestFullDisk:
         for args in (["ps", "-a"], ["images"], ["info", "keep"], ["logs", "keep"]):
             res = carrier(*args)
             assert res.code == 0, (args, res.err)
+        if any(line.endswith(" full") for line in carrier("ps", "-a").out.splitlines()):
+            failed = carrier.record("full")  # where its record could still be written
+            assert (failed["status"], failed["exit_code"]) == ("exited", 125), failed
+            assert "no space left on device" in str(failed["reason"]).lower(), failed
+            assert (failed["holder_pid"], failed["container_pid"]) == (None, None), failed
+            assert carrier("rm", "full").code == 0
         assert "full" not in carrier("ps", "-a").out
         assert carrier("info", "full").code == 125
         containers = list((carrier.root / "containers").iterdir())
