@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -217,6 +218,28 @@ class TestDockerBehaviours:
             flags = {w for w in res.out.split() if w.startswith("--no-")}
             assert flags <= {"--no-network", "--no-tls-verify", "--no-trunc"}, (command, flags)
         assert carrier("run", "--no-rm", "busybox", "true").code == 125
+
+    def test_every_option_has_a_help_line(self, carrier: Carrier) -> None:
+        """Every option of every command (the subcommands' too) says what it does in --help,
+        beyond its default and choices."""
+        listed = carrier("--help").out
+        commands = [line.split()[1] for line in listed.splitlines()
+                    if re.match(r"^│ [a-z]", line)]
+        assert {"run", "ps", "network", "kube"} <= set(commands), commands
+        missing = []
+        for command in commands:
+            res = carrier(command, "--help")
+            subs = [line.split()[1] for line in res.out.splitlines()
+                    if re.match(r"^│ [a-z]", line)] if "Commands" in res.out else []
+            for argv in [[command]] if not subs else [[command, sub] for sub in subs]:
+                res = carrier(*argv, "--help", timeout=60)
+                assert res.code == 0, (argv, res.err)
+                for line in res.out.splitlines():
+                    m = re.match(r"^│ +(\*? *-[-\w]+(?: [-\w]+)*(?: [A-Z]+(?:\.\.\.)?)?) {2,}(.*?)\s*│$",
+                                 line)
+                    if m and (not m[2] or m[2].startswith(("[default", "[choices"))):
+                        missing.append((*argv, m[1].strip()))
+        assert not missing, missing
 
     def test_warnings_are_plain_lines_when_piped(self, carrier: Carrier, tmp_path: Path) -> None:
         """A warning on a stderr that is not a terminal is a plain line, not JSON."""

@@ -61,8 +61,11 @@ def _meta(
     root: Annotated[
         Path | None, Parameter(help="Carrier root (default: $CARRIER_ROOT or ~/.local/share/carrier).")
     ] = None,
-    log_level: Literal["debug", "info", "warning", "error"] = "warning",
-    log_format: Literal["auto", "console", "json"] = "auto",
+    log_level: Annotated[Literal["debug", "info", "warning", "error"],
+                         Parameter(help="Carrier's own log messages from this level on.")] = "warning",
+    log_format: Annotated[Literal["auto", "console", "json"],
+                          Parameter(help="Log lines for people (console), or JSON; auto: console "
+                                         "on a terminal.")] = "auto",
 ) -> Any:
     configure(log_level, log_format)
     if root is not None:

@@ -33,7 +33,25 @@ def ps(
 ) -> int:
     """List containers (running ones, or all with -a; -n N: the N last created, -l: the last
     one; --filter KEY=VALUE: name, id, label, status, ancestor, as Podman takes them;
-    --format table, json or a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}')."""
+    --format table, json or a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Status}}').
+
+    Parameters
+    ----------
+    all: bool
+        Every container, not only running ones.
+    format: str
+        table (default), json, or a Go template ('{{.Names}}', 'table {{.ID}}\\t{{.Status}}').
+    quiet: bool
+        Only the ids.
+    no_trunc: bool
+        Full ids and commands.
+    last: int
+        The N containers created last (all states).
+    latest: bool
+        The container created last.
+    filter: list[str] | None
+        KEY=VALUE: name, id, label, status, ancestor (repeatable).
+    """
     from .._state._records import Containers, Status
     from ._psfilter import parse
 
@@ -137,6 +155,11 @@ def stop(
     """Stop containers: SIGTERM, then SIGKILL after the timeout (-t: 10s, 500ms, or seconds).
 
     Each container is looked up before any is stopped.
+
+    Parameters
+    ----------
+    time: str | None
+        Seconds between SIGTERM and SIGKILL (default: the container's stop timeout).
     """
     from .._state._records import Containers
     from .._supervision._control import request_stop
@@ -178,6 +201,11 @@ def rm(
     running) is reported in one line and the others are still removed; the exit code is 125
     if any could not be. A container is removed only once none of its processes lives; a
     damaged record too.
+
+    Parameters
+    ----------
+    force: bool
+        Kill and remove running containers too.
     """
     import anyio
 
@@ -213,7 +241,21 @@ def logs(
 ) -> int:
     """Print a container's output: its stdout on stdout, its stderr on stderr (--tail N: the
     last N lines; -t: each line's time first; --since/--until: RFC 3339, Unix seconds or a
-    duration such as 10m; -f: keep following until the container's supervisor has ended)."""
+    duration such as 10m; -f: keep following until the container's supervisor has ended).
+
+    Parameters
+    ----------
+    follow: bool
+        Keep printing as the container writes, until it ends.
+    tail: int
+        Only the last N lines (-1: all).
+    timestamps: bool
+        Each line with its time.
+    since: str | None
+        Only lines since a time: 10m, 1h30m, or an RFC 3339 date.
+    until: str | None
+        Only lines before a time: 10m, or an RFC 3339 date.
+    """
     import time
 
     from .._state._records import Containers
@@ -234,7 +276,13 @@ def logs(
 
 def info(container: str | None = None, *, format: Literal["text", "json"] = "text") -> int:
     """Show everything Carrier knows about a container (JSON), or, with no container, about this
-    machine: storage driver, runtime, network helper."""
+    machine: storage driver, runtime, network helper.
+
+    Parameters
+    ----------
+    format: str
+        text or json.
+    """
     from .._state._records import Containers
 
     if container is None:
@@ -254,7 +302,15 @@ def events(
     format: Literal["table", "json"] = "table",
     follow: Annotated[bool, Parameter(name=["-f", "--follow"])] = False,
 ) -> int:
-    """Show lifecycle events from every supervisor of this Carrier root (-f: keep following)."""
+    """Show lifecycle events from every supervisor of this Carrier root (-f: keep following).
+
+    Parameters
+    ----------
+    format: str
+        text or json.
+    follow: bool
+        Keep printing events as they happen.
+    """
     from .._supervision import _events
     from .._util._root import Root
 

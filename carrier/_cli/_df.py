@@ -11,7 +11,13 @@ from ._format import size
 def df(*, format: str = "table") -> int:
     """Show the space images, containers and volumes take, and how much removing the unused
     ones would free (--format table, json or a Go template over Type, Total, Active, Size and
-    Reclaimable)."""
+    Reclaimable).
+
+    Parameters
+    ----------
+    format: str
+        table (default), json, or a Go template.
+    """
     from .._storage._usage import usage
     from ._common import open_root
     from ._template import is_template, render

@@ -67,6 +67,15 @@ def shell(
     """Work interactively in a running container (default: /bin/sh).
 
     A pseudo-terminal is used when standard input is a terminal.
+
+    Parameters
+    ----------
+    env: list[str] | None
+        KEY=VALUE for the session (repeatable).
+    workdir: str | None
+        Working directory inside.
+    user: str | None
+        User (name or uid[:gid]) inside.
     """
     return _enter(container, list(command) or ["/bin/sh"], interactive=True,
                   terminal=sys.stdin.isatty(), env=env or [], workdir=workdir, user=user,
@@ -83,6 +92,15 @@ def terminal(
     """Open a real terminal in a running container (default: /bin/sh).
 
     Always a pseudo-terminal: raw mode locally, window size followed, Ctrl-C/D/Z passed in.
+
+    Parameters
+    ----------
+    env: list[str] | None
+        KEY=VALUE for the session (repeatable).
+    workdir: str | None
+        Working directory inside.
+    user: str | None
+        User (name or uid[:gid]) inside.
     """
     return _enter(container, list(command) or ["/bin/sh"], interactive=True, terminal=True,
                   env=env or [], workdir=workdir, user=user, session=True)

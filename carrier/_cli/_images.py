@@ -138,7 +138,15 @@ def images(
     quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
 ) -> int:
     """List images: repository, tag, id, created and size (-q: only each image's id; --format
-    table, json or a Go template such as '{{.Repository}}:{{.Tag}}')."""
+    table, json or a Go template such as '{{.Repository}}:{{.Tag}}').
+
+    Parameters
+    ----------
+    format: str
+        table (default), json, or a Go template ('{{.Repository}}:{{.Tag}}').
+    quiet: bool
+        Only the ids.
+    """
     from .._images._store import Store, familiar
     from ._template import is_template, render
 
@@ -266,7 +274,13 @@ def _users(root: Root) -> dict[str, list[str]]:
 
 def rmi(*images: str, force: ForceOption = False) -> int:
     """Remove images; one a container uses is refused unless -f (which only untags it: the
-    container keeps its layers)."""
+    container keeps its layers).
+
+    Parameters
+    ----------
+    force: bool
+        Untag an image that containers use (they keep its layers).
+    """
     from .._images._store import Store, familiar
 
     if not images:
@@ -339,7 +353,13 @@ def _prune_layers(store: Store) -> int:
 
 
 def prune(*, force: ForceOption = False) -> int:
-    """Remove stopped containers, dangling images and unused layers; report the space freed."""
+    """Remove stopped containers, dangling images and unused layers; report the space freed.
+
+    Parameters
+    ----------
+    force: bool
+        Do not ask (needed without a terminal).
+    """
     from .._images._store import Store
     from .._state._records import Containers, Status
 
@@ -372,7 +392,13 @@ def prune(*, force: ForceOption = False) -> int:
 
 
 def system_info(*, format: Literal["text", "json"] = "text") -> int:
-    """Storage driver, runtime and network helper on this machine."""
+    """Storage driver, runtime and network helper on this machine.
+
+    Parameters
+    ----------
+    format: str
+        text or json.
+    """
     from .._images._store import Store
     from .._network._choice import choose as choose_helper
     from .._state._records import Containers

@@ -39,6 +39,11 @@ def kill(
     Each container is signalled on its own, as Podman does: one that is missing or not running
     is reported in one line and the others are still signalled; the exit code is 125 if any
     could not be.
+
+    Parameters
+    ----------
+    signal_: str
+        The signal, by name (KILL, SIGTERM) or number.
     """
     import anyio
 

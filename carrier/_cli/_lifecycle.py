@@ -107,6 +107,11 @@ def restart(
 
     Each container is handled on its own: one that fails is reported in one line, the others
     are still restarted, and the exit code is 125 if any failed.
+
+    Parameters
+    ----------
+    time: str | None
+        Seconds between SIGTERM and SIGKILL for the stop.
     """
     from .._state._records import Containers
     from .._supervision._control import request_stop

@@ -60,7 +60,15 @@ def create(name: str, *, subnet: str | None = None, internal: bool = False,
 
 def ls(*, quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
        format: str = "table") -> int:
-    """List named networks (--format table, json or a Go template such as '{{.Name}}')."""
+    """List named networks (--format table, json or a Go template such as '{{.Name}}').
+
+    Parameters
+    ----------
+    quiet: bool
+        Only the names.
+    format: str
+        table (default), json, or a Go template ('{{.Name}}').
+    """
     from .._state._networks import Networks
     from ._inspect import network_fields
     from ._template import is_template, render
@@ -87,7 +95,13 @@ def ls(*, quiet: Annotated[bool, Parameter(name=["-q", "--quiet"])] = False,
 def inspect(*names: str,
             format: Annotated[str, Parameter(name=["-f", "--format"])] = "json") -> int:
     """Show networks as JSON, with Podman's field names (--format: a Go template over Podman's
-    Go names, such as '{{.Name}} {{range .Subnets}}{{.Subnet}}{{end}}')."""
+    Go names, such as '{{.Name}} {{range .Subnets}}{{.Subnet}}{{end}}').
+
+    Parameters
+    ----------
+    format: str
+        json (default) or a Go template ('{{.Name}} {{range .Subnets}}{{.Subnet}}{{end}}').
+    """
     from .._state._networks import Networks
     from ._inspect import network_fields
     from ._template import is_template, render
@@ -112,7 +126,13 @@ def _users(root: Root, name: str) -> list[str]:
 
 def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
     """Remove networks; one a container uses is refused, unless -f, which removes those
-    containers first (stopping them), as Podman does."""
+    containers first (stopping them), as Podman does.
+
+    Parameters
+    ----------
+    force: bool
+        Remove the containers that use them first (stopping them).
+    """
     from .._state._networks import Networks
     from ._volumes import _remove_containers
 

@@ -44,7 +44,13 @@ def tool_version(tool: str) -> dict[str, str | None]:
 
 
 def version(*, format: Literal["text", "json"] = "text") -> int:
-    """Show the versions of Carrier, Python, and the tools it runs: runc, pasta, slirp4netns."""
+    """Show the versions of Carrier, Python, and the tools it runs: runc, pasta, slirp4netns.
+
+    Parameters
+    ----------
+    format: str
+        text or json.
+    """
     info: dict[str, dict[str, str | None]] = {
         "Carrier": {"Version": _carrier_version(), "Python": platform.python_version(),
                     "OsArch": str(Platform.host())},

@@ -39,7 +39,13 @@ def create(name: str, *, label: Annotated[list[str] | None, Parameter(consume_mu
 
 
 def ls(*, format: str = "table") -> int:
-    """List named volumes (--format table, json or a Go template such as '{{.Name}}')."""
+    """List named volumes (--format table, json or a Go template such as '{{.Name}}').
+
+    Parameters
+    ----------
+    format: str
+        table (default), json, or a Go template ('{{.Name}}').
+    """
     from .._storage._volumes import Volumes
     from ._template import is_template, render
 
@@ -61,7 +67,13 @@ def ls(*, format: str = "table") -> int:
 def inspect(*names: str,
             format: Annotated[str, Parameter(name=["-f", "--format"])] = "json") -> int:
     """Show volumes as JSON: name, mountpoint on the host, creation time, labels (--format: a
-    Go template such as '{{.Mountpoint}}')."""
+    Go template such as '{{.Mountpoint}}').
+
+    Parameters
+    ----------
+    format: str
+        json (default) or a Go template ('{{.Mountpoint}}').
+    """
     from .._storage._volumes import Volumes
     from ._template import is_template, render
 
@@ -82,6 +94,11 @@ def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = 
 
     Each volume is removed on its own: one that cannot be is reported in one line and the exit
     code is 125.
+
+    Parameters
+    ----------
+    force: bool
+        Remove the containers that use them first (stopping them).
     """
     from .._storage._mounts import remove_unused, volume_users
     from .._storage._volumes import Volumes
