@@ -8,6 +8,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -143,3 +144,22 @@ class TestRemoveForce:
         assert stopping.wait(timeout=30) == 0
         stopping.communicate()
         assert carrier("ps", "-a", "--format", "json").out.strip() == "[]"
+
+
+def test_a_finalizers_exception_is_no_traceback() -> None:
+    """An exception Python cannot raise (a finalizer's, of an object a Ctrl-C left half built,
+    whose repr fails too, as an interrupted event loop's) prints nothing on a command's stderr:
+    the interrupt is already reported in one line."""
+    script = (
+        "import gc\n"
+        "from carrier._cli import run_main\n"
+        "run_main(['version'])\n"
+        "class Half:\n"
+        "    def __repr__(self): raise AttributeError('half built')\n"
+        "    def __del__(self): raise RuntimeError('finalizer')\n"
+        "h = Half(); del h; gc.collect()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr

@@ -15,6 +15,7 @@ from typing import NoReturn
 def run_main(argv: list[str]) -> int:
     """Run one command line in this process; its exit code, the output flushed. The command
     line itself loads inside the guard, so that even a Ctrl-C while it loads is one line."""
+    sys.unraisablehook = _unraisable
     try:
         from ._app import main
 
@@ -26,6 +27,16 @@ def run_main(argv: list[str]) -> int:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     return code
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (a finalizer's: often of an object that a Ctrl-C left
+    half built, such as an event loop) goes to the debug log, not as a traceback to the user's
+    terminal: the interrupt itself is already reported in one line."""
+    import logging
+
+    logging.getLogger("carrier").debug(  # the object's type only: its repr may fail, half built
+        "unraisable exception in a %s: %r", type(unraisable.object).__name__, unraisable.exc_value)
 
 
 def console() -> NoReturn:
