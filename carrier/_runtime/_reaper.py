@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
 from collections.abc import Iterator
 
 import anyio
@@ -62,7 +61,7 @@ def starting() -> Iterator[None]:
         _state["starting"] -= 1
 
 
-class Init:
+class Init(_process.Reapable):
     """The container's init once the runtime has exited: our child by adoption.
 
     It offers what the supervisor used of the ``runc run`` process (:class:`_process.Child`):
@@ -100,18 +99,6 @@ class Init:
             self.pidfd = -1
             _adopted.discard(self.pid)
 
-    def signal(self, sig: int) -> None:
-        """Send *sig* unless the init has been reaped (the pidfd makes this race-free)."""
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, sig)
-
-    async def kill(self) -> int:
-        """SIGKILL and reap. **Cancellation:** shielded."""
-        with anyio.CancelScope(shield=True):
-            self.signal(signal.SIGKILL)
-            code = await self.wait()
-        return code
 
 
 def reap_orphans() -> int:

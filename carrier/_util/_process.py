@@ -77,8 +77,34 @@ def has_waiter(pid: int) -> bool:
     return pid in _unreaped
 
 
+class Reapable:
+    """A process held by a pidfd and reaped by its :meth:`wait`: signalled race-free, and
+    killed and reaped in one step (a :class:`Child` we spawned, or an adopted init)."""
+
+    pid: int
+    pidfd: int
+    returncode: int | None
+
+    async def wait(self) -> int:
+        """Wait for the process to end and reap it; its return code."""
+        raise NotImplementedError
+
+    def signal(self, sig: int) -> None:
+        """Send *sig* unless the process has been reaped (pidfds make this race-free)."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, sig)
+
+    async def kill(self) -> int:
+        """SIGKILL and reap. **Cancellation:** shielded."""
+        with anyio.CancelScope(shield=True):
+            self.signal(signal.SIGKILL)
+            code = await self.wait()
+        return code
+
+
 @final
-class Child:
+class Child(Reapable):
     """A child process with a pidfd. Built only by :func:`spawn`."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
@@ -99,19 +125,6 @@ class Child:
             _unreaped.discard(self.pid)
             os.close(self.pidfd)
         return self.returncode
-
-    def signal(self, sig: int) -> None:
-        """Send *sig* unless the child has already exited (pidfds make this race-free)."""
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, sig)
-
-    async def kill(self) -> int:
-        """SIGKILL and reap. **Cancellation:** shielded."""
-        with anyio.CancelScope(shield=True):
-            self.signal(signal.SIGKILL)
-            code = await self.wait()
-        return code
 
 
 def _take_terminal() -> None:
