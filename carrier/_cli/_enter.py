@@ -42,12 +42,6 @@ def exec_(
         Give the command a pseudo-terminal.
     detach: bool
         Start the command and return at once; it runs on inside, its output discarded.
-    env: list[str] | None
-        Set an environment variable, KEY=VALUE (repeatable).
-    workdir: str | None
-        Working directory inside the container.
-    user: str | None
-        User (name or uid[:gid]) to run as.
     """
     if not command:
         raise CarrierError("exec needs a command: carrier exec CONTAINER COMMAND...")
@@ -67,15 +61,6 @@ def shell(
     """Work interactively in a running container (default: /bin/sh).
 
     A pseudo-terminal is used when standard input is a terminal.
-
-    Parameters
-    ----------
-    env: list[str] | None
-        KEY=VALUE for the session (repeatable).
-    workdir: str | None
-        Working directory inside.
-    user: str | None
-        User (name or uid[:gid]) inside.
     """
     return _enter(container, list(command) or ["/bin/sh"], interactive=True,
                   terminal=sys.stdin.isatty(), env=env or [], workdir=workdir, user=user,
@@ -92,15 +77,6 @@ def terminal(
     """Open a real terminal in a running container (default: /bin/sh).
 
     Always a pseudo-terminal: raw mode locally, window size followed, Ctrl-C/D/Z passed in.
-
-    Parameters
-    ----------
-    env: list[str] | None
-        KEY=VALUE for the session (repeatable).
-    workdir: str | None
-        Working directory inside.
-    user: str | None
-        User (name or uid[:gid]) inside.
     """
     return _enter(container, list(command) or ["/bin/sh"], interactive=True, terminal=True,
                   env=env or [], workdir=workdir, user=user, session=True)

@@ -107,18 +107,12 @@ def run(
         Give the container a pseudo-terminal (-it: a real terminal session, as in Docker).
     name: str | None
         Name the container (default: its short id).
-    env: list[str] | None
-        Set an environment variable, KEY=VALUE (repeatable).
     env_file: list[str] | None
         Read environment variables from a file, one KEY=VALUE a line, as Docker (repeatable).
     label: list[str] | None
         Set a label, KEY=VALUE (repeatable); ps --filter label= and info show it.
     init: bool
         Run catatonit (found on PATH) as PID 1, forwarding signals and reaping orphans.
-    workdir: str | None
-        Working directory inside the container.
-    user: str | None
-        User (name or uid[:gid]) to run as inside the container.
     hostname: str | None
         Container hostname (default: its name).
     entrypoint: str | None
