@@ -37,10 +37,32 @@ def open_root() -> Root:
     return root
 
 
-def in_background(log: Path, work: Callable[[int], object]) -> str:
-    """Fork a supervisor into its own session to run *work(status_fd)*; return the status it
-    wrote ("started", or why it could not start) once it has closed that fd."""
+def in_background(log: Path, work: Callable[..., object], *args: object,
+                  fds: tuple[int, ...] = ()) -> str:
+    """Start a supervisor in its own session that runs ``work(*args, *fds, status_fd)``, its
+    output into *log*; return the status it wrote ("started", or why it could not start) once
+    it has closed that fd. Under the fork server, a fresh fork of the server runs it when *work*
+    and *args* can be pickled (``_zygote.spawn``: it then keeps none of the pages this command
+    dirtied); else (or with no server) this process forks it."""
+    from . import _zygote
+
     read_end, write_end = os.pipe()
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        spawned = _zygote.spawn(work, args, (null, out, out), [*fds, write_end])
+    finally:
+        os.close(out)
+        os.close(null)
+    if not spawned:
+        _fork(log, lambda status: work(*args, *fds, status), read_end, write_end)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as status:
+        return status.read().decode(errors="replace").strip()
+
+
+def _fork(log: Path, work: Callable[[int], object], read_end: int, write_end: int) -> None:
+    """Fork the supervisor from this process (no fork server, or *work* is a closure)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the detached supervisor
         os.close(read_end)
@@ -54,9 +76,6 @@ def in_background(log: Path, work: Callable[[int], object]) -> str:
             code = 1
         finally:
             os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as status:
-        return status.read().decode(errors="replace").strip()
 
 
 def _redirect_std(log: Path) -> None:

@@ -453,16 +453,10 @@ class _Proxy:
 def run_detached(root: Root, record: Record, lock: int, shown: str | None = None) -> int:
     """Fork a supervisor into its own session; print the id (or *shown*) once the command
     runs."""
-    import anyio
-
     from .._state._records import Containers
 
     cdir = Containers(root).dir(record.id)
-
-    def work(status_fd: int) -> None:
-        anyio.run(_detached, root, record, lock, status_fd)
-
-    message = in_background(cdir / "supervisor.log", work)
+    message = in_background(cdir / "supervisor.log", _supervise_detached, root, record, fds=(lock,))
     os.close(lock)
     if message != "started":
         raise CarrierError(message or "the detached supervisor failed to start the container")
@@ -470,6 +464,13 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
         pass  # what came while we waited: the container runs, detached, as asked
     print(record.id if shown is None else shown)
     return 0
+
+
+def _supervise_detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
+    """The detached supervisor's whole life (module-level: the fork server pickles it by name)."""
+    import anyio
+
+    anyio.run(_detached, root, record, lock, status_fd)
 
 
 async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:

@@ -30,10 +30,13 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 _MAX = 1 << 20
+_SPAWN_FDS = 8  # stdin, stdout, stderr, cwd, and up to four the work takes
+_serving: Path | None = None  # the socket of the server this process is (or was forked from)
 PRELOAD = (
     "carrier._cli._app", "carrier._cli._run", "carrier._cli._containers", "carrier._cli._common",
     "carrier._supervision._group", "carrier._supervision._create", "carrier._supervision._control",
@@ -51,6 +54,8 @@ def serve(path: Path) -> None:
     except BlockingIOError:
         return
     _sweep(path)
+    global _serving
+    _serving = path
     import importlib
 
     for module in PRELOAD:
@@ -114,12 +119,17 @@ def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socke
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-        if uid != os.getuid() or len(fds) != 4:
-            raise PermissionError("not this user's, or not a command")
         request = json.loads(msg)
+        spawn = "work" in request
+        if uid != os.getuid() or not (4 <= len(fds) <= _SPAWN_FDS if spawn else len(fds) == 4):
+            raise PermissionError("not this user's, or not a command")
+        inherited = [lock, listener.fileno(), *children]
         child = os.fork()
+        if child == 0 and spawn:  # other callers' connections too: a supervisor lives long
+            _spawned(conn, request, list(fds),
+                     [*inherited, *(c.fileno() for _, c in children.values())])
         if child == 0:
-            _command(conn, request, list(fds), pid, [lock, listener.fileno(), *children])
+            _command(conn, request, list(fds), pid, inherited)
         children[os.pidfd_open(child)] = (child, conn)
     except (OSError, ValueError):
         conn.close()
@@ -201,6 +211,112 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
         os._exit(code)
 
 
+def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int, int, int],
+          fds: list[int]) -> bool:
+    """In a command this server forked: have the server fork a fresh process (through a child
+    that exits at once, so that nobody waits for it) that runs ``work(*args, *fds)`` in its own
+    session, on *std* as its standard input, output and error, with this process's directory,
+    environment, umask, limits, signal mask and title; whether it runs (False: nothing ran,
+    fork here instead).
+
+    Why: a process forked from this command keeps every page the command dirtied (its option
+    parsing, its records) as its own once the command exits, about 10 MiB; a fresh fork of the
+    server shares them all with the server. *work* is pickled by name, *args* by value."""
+    if _serving is None or len(fds) > _SPAWN_FDS - 4:
+        return False
+    import pickle
+
+    from setproctitle import getproctitle
+
+    try:
+        payload = pickle.dumps((work, args))
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False  # a closure: only this process has it
+    mask = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    limits = {n: list(resource.getrlimit(getattr(resource, n)))
+              for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
+    request = json.dumps({"work": payload.decode("latin-1"), "env": dict(os.environ),
+                          "umask": _umask(), "limits": limits, "mask": mask,
+                          "title": getproctitle()}).encode()
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    started = False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+            conn.connect(str(_serving))
+            conn.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      array.array("i", [*std, cwd, *fds]))])
+            # Until both the server and the fork have closed it: the fork says it runs (before it
+            # runs *work*); the server says how the child in between ended, in either order.
+            for _ in range(4):
+                data = conn.recv(_MAX)
+                if not data:
+                    break
+                started = started or "pid" in json.loads(data)
+    except OSError:
+        pass  # no server (killed, idle-ended): nothing was forked unless it said it runs
+    finally:
+        os.close(cwd)
+    return started
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
+             inherited: list[int]) -> NoReturn:
+    """The fresh fork for ``spawn``: fork once more (this child ends at once, the server reaps
+    it), become what the caller described, say so, run the work."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    if os.fork() != 0:
+        os._exit(0)
+    try:
+        for fd in inherited:
+            os.close(fd)
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for sig in signal.valid_signals():
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        os.fchdir(fds[3])
+        for fd in fds[:4]:
+            os.close(fd)
+        os.umask(int(request["umask"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
+        for name, (soft, hard) in request.get("limits", {}).items():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                resource.setrlimit(getattr(resource, name), (soft, hard))
+        import pickle
+
+        from setproctitle import setproctitle
+
+        setproctitle(str(request["title"]))
+        work, args = pickle.loads(str(request["work"]).encode("latin-1"))  # only this user (SO_PEERCRED)
+        conn.send(json.dumps({"pid": os.getpid()}).encode())
+        conn.close()
+    except BaseException:
+        os._exit(125)  # said nothing: the caller forks the work itself
+    code = 0
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, [int(s) for s in request["mask"]])
+        work(*args, *fds[4:])
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()  # into the work's log (its stderr): its only trace
+        code = 1
+    finally:
+        os._exit(code)
+
+
 def _reopen_std(unbuffered: bool) -> None:
     """Standard streams on the caller's descriptors, made as Python makes them at start."""
     import io
@@ -227,5 +343,7 @@ def _die_with(caller: int) -> int:
     return pidfd
 
 
-if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+if __name__ == "__main__":  # serve from the module commands import, not this __main__ copy
+    from carrier._cli import _zygote
+
+    _zygote.serve(Path(sys.argv[1]))
