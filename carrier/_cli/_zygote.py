@@ -60,6 +60,7 @@ def serve(path: Path) -> None:
 
     for module in PRELOAD:
         importlib.import_module(module)
+    _warm()
     if threading.active_count() != 1:
         return  # never fork a process with threads: a lock held by one would stay held
     with contextlib.suppress(FileNotFoundError):
@@ -84,6 +85,21 @@ def serve(path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _warm() -> None:
+    """Run once here what every command and supervisor runs first: an event loop with a task
+    group and a cancel scope. What that builds lazily (caches, the interpreter's specialised
+    bytecode) is then made once and shared, not written into each fork's own pages."""
+    import anyio
+
+    async def once() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 0)
+            with anyio.move_on_after(0):
+                await anyio.sleep(1)
+
+    anyio.run(once)
 
 
 def _sweep(path: Path) -> None:
