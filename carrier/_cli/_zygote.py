@@ -322,6 +322,7 @@ def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
         os._exit(125)  # said nothing: the caller forks the work itself
     code = 0
     try:
+        _one_arena()
         signal.pthread_sigmask(signal.SIG_SETMASK, [int(s) for s in request["mask"]])
         work(*args, *fds[4:])
     except BaseException:
@@ -331,6 +332,15 @@ def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
         code = 1
     finally:
         os._exit(code)
+
+
+def _one_arena() -> None:
+    """Keep the threads a supervisor starts (anyio's workers) in the main malloc arena rather
+    than one arena each (glibc's ``M_ARENA_MAX``): each arena's pages are that process's own."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
 
 
 def _reopen_std(unbuffered: bool) -> None:
