@@ -4,8 +4,10 @@ no container; it exits when idle and comes back on demand."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import select
 import signal
 import subprocess
 import time
@@ -72,6 +74,45 @@ def test_command_runs_in_a_fork_with_the_callers_descriptors(carrier: Carrier, i
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 143  # forwarded to the container, its code passed back
+
+
+def test_detached_supervisor_is_forked_by_the_server_not_by_its_command(
+        carrier: Carrier, image: str) -> None:
+    """A detached supervisor is a fresh fork of the server, not a child of its `run -d` command
+    (it would keep as its own every page the command dirtied): so while the command still runs,
+    the supervisor is not its child."""
+    carrier("ps")
+    _server()
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)
+    os.write(write, b"x" * 4096)  # full: the command blocks when it prints the id, still alive
+    pipe = os.readlink(f"/proc/self/fd/{write}")
+    proc = subprocess.Popen(carrier.argv("run", "-d", "--name", "det", "--network", "none", image,
+                                         "sleep", "1000"),
+                            env=carrier.env, stdin=subprocess.DEVNULL, stdout=write)
+    os.close(write)
+    try:
+        supervisor = _supervisor(carrier, "det")
+        command = [int(e) for e in filter(str.isdigit, os.listdir("/proc")) if int(e) != proc.pid
+                   and _readlink(f"/proc/{e}/fd/1") == pipe]
+        assert len(command) == 1, command  # the fork that runs `run -d`, blocked on its output
+        assert _ppid(supervisor) != command[0]
+    finally:
+        out = b""
+        while select.select([read], [], [], 30)[0] and (chunk := os.read(read, 65536)):
+            out += chunk  # bounded: each wait is at most 30 s, and the command ends at EOF
+        os.close(read)
+        code = proc.wait(timeout=30)
+        shown = carrier.record("det")["id"]
+        assert carrier("rm", "-f", "det").code == 0
+    assert (code, out[4096:].decode().strip()) == (0, shown)
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def test_plain_path_when_turned_off(carrier: Carrier, image: str) -> None:
