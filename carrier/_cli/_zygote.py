@@ -41,7 +41,9 @@ PRELOAD = (
     "carrier._cli._app", "carrier._cli._run", "carrier._cli._containers", "carrier._cli._common",
     "carrier._supervision._group", "carrier._supervision._create", "carrier._supervision._control",
     "carrier._network._setup", "carrier._network._netlink", "carrier._state._schema",
-    "anyio", "anyio._backends._asyncio", "structlog", "msgspec", "pyroute2", "setproctitle",
+    "carrier._network._pasta", "carrier._network._slirp4netns", "carrier._images._ensure",
+    "anyio", "anyio._backends._asyncio", "anyio._core._signals", "structlog", "msgspec",
+    "pyroute2", "setproctitle",
 )
 
 
