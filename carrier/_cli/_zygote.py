@@ -4,7 +4,8 @@ It imports everything a command needs once, then waits on its socket. Each conne
 fresh fork that takes the caller's descriptors, working directory, environment, umask and
 limits, and runs the very ``main()`` a plain ``carrier`` runs: one way to run a container, and
 each command (each supervisor) still its own process, so one's crash never touches another.
-A detached supervisor forks from there and so shares the server's pages copy-on-write.
+A detached supervisor is a fresh fork of the server too (``spawn``, asked for by its command),
+so it shares the server's pages copy-on-write and none of what its command wrote.
 
 Its fates are kept apart from the commands': it is the parent of each forked command only to
 report how the command ended (a code, or the signal that killed it); a command whose caller
@@ -238,8 +239,9 @@ def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int,
     fork here instead).
 
     Why: a process forked from this command keeps every page the command dirtied (its option
-    parsing, its records) as its own once the command exits, about 10 MiB; a fresh fork of the
-    server shares them all with the server. *work* is pickled by name, *args* by value."""
+    parsing, its records) as its own once the command exits; a fresh fork of the server does
+    not (3 MiB less per detached supervisor, docs/performance.md). *work* is pickled by name,
+    *args* by value."""
     if _serving is None or len(fds) > _SPAWN_FDS - 4:
         return False
     import pickle
