@@ -100,7 +100,7 @@ def logout(registry: str) -> int:
 
 def load(
     *,
-    input: Annotated[Path, Parameter(name=["-i", "--input"])],
+    input: Annotated[Path | None, Parameter(name=["-i", "--input"])] = None,
     platform: str | None = None,
 ) -> int:
     """Load images from a `docker save` archive or an OCI image-layout archive.
@@ -109,16 +109,34 @@ def load(
 
     Parameters
     ----------
-    input: Path
-        The archive (tar, optionally compressed) or an OCI layout directory.
+    input: Path | None
+        The archive (tar, optionally compressed) or an OCI layout directory; without it, the
+        archive is read from standard input (``carrier load < FILE``).
     platform: str | None
         os/arch[/variant] to pick from a multi-platform archive (default: the host's).
     """
+    import tempfile
+
     from .._images._archive import load as load_archive
     from .._images._store import Store
 
-    for loaded in load_archive(Store(Root.open()), input, platform=platform):
-        for line in loaded.messages:
+    store = Store(Root.open())
+    if input is not None:
+        loaded = load_archive(store, input, platform=platform)
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise CarrierError("load reads the archive from -i FILE or from standard input, "
+                           "which is a terminal here")
+    else:  # a pipe cannot be read twice, and an archive is read out of order: spool it
+        with tempfile.NamedTemporaryFile(dir=store.root.tmp, prefix=".load-stdin.") as spool:
+            try:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                spool.flush()
+            except OSError as e:
+                raise CarrierError(f"cannot load standard input: {e.strerror}") from None
+            loaded = load_archive(store, Path(spool.name), platform=platform,
+                                  label="standard input")
+    for image in loaded:
+        for line in image.messages:
             print(line)
     return 0
 
@@ -215,7 +233,7 @@ def tag(source: str, *targets: str) -> int:
 
 def save(
     *images: str,
-    output: Annotated[Path, Parameter(name=["-o", "--output"])],
+    output: Annotated[Path | None, Parameter(name=["-o", "--output"])] = None,
     format: Literal["docker-archive", "oci-archive"] = "docker-archive",
 ) -> int:
     """Save images to a tar archive that ``carrier load`` and ``podman load`` read.
@@ -225,8 +243,9 @@ def save(
     images: str
         Images by name or id; a name is the name the image gets in the archive, an id gives it
         all the names it has.
-    output: Path
-        The archive to write (replaced only once the new one is complete).
+    output: Path | None
+        The archive to write (replaced only once the new one is complete); without it, standard
+        output, unless that is a terminal (``carrier save IMAGE > FILE``).
     format: Literal["docker-archive", "oci-archive"]
         docker-archive (``docker save``'s form, the default) or oci-archive (an OCI layout).
     """
@@ -237,6 +256,9 @@ def save(
 
     if not images:
         raise CarrierError("save needs at least one image: carrier save -o FILE IMAGE...")
+    if output is None and (sys.stdout is None or sys.stdout.isatty()):
+        raise CarrierError("refusing to write an archive to a terminal: give -o FILE or "
+                           "redirect standard output")
     root = Root.open()
     store = Store(root)
     with locked(root.gc_lock, shared=True):  # no layer is pruned while it is read
@@ -247,7 +269,12 @@ def save(
             refs = (Reference.parse(named),) if named is not None else tuple(
                 Reference.parse(n) for n in image.names)
             wanted.append(Saving(image, refs))
-        save_archive(store, wanted, output, format)
+        if output is None:
+            sys.stdout.flush()
+            save_archive(store, wanted, sys.stdout.buffer, format)
+            sys.stdout.buffer.flush()
+        else:
+            save_archive(store, wanted, output, format)
     return 0
 
 
