@@ -32,6 +32,7 @@ from . import (
     _network,
     _pause,
     _port,
+    _registry,
     _run,
     _stats,
     _top,
@@ -104,13 +105,13 @@ app.command(_trees.down)
 # Images
 app.command(_images.images)
 app.command(_images.import_, name="import")
-app.command(_images.pull)
+app.command(_registry.pull)
 app.command(_images.load)
 app.command(_images.rmi)
 app.command(_images.tag)
 app.command(_images.save)
-app.command(_images.login)
-app.command(_images.logout)
+app.command(_registry.login)
+app.command(_registry.logout)
 # Groups
 # Sub-apps repeat it: the man page (generate_docs) reads each app's own default.
 _NO_NEGATIVES: dict[str, Any] = {"default_parameter": Parameter(negative=())}
