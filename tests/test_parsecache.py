@@ -1,0 +1,62 @@
+"""The command line's argument collections: built once per process, never shared between parses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import cyclopts
+import pytest
+
+from carrier._cli import _app, _zygote
+
+RUN = ["run", "--rm", "--network", "pasta", "busybox", "true"]
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the commands whose argument collection cyclopts builds, in order."""
+    built: list[str] = []
+    build = cyclopts.App.assemble_argument_collection
+
+    def counted(self: cyclopts.App, **kw: Any) -> cyclopts.ArgumentCollection:
+        built.append(self.name[0])
+        return build(self, **kw)
+
+    monkeypatch.setattr(cyclopts.App, "assemble_argument_collection", counted)
+    yield built
+
+
+def parse(argv: list[str]) -> dict[str, Any]:
+    """The arguments ``run`` gets from *argv*, parsed as ``main`` parses it (meta app first)."""
+    _app.app.meta.parse_args(list(argv))
+    _command, bound, _ignored = _app.app.parse_args(_app._split_run(list(argv)))
+    return dict(bound.arguments)
+
+
+def test_a_second_parse_builds_nothing(builds: list[str]) -> None:
+    """Once a ``run`` command line has been parsed, parsing another builds no collection."""
+    parse(RUN)
+    builds.clear()
+    parse(["run", "-d", "--name", "web", "busybox", "sleep", "9"])
+    assert builds == []
+
+
+def test_the_fork_server_builds_them_before_it_forks(builds: list[str]) -> None:
+    """What the fork server does before it forks leaves nothing for a ``run`` to build."""
+    _zygote._warm_parsers()
+    builds.clear()
+    parse(RUN)
+    parse(["--log-level", "debug", "ps", "-a"][2:])
+    assert builds == []
+
+
+def test_a_parse_keeps_nothing_of_the_one_before() -> None:
+    """A parse sees none of the options or values of an earlier parse in the same process."""
+    first = parse(["run", "-e", "A=1", "--name", "one", "-p", "8080:80", "busybox", "echo", "x"])
+    second = parse(["run", "busybox", "true"])
+    assert first["name"] == "one"
+    assert second.get("name") is None
+    assert not second.get("env")
+    assert not second.get("publish")
+    assert second["command"] == ("true",) or list(second["command"]) == ["true"]
