@@ -4,10 +4,12 @@ no container; it exits when idle and comes back on demand."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +24,10 @@ pytestmark = pytest.mark.rootless
 SLEEPER = ("sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait")
 
 
-def _server(bound: float = 20) -> int:
-    """The pid of this user's fork server for this Carrier: the process that holds the socket
-    listening on its path (started by a command, it comes up beside it)."""
-    path = socket_path()
+def _server(bound: float = 20, path: Path | None = None) -> int:
+    """The pid of this user's fork server for this Carrier (or the one of *path*): the process
+    that holds the socket listening on its path (started by a command, it comes up beside it)."""
+    path = path or socket_path()
     assert path is not None
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
@@ -165,3 +167,25 @@ def test_directory_open_to_others_is_never_used(carrier: Carrier, image: str, tm
     res = carrier("run", "--rm", "--network", "none", image, "echo", "hi")
     assert (res.code, res.out) == (0, "hi\n")
     assert list((runtime / "carrier").iterdir()) == []
+
+
+def test_server_imports_the_callers_package_not_the_working_directorys(
+        carrier: Carrier, tmp_path: Path) -> None:
+    """A `carrier` run from a directory that holds another ``carrier`` package starts a server
+    that runs the caller's own package, never that one."""
+    script = Path(sys.executable).parent / "carrier"  # the console script: it imports no cwd
+    where = subprocess.run([sys.executable, "-c", "from carrier._cli._fastpath import socket_path; "
+                            "print(socket_path())"], cwd="/", env=carrier.env, text=True,
+                           capture_output=True, check=True)
+    path = Path(where.stdout.strip())
+    if path.exists():  # a server of an earlier test: the next command must start a new one
+        with contextlib.suppress(AssertionError):
+            os.kill(_server(bound=1, path=path), signal.SIGKILL)
+    decoy, ran = tmp_path / "decoy", tmp_path / "decoy-ran"
+    (decoy / "carrier").mkdir(parents=True)
+    (decoy / "carrier" / "__init__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    res = subprocess.run([str(script), "ps"], cwd=decoy, env=carrier.env, text=True,
+                         capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert res.returncode == 0, res.stderr
+    _server(path=path)
+    assert not ran.exists()

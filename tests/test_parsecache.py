@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import cyclopts
@@ -14,7 +13,7 @@ RUN = ["run", "--rm", "--network", "pasta", "busybox", "true"]
 
 
 @pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the commands whose argument collection cyclopts builds, in order."""
     built: list[str] = []
     build = cyclopts.App.assemble_argument_collection
@@ -24,7 +23,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return build(self, **kw)
 
     monkeypatch.setattr(cyclopts.App, "assemble_argument_collection", counted)
-    yield built
+    return built
 
 
 def parse(argv: list[str]) -> dict[str, Any]:
