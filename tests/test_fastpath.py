@@ -8,8 +8,10 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -180,7 +182,9 @@ def test_server_imports_the_callers_package_not_the_working_directorys(
     path = Path(where.stdout.strip())
     if path.exists():  # a server of an earlier test: the next command must start a new one
         with contextlib.suppress(AssertionError):
-            os.kill(_server(bound=1, path=path), signal.SIGKILL)
+            old = _server(bound=1, path=path)
+            os.kill(old, signal.SIGKILL)
+            wait_pidfd(old)
     decoy, ran = tmp_path / "decoy", tmp_path / "decoy-ran"
     (decoy / "carrier").mkdir(parents=True)
     (decoy / "carrier" / "__init__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
@@ -189,3 +193,31 @@ def test_server_imports_the_callers_package_not_the_working_directorys(
     assert res.returncode == 0, res.stderr
     _server(path=path)
     assert not ran.exists()
+
+
+def test_a_server_gone_before_taking_the_command_is_replaced(carrier: Carrier) -> None:
+    """A command whose server closes the connection before taking it (killed, crashed) runs
+    in its caller and starts a new server for the next command."""
+    path = socket_path()
+    assert path is not None
+    carrier("ps")
+    old = _server()
+    os.kill(old, signal.SIGKILL)
+    wait_pidfd(old)
+    path.unlink(missing_ok=True)
+    dying = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # it accepts, then is gone
+    dying.bind(str(path))
+    dying.listen(1)
+
+    def accept_and_die() -> None:
+        conn, _ = dying.accept()
+        dying.close()
+        conn.close()
+
+    gone = threading.Thread(target=accept_and_die)
+    gone.start()
+    res = carrier("ps")
+    gone.join(timeout=30)
+    assert res.code == 0, res.err
+    assert not gone.is_alive()
+    assert _server() not in (old, os.getpid())

@@ -102,7 +102,10 @@ def run(argv: list[str]) -> int | None:
         _start_server(path)
         return None
     with conn:
-        return _relay(conn, argv)
+        code = _relay(conn, argv)
+    if code is None:  # the server went away before it took the command (killed, crashed)
+        _start_server(path)
+    return code
 
 
 def _start_server(path: str) -> None:
