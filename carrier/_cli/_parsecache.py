@@ -68,19 +68,18 @@ def _walk(collection: ArgumentCollection) -> Iterator[Argument]:
 
 
 # Command lines whose collections the fork server builds before it forks: the commands scripts
-# and the tests run most (run, create, exec, ps, rm, stop, inspect, logs), with a global option.
+# and the tests run most, one with a global option before it.
 WARM = (
-    ["--log-level", "warning", "run", "--rm", "img", "true"],
-    ["create", "img"],
-    ["exec", "c", "true"],
-    ["ps"], ["rm", "c"], ["stop", "c"], ["inspect", "c"], ["logs", "c"], ["start", "c"],
+    ("--log-level", "warning", "run", "--rm", "img", "true"), ("create", "img"),
+    ("exec", "c", "true"), ("ps",), ("rm", "c"), ("stop", "c"), ("inspect", "c"), ("logs", "c"),
+    ("start", "c"),
 )
 
 
 def build_collections(app: App, split: Callable[[list[str]], list[str]]) -> None:
-    """Build the collections of the :data:`WARM` command lines as their parses would (the
-    meta app's scoping, then the command's own parse after *split*), without running them."""
+    """Build the collections of the :data:`WARM` command lines as their parses would, without
+    running them: the meta app's parse, then the command's own parse of the tokens the meta
+    app passes on (after *split*, as the meta app does)."""
     for tokens in WARM:
-        app.meta.parse_args(list(tokens))
-        inner = tokens[2:] if tokens[0] == "--log-level" else tokens
-        app.parse_args(split(list(inner)))
+        _meta, bound, _ignored = app.meta.parse_args(list(tokens))
+        app.parse_args(split(list(bound.arguments["tokens"])))
