@@ -10,9 +10,11 @@ per-user pause process.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,7 @@ def _memory(before: dict[str, list[int]], after: dict[str, list[int]], n: int) -
 def fork_server(path: Path | None = None) -> int | None:
     """The pid of the fork server listening on *path* (default: the one this bench's
     ``carrier`` commands use), if one listens."""
-    from carrier._cli._fastpath import socket_path
-
-    path = path or socket_path()
+    path = path or server_socket(sys.executable)
     inodes = {ln.split()[6] for ln in Path("/proc/net/unix").read_text().splitlines()[1:]
               if path is not None and ln.endswith(f" {path}")}
     for entry in filter(str.isdigit, os.listdir("/proc")):
@@ -91,6 +91,17 @@ def _warm(command: Any, path: Path | None, bound: float = 20) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the fork server did not come up")
         time.sleep(0.05)
+
+
+@functools.cache
+def server_socket(python: str) -> Path | None:
+    """The fork-server socket of the ``carrier`` console script of *python*'s install: asked
+    of that install itself, from ``/`` (the package it imports may not be this checkout's:
+    a regular install's lies in site-packages, and the socket's name digests its path)."""
+    where = subprocess.run([python, "-c", "from carrier._cli._fastpath import socket_path; "
+                            "print(socket_path())"], cwd="/", check=True, capture_output=True,
+                           text=True, timeout=60).stdout.strip()
+    return Path(where) if where != "None" else None
 
 
 def _end(pid: int | None) -> None:
@@ -195,10 +206,7 @@ def _baseline(python: str, ctx: Context, image: str, n: int, timed: Any) -> dict
     """The fork-server side for the Carrier install of *python* ($CARRIER_BENCH_BASELINE), run
     from ``/`` so that ``-m carrier`` cannot pick up this checkout."""
     cli = carrier_cli(python)
-    where = subprocess.run([python, "-c", "from carrier._cli._fastpath import socket_path; "
-                            "print(socket_path())"], env=ctx.env, cwd="/", check=True,
-                           capture_output=True, text=True, timeout=60).stdout.strip()
-    server = Path(where) if where != "None" else None
+    server = server_socket(python)
 
     def start(name: str) -> None:
         subprocess.run([*cli, "run", "-d", "--name", name, "--network", "pasta", image, "sleep",

@@ -120,6 +120,50 @@ class TestSave:
         if shutil.which("podman") is not None:
             assert podman_load(archive, tmp_path) == [f"docker.io/library/mine:1 {image_id}"]
 
+    def test_save_to_stdout_and_load_from_stdin(self, carrier: Carrier, image: str,
+                                                tmp_path: Path) -> None:
+        """Without -o, save writes the archive to standard output (the same bytes as -o), and
+        without -i, load reads one from standard input, also through a pipe: ``save | load``."""
+        ok(carrier("tag", image, "piped:1"))
+        archive = tmp_path / "file.tar"
+        ok(carrier("save", "-o", str(archive), "piped:1"))
+        redirected = tmp_path / "stdout.tar"
+        with redirected.open("wb") as out:
+            proc = subprocess.run(carrier.argv("save", "piped:1"), env=carrier.env, stdout=out,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert redirected.read_bytes() == archive.read_bytes()
+        other = Carrier(tmp_path / "other-root")
+        saver = subprocess.Popen(carrier.argv("save", "piped:1"), env=carrier.env,
+                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert saver.stdout is not None
+        try:
+            loader = subprocess.run(other.argv("load"), env=other.env, stdin=saver.stdout,
+                                    capture_output=True, text=True, timeout=60)
+        finally:
+            saver.stdout.close()
+            assert saver.wait(timeout=60) == 0
+        assert (loader.returncode, loader.stdout) == (0, "Loaded image: piped:1\n"), loader.stderr
+        assert ok(other("run", "--rm", "piped:1", "echo", "loaded")) == "loaded\n"
+        assert not [p for p in (other.root / "tmp").iterdir()]  # the spool is gone
+
+    @pytest.mark.parametrize("args", [["save", "busybox"], ["load"]])
+    def test_archive_to_or_from_a_terminal_is_refused(self, carrier: Carrier, image: str,
+                                                      args: list[str]) -> None:
+        """An archive is never written to or read from a terminal: one line and 125."""
+        import pty
+
+        leader, follower = pty.openpty()
+        try:
+            proc = subprocess.run(carrier.argv(*args), env=carrier.env, stdin=follower,
+                                  stdout=follower, stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(follower)
+            os.close(leader)
+        assert proc.returncode == 125
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "terminal" in proc.stderr
+
     def test_save_several(self, carrier: Carrier, image: str, tmp_path: Path) -> None:
         """A docker-archive holds several images, each with the name it was saved by, and a
         layer they share once."""
@@ -168,11 +212,10 @@ class TestSave:
         ("save", "-o", "{out}", "--format", "oci-archive", "busybox", "busybox"),
         ("save", "-o", "{out}"),
         ("save", "-o", "/nonexistent-dir/x.tar", "busybox"),
-        ("save", "busybox"),
     ])
     def test_save_bad_input(self, carrier: Carrier, image: str, tmp_path: Path,
                             args: tuple[str, ...]) -> None:
-        """A missing image, format, output directory or -o, or several images in one OCI
+        """A missing image, format or output directory, no image, or several images in one OCI
         archive: one line, 125, no archive written and nothing stored changes."""
         out = tmp_path / "out.tar"
         before = stored(carrier.root)

@@ -4,12 +4,16 @@ no container; it exits when idle and comes back on demand."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
 import select
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,10 +28,10 @@ pytestmark = pytest.mark.rootless
 SLEEPER = ("sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait")
 
 
-def _server(bound: float = 20) -> int:
-    """The pid of this user's fork server for this Carrier: the process that holds the socket
-    listening on its path (started by a command, it comes up beside it)."""
-    path = socket_path()
+def _server(bound: float = 20, path: Path | None = None) -> int:
+    """The pid of this user's fork server for this Carrier (or the one of *path*): the process
+    that holds the socket listening on its path (started by a command, it comes up beside it)."""
+    path = path or socket_path()
     assert path is not None
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
@@ -206,3 +210,55 @@ def test_directory_open_to_others_is_never_used(carrier: Carrier, image: str, tm
     res = carrier("run", "--rm", "--network", "none", image, "echo", "hi")
     assert (res.code, res.out) == (0, "hi\n")
     assert list((runtime / "carrier").iterdir()) == []
+
+
+def test_server_imports_the_callers_package_not_the_working_directorys(
+        carrier: Carrier, tmp_path: Path) -> None:
+    """A `carrier` run from a directory that holds another ``carrier`` package starts a server
+    that runs the caller's own package, never that one."""
+    script = Path(sys.executable).parent / "carrier"  # the console script: it imports no cwd
+    where = subprocess.run([sys.executable, "-c", "from carrier._cli._fastpath import socket_path; "
+                            "print(socket_path())"], cwd="/", env=carrier.env, text=True,
+                           capture_output=True, check=True)
+    path = Path(where.stdout.strip())
+    if path.exists():  # a server of an earlier test: the next command must start a new one
+        with contextlib.suppress(AssertionError):
+            old = _server(bound=1, path=path)
+            os.kill(old, signal.SIGKILL)
+            wait_pidfd(old)
+    decoy, ran = tmp_path / "decoy", tmp_path / "decoy-ran"
+    (decoy / "carrier").mkdir(parents=True)
+    (decoy / "carrier" / "__init__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    res = subprocess.run([str(script), "ps"], cwd=decoy, env=carrier.env, text=True,
+                         capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert res.returncode == 0, res.stderr
+    _server(path=path)
+    assert not ran.exists()
+
+
+def test_a_server_gone_before_taking_the_command_is_replaced(carrier: Carrier) -> None:
+    """A command whose server closes the connection before taking it (killed, crashed) runs
+    in its caller and starts a new server for the next command."""
+    path = socket_path()
+    assert path is not None
+    carrier("ps")
+    old = _server()
+    os.kill(old, signal.SIGKILL)
+    wait_pidfd(old)
+    path.unlink(missing_ok=True)
+    dying = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # it accepts, then is gone
+    dying.bind(str(path))
+    dying.listen(1)
+
+    def accept_and_die() -> None:
+        conn, _ = dying.accept()
+        dying.close()
+        conn.close()
+
+    gone = threading.Thread(target=accept_and_die)
+    gone.start()
+    res = carrier("ps")
+    gone.join(timeout=30)
+    assert res.code == 0, res.err
+    assert not gone.is_alive()
+    assert _server() not in (old, os.getpid())

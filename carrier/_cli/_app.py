@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-from cyclopts import App, CycloptsError, Parameter, UnusedCliTokensError
+from cyclopts import CycloptsError, Parameter, UnusedCliTokensError
 
 from .._util._errors import CarrierError, only_leaf
 from .._util._logging import configure
@@ -32,6 +32,7 @@ from . import (
     _network,
     _pause,
     _port,
+    _registry,
     _run,
     _stats,
     _top,
@@ -40,8 +41,9 @@ from . import (
     _volumes,
     _wait,
 )
+from ._parsecache import CachedApp, build_collections
 
-app = App(
+app = CachedApp(
     name="carrier",
     help="Rootless Linux containers, run and supervised from Python.",
     exit_on_error=False,
@@ -104,31 +106,32 @@ app.command(_trees.down)
 # Images
 app.command(_images.images)
 app.command(_images.import_, name="import")
-app.command(_images.pull)
+app.command(_registry.pull)
 app.command(_images.load)
 app.command(_images.rmi)
 app.command(_images.tag)
 app.command(_images.save)
-app.command(_images.login)
-app.command(_images.logout)
+app.command(_registry.login)
+app.command(_registry.logout)
 # Groups
 # Sub-apps repeat it: the man page (generate_docs) reads each app's own default.
 _NO_NEGATIVES: dict[str, Any] = {"default_parameter": Parameter(negative=())}
-network_app = App(name="network", **_NO_NEGATIVES, help="Container networking.")
+network_app = CachedApp(name="network", **_NO_NEGATIVES, help="Container networking.")
 network_app.command(_network.check)
 for _net_command in (_network.create, _network.ls, _network.inspect, _network.rm, _network.prune):
     network_app.command(_net_command)
 app.command(network_app)
-volume_app = App(name="volume", **_NO_NEGATIVES, help="Named volumes: storage that outlives containers.")
+volume_app = CachedApp(name="volume", **_NO_NEGATIVES,
+                       help="Named volumes: storage that outlives containers.")
 for _command in (_volumes.create, _volumes.ls, _volumes.inspect, _volumes.rm, _volumes.prune):
     volume_app.command(_command)
 app.command(volume_app)
-kube_app = App(name="kube", **_NO_NEGATIVES,
-               help="Kubernetes: write containers and trees as manifests, and play manifests.")
+kube_app = CachedApp(name="kube", **_NO_NEGATIVES,
+                     help="Kubernetes: write containers and trees as manifests, and play manifests.")
 kube_app.command(_kube.generate)
 kube_app.command(_kube.play)
 app.command(kube_app)
-system_app = App(name="system", **_NO_NEGATIVES, help="Machine-wide commands: info and prune.")
+system_app = CachedApp(name="system", **_NO_NEGATIVES, help="Machine-wide commands: info and prune.")
 system_app.command(_images.system_info, name="info")
 system_app.command(_images.prune)
 system_app.command(_df.df)
@@ -207,6 +210,12 @@ def _split_run(tokens: list[str]) -> list[str]:
             i += 1  # the option's value
         i += 1
     return tokens
+
+
+def warm() -> None:
+    """Build the argument collections of the usual command lines in this process (the fork
+    server, before it forks), so that the commands it forks parse without building them."""
+    build_collections(app, _split_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

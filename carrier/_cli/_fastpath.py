@@ -23,37 +23,60 @@ import signal
 import socket
 import stat
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _MAX = 1 << 16
 
 
 def socket_path() -> Path | None:
+    """This server's socket (:func:`socket_file` as a ``Path``), for tests and benchmarks."""
+    from pathlib import Path
+
+    name = socket_file()
+    return None if name is None else Path(name)
+
+
+def socket_file() -> str | None:
     """This server's socket, in a 0700 directory of this user; None where there can be none.
 
     The name holds a digest of what a warm process must share with its caller: the installed
     Carrier (every module's path, size and mtime), the interpreter, and the user, mount, net and
-    PID namespaces (a command run in another namespace must run there)."""
+    PID namespaces (a command run in another namespace must run there). Plain ``os`` calls, not
+    ``pathlib``: this runs on every command, before anything else is imported."""
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/carrier-{os.getuid()}"
-    directory = Path(base) / "carrier" if "XDG_RUNTIME_DIR" in os.environ else Path(base)
+    directory = os.path.join(base, "carrier") if "XDG_RUNTIME_DIR" in os.environ else base
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = directory.lstat()
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.lstat(directory)
     except OSError:
         return None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None  # someone else's, or open to others: never trust it
     # The venv and the interpreter, however it was named (python, python3.11).
     digest = hashlib.sha256(f"{sys.prefix}:{os.path.realpath(sys.executable)}".encode())
-    package = Path(__file__).resolve().parent.parent
-    for path in sorted(package.rglob("*.py")):
+    for path in _modules(_package()):
         with contextlib.suppress(OSError):
-            info = path.stat()
+            info = os.stat(path)
             digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}".encode())
     for ns in ("user", "mnt", "net", "pid"):
         with contextlib.suppress(OSError):
             digest.update(os.readlink(f"/proc/self/ns/{ns}").encode())
-    return directory / f"fork-{digest.hexdigest()[:16]}.sock"
+    return os.path.join(directory, f"fork-{digest.hexdigest()[:16]}.sock")
+
+
+def _package() -> str:
+    """The directory of the ``carrier`` package this process runs."""
+    return os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+
+
+def _modules(package: str) -> list[str]:
+    """Every ``.py`` file under *package*, sorted."""
+    found = [os.path.join(top, name) for top, _dirs, names in os.walk(package)
+             for name in names if name.endswith(".py")]
+    return sorted(found)
 
 
 def enabled() -> bool:
@@ -68,26 +91,32 @@ def enabled() -> bool:
 def run(argv: list[str]) -> int | None:
     """Run *argv* in the fork server and return its exit code (or die of its signal); None
     when there is no server, after starting one for the next command."""
-    path = socket_path()
+    path = socket_file()
     if path is None:
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        conn.connect(str(path))
+        conn.connect(path)
     except OSError:
         conn.close()
         _start_server(path)
         return None
     with conn:
-        return _relay(conn, argv)
+        code = _relay(conn, argv)
+    if code is None:  # the server went away before it took the command (killed, crashed)
+        _start_server(path)
+    return code
 
 
-def _start_server(path: Path) -> None:
-    """Start the server in its own session, not waited for (it takes its own lock)."""
+def _start_server(path: str) -> None:
+    """Start the server in its own session, not waited for (it takes its own lock). It starts
+    where this ``carrier`` package lies, so that ``-m`` imports this very package (the digest's),
+    never one that happens to lie in the caller's working directory."""
     import subprocess  # here only: a warm command never needs it (~5 ms of the client's start)
 
     with contextlib.suppress(OSError):
-        subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", str(path)],
+        subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", path],
+                         cwd=os.path.dirname(_package()),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True,
                          env={**os.environ, "CARRIER_FORK_SERVER": "0"})

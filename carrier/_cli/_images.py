@@ -1,10 +1,10 @@
-"""The image commands: ``images``, ``pull``, ``load``, ``import``, ``rmi``, ``login``, ``logout``
-and ``system info|prune``, on top of the store, the registry client and the archive reader."""
+"""The image commands: ``images``, ``load``, ``import``, ``tag``, ``save``, ``rmi`` and
+``system info|prune``, on top of the store and the archive reader and writer (the registry's
+commands are ``_registry``)."""
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import shutil
@@ -23,84 +23,12 @@ from ._format import ago, size, table
 if TYPE_CHECKING:
     from .._images._store import Image, Store
 
-TlsVerify = Annotated[bool | None, Parameter(negative="--no-tls-verify")]
 ForceOption = Annotated[bool, Parameter(name=["-f", "--force"])]
-
-
-def pull(reference: str, *, platform: str | None = None, tls_verify: TlsVerify = None) -> int:
-    """Pull an image from a registry (``alpine`` is docker.io/library/alpine:latest).
-
-    Prints the image id, as ``podman pull`` does.
-
-    Parameters
-    ----------
-    reference: str
-        [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST].
-    platform: str | None
-        os/arch[/variant] to pick from a multi-platform image (default: the host's).
-    tls_verify: bool | None
-        Require HTTPS with a verified certificate (default: yes, except for registries on
-        loopback). --tls-verify=false allows plain HTTP or unverified TLS for this registry.
-    """
-    import anyio
-
-    from .._images._ensure import pull_showing_progress
-
-    image = anyio.run(lambda: pull_showing_progress(Root.open(), reference, platform, tls_verify))
-    print(image.id)
-    return 0
-
-
-def login(
-    registry: str,
-    *,
-    username: Annotated[str | None, Parameter(name=["-u", "--username"])] = None,
-    password_stdin: bool = False,
-    tls_verify: TlsVerify = None,
-) -> int:
-    """Log in to a registry: checks the credentials, then stores them (auth.json).
-
-    Parameters
-    ----------
-    registry: str
-        HOST[:PORT].
-    username: str | None
-        The user name (asked for when missing).
-    password_stdin: bool
-        Read the password from standard input.
-    tls_verify: bool | None
-        As for pull.
-    """
-    import anyio
-
-    from .._images import _auth
-    from .._images._reference import Reference
-    from .._images._registry import check_login
-
-    domain = Reference.parse(f"{registry}/x").domain
-    user = username or input("Username: ")
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
-    anyio.run(lambda: check_login(domain, user, password, tls_verify=tls_verify))
-    path = _auth.login(domain, user, password)
-    print(f"Login Succeeded (credentials in {path})")
-    return 0
-
-
-def logout(registry: str) -> int:
-    """Forget the stored credentials for a registry."""
-    from .._images import _auth
-    from .._images._reference import Reference
-
-    domain = Reference.parse(f"{registry}/x").domain
-    if not _auth.logout(domain):
-        raise CarrierError(f"not logged in to {domain}")
-    print(f"Removed login credentials for {domain}")
-    return 0
 
 
 def load(
     *,
-    input: Annotated[Path, Parameter(name=["-i", "--input"])],
+    input: Annotated[Path | None, Parameter(name=["-i", "--input"])] = None,
     platform: str | None = None,
 ) -> int:
     """Load images from a `docker save` archive or an OCI image-layout archive.
@@ -109,16 +37,34 @@ def load(
 
     Parameters
     ----------
-    input: Path
-        The archive (tar, optionally compressed) or an OCI layout directory.
+    input: Path | None
+        The archive (tar, optionally compressed) or an OCI layout directory; without it, the
+        archive is read from standard input (``carrier load < FILE``).
     platform: str | None
         os/arch[/variant] to pick from a multi-platform archive (default: the host's).
     """
+    import tempfile
+
     from .._images._archive import load as load_archive
     from .._images._store import Store
 
-    for loaded in load_archive(Store(Root.open()), input, platform=platform):
-        for line in loaded.messages:
+    store = Store(Root.open())
+    if input is not None:
+        loaded = load_archive(store, input, platform=platform)
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise CarrierError("load reads the archive from -i FILE or from standard input, "
+                           "which is a terminal here")
+    else:  # a pipe cannot be read twice, and an archive is read out of order: spool it
+        with tempfile.NamedTemporaryFile(dir=store.root.tmp, prefix=".load-stdin.") as spool:
+            try:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                spool.flush()
+            except OSError as e:
+                raise CarrierError(f"cannot load standard input: {e.strerror}") from None
+            loaded = load_archive(store, Path(spool.name), platform=platform,
+                                  label="standard input")
+    for image in loaded:
+        for line in image.messages:
             print(line)
     return 0
 
@@ -215,7 +161,7 @@ def tag(source: str, *targets: str) -> int:
 
 def save(
     *images: str,
-    output: Annotated[Path, Parameter(name=["-o", "--output"])],
+    output: Annotated[Path | None, Parameter(name=["-o", "--output"])] = None,
     format: Literal["docker-archive", "oci-archive"] = "docker-archive",
 ) -> int:
     """Save images to a tar archive that ``carrier load`` and ``podman load`` read.
@@ -225,8 +171,9 @@ def save(
     images: str
         Images by name or id; a name is the name the image gets in the archive, an id gives it
         all the names it has.
-    output: Path
-        The archive to write (replaced only once the new one is complete).
+    output: Path | None
+        The archive to write (replaced only once the new one is complete); without it, standard
+        output, unless that is a terminal (``carrier save IMAGE > FILE``).
     format: Literal["docker-archive", "oci-archive"]
         docker-archive (``docker save``'s form, the default) or oci-archive (an OCI layout).
     """
@@ -237,6 +184,9 @@ def save(
 
     if not images:
         raise CarrierError("save needs at least one image: carrier save -o FILE IMAGE...")
+    if output is None and (sys.stdout is None or sys.stdout.isatty()):
+        raise CarrierError("refusing to write an archive to a terminal: give -o FILE or "
+                           "redirect standard output")
     root = Root.open()
     store = Store(root)
     with locked(root.gc_lock, shared=True):  # no layer is pruned while it is read
@@ -247,7 +197,12 @@ def save(
             refs = (Reference.parse(named),) if named is not None else tuple(
                 Reference.parse(n) for n in image.names)
             wanted.append(Saving(image, refs))
-        save_archive(store, wanted, output, format)
+        if output is None:
+            sys.stdout.flush()
+            save_archive(store, wanted, sys.stdout.buffer, format)
+            sys.stdout.buffer.flush()
+        else:
+            save_archive(store, wanted, output, format)
     return 0
 
 

@@ -58,14 +58,16 @@ class Loaded:
         return [f"Loaded image: {n}" for n in self.names] or [f"Loaded image ID: {self.image.id}"]
 
 
-def load(store: Store, path: Path, *, platform: str | None = None) -> list[Loaded]:
+def load(store: Store, path: Path, *, platform: str | None = None,
+         label: str | None = None) -> list[Loaded]:
     """Load every image in the archive (or OCI layout directory) *path* into *store*.
 
     *platform* (``os/arch[/variant]``, default the host's) picks one image from a multi-arch index.
     OCI names come from ``io.containerd.image.name``, else from ``org.opencontainers.image.ref.name``
     when that is a reference; a bare tag there (``latest``) names no repository: the image is untagged.
+    *label* names the archive in errors (default: *path*).
     """
-    with locked(store.root.gc_lock, shared=True), _open_source(store, path) as source:
+    with locked(store.root.gc_lock, shared=True), _open_source(store, path, label) as source:
         images = _docker_images(source) if source.has("manifest.json") else _oci_images(
             source, _want(platform, source)
         )
@@ -211,8 +213,8 @@ class _DirSource(_Source):
 
 
 @contextlib.contextmanager
-def _open_source(store: Store, path: Path) -> Iterator[_Source]:
-    label = str(path)
+def _open_source(store: Store, path: Path, label: str | None) -> Iterator[_Source]:
+    label = str(path) if label is None else label
     if path.is_dir():
         if not (path / "index.json").is_file() and not (path / "manifest.json").is_file():
             raise CarrierError(f"cannot load {label}: not an OCI layout (no index.json)")

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from .._util._errors import CarrierError
 from ._extract import tarfile
@@ -52,33 +52,44 @@ class _Packed:
     size: int
 
 
-def save(store: Store, images: Sequence[Saving], out: Path, fmt: SaveFormat) -> None:
-    """Write *images* to the archive *out*, atomically: it appears only once complete."""
+def save(store: Store, images: Sequence[Saving], out: Path | BinaryIO, fmt: SaveFormat) -> None:
+    """Write *images* to the archive *out*: a file, atomically (it appears only once
+    complete), or a stream such as standard output (``carrier save IMG > FILE``)."""
     if fmt not in ("docker-archive", "oci-archive"):
         raise CarrierError(f"unsupported --format {fmt!r}: docker-archive or oci-archive")
     if fmt == "oci-archive" and len(images) != 1:  # Podman reads one image from an OCI archive
         raise CarrierError("an oci-archive holds one image: save several as docker-archive")
-    out = out.absolute()
-    if not out.parent.is_dir():
-        raise CarrierError(f"cannot write {out}: no such directory {out.parent}")
+    if isinstance(out, Path):
+        out = out.absolute()
+        if not out.parent.is_dir():
+            raise CarrierError(f"cannot write {out}: no such directory {out.parent}")
     with tempfile.TemporaryDirectory(prefix=".save.", dir=store.root.tmp) as work:
         packed: dict[str, _Packed] = {}
         for item in images:
             for diff_id in item.image.diff_ids:
                 if diff_id not in packed:
                     packed[diff_id] = _pack(store.layers.path(diff_id), Path(work))
+        if not isinstance(out, Path):
+            _write(out, fmt, images, packed)
+            return
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w|",
-                                                         format=tarfile.PAX_FORMAT) as tar:
-                writer = _docker if fmt == "docker-archive" else _oci
-                writer(tar, images, packed)
+            with os.fdopen(fd, "wb") as f:
+                _write(f, fmt, images, packed)
             os.chmod(tmp, 0o644)
             os.replace(tmp, out)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _write(f: BinaryIO, fmt: SaveFormat, images: Sequence[Saving],
+           packed: dict[str, _Packed]) -> None:
+    """The archive itself, streamed to *f* (no seeking: a pipe will do)."""
+    with tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        writer = _docker if fmt == "docker-archive" else _oci
+        writer(tar, images, packed)
 
 
 def _config(image: Image, packed: dict[str, _Packed]) -> bytes:

@@ -114,6 +114,20 @@ class Runtime:
             return False
 
 
+# runc 1.1's init can die before it says anything to its parent (about once in 5000 starts
+# here, never reproduced on demand); nothing of the container exists yet, so a second try is safe.
+_TRANSIENT = re.compile(r"waiting for init preliminary setup: read init-p: connection reset by peer")
+
+
+def transient_failure(log: Path) -> bool:
+    """Whether the runtime's log shows it failed before creating anything, in a way that a
+    second attempt can succeed (runc's init died before its first message)."""
+    try:
+        return _TRANSIENT.search(log.read_text(errors="replace")) is not None
+    except OSError:
+        return False
+
+
 _NOT_FOUND = re.compile(r"(no such file or directory|not found)", re.IGNORECASE)
 _NOT_EXEC = re.compile(r"permission denied|exec format error|is a directory", re.IGNORECASE)
 

@@ -32,7 +32,7 @@ from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_jo
 from .._network._setup import start as start_network
 from .._runtime._bundle import write_bundle
 from .._runtime._console import Console, is_terminal
-from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure
+from .._runtime._oci import Runtime, check_process_headroom, resolve, start_failure, transient_failure
 from .._runtime._reaper import Init, is_subreaper, reap_orphans, starting
 from .._sandbox._enter import enter_argv
 from .._sandbox._holder import Holder, start_holder
@@ -347,28 +347,17 @@ class _Group:
         # In a subreaper, the runtime exits once the command runs and leaves us its init; a
         # terminal needs the runtime in the foreground to relay it (``_console``).
         self.detached = is_subreaper() and not spec.tty
+        inside = enter_argv(self.holder.pid, userns=in_userns, mount=rootfs.runtime_inside)
         with starting():
             try:
-                self.child = self.runtime.run(
-                    self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
-                    stderr=streams[2], controlling_tty=self.console is not None,
-                    inside=enter_argv(self.holder.pid, userns=in_userns,
-                                      mount=rootfs.runtime_inside),
-                    detach=self.detached,
-                )
-            finally:  # the pipe's read end is the runtime's now, or nobody's
+                running = await self._launch(streams, inside)
+            finally:  # the runtime holds our ends of the streams now, or nobody does
                 if isinstance(streams[0], int) and streams[0] >= 0 and self.stdin_fd >= 0:
                     os.close(streams[0])
-            if self.console is not None:
-                self.console.started()
-            if self.output is not None:
-                self.output.started()
-            if self.on_launch is not None:  # the command is on its way
-                self.on_launch()
-            if self.detached:
-                running = await self._adopt(pid_file)
-            else:
-                running = await self._command_running(pid_file) or pid_file.exists()
+                if self.console is not None:
+                    self.console.started()
+                if self.output is not None:
+                    self.output.started()
         reap_orphans()
         if running:
             self.record.container_pid = cpid = int(pid_file.read_text())
@@ -379,6 +368,7 @@ class _Group:
                     lambda: _netgroup.announce(self.root, att, hosts, keep=True))
         elif start_failure(self.bundle / "runtime.log") is None:
             # It ended before the command ran, and not over the command (126, 127): it failed.
+            assert self.child is not None
             code = _process.exit_status(await self.child.wait())
             raise RuntimeFailure(f"the OCI runtime {self.runtime.binary} failed before the command "
                                  f"started (exit status {code})")
@@ -498,6 +488,33 @@ class _Group:
             if text is not None and pid is not None:
                 hosts = _netgroup.joiner_hosts(text, own)
                 await anyio.to_thread.run_sync(_netgroup.write_hosts, pid, hosts)
+
+    async def _launch(self, streams: tuple[int | IO[Any] | None, ...], inside: list[str]) -> bool:
+        """Have the runtime start the command; whether it runs. A runtime that failed before
+        creating anything, in the way runc 1.1 rarely does (``transient_failure``), gets one
+        more try with the same streams, which is why they stay open here until the end."""
+        pid_file = self.bundle / "container.pid"
+        log_file = self.bundle / "runtime.log"
+        for attempt in (1, 2):
+            self.child = child = self.runtime.run(
+                self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
+                stderr=streams[2], controlling_tty=self.console is not None, inside=inside,
+                detach=self.detached)
+            if attempt == 1 and self.on_launch is not None:  # the command is on its way
+                self.on_launch()
+            if self.detached:
+                running = await self._adopt(pid_file)
+            else:
+                running = await self._command_running(pid_file) or pid_file.exists()
+            if running or attempt == 2 or not transient_failure(log_file):
+                return running
+            await child.wait()
+            log.warning("runtime.retry", id=self.record.id[:12],
+                        error=log_file.read_text(errors="replace").strip()[-300:])
+            await self.runtime.delete(self.record.id)
+            log_file.unlink(missing_ok=True)
+            pid_file.unlink(missing_ok=True)
+        raise AssertionError("unreachable")
 
     async def _adopt(self, pid_file: Path) -> bool:
         """Wait for a detached runtime to exit; if it started the command, its init (ours now,
