@@ -262,3 +262,30 @@ def test_a_server_gone_before_taking_the_command_is_replaced(carrier: Carrier) -
     assert res.code == 0, res.err
     assert not gone.is_alive()
     assert _server() not in (old, os.getpid())
+
+
+def _server_side_connections(pid: int, path: Path) -> int:
+    """How many of the server's accepted connections (on *path*) process *pid* holds open."""
+    inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+              if line.endswith(f" {path}") and not int(line.split()[3], 16) & 0x10000}
+    return sum(os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] in inodes
+               for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_fork_holds_only_its_own_callers_connection(carrier: Carrier, image: str) -> None:
+    """A command forked by the server closes the other callers' connections it inherited, so a
+    long-lived command never keeps another caller's line to the server open."""
+    carrier("ps")
+    path = socket_path()
+    assert path is not None
+    _server(path=path)
+    procs = [carrier.popen("run", "--rm", "--name", name, "--network", "none", image,
+                           "sleep", "1000", stdin=subprocess.DEVNULL) for name in ("first", "second")]
+    try:
+        forks = [_supervisor(carrier, "first"), _supervisor(carrier, "second")]
+        assert [_server_side_connections(pid, path) for pid in forks] == [1, 1]
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)

@@ -151,11 +151,13 @@ def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socke
         spawn = "work" in request
         if uid != os.getuid() or not (4 <= len(fds) <= _SPAWN_FDS if spawn else len(fds) == 4):
             raise PermissionError("not this user's, or not a command")
-        inherited = [lock, listener.fileno(), *children]
+        # Nothing of the server's stays open in a fork, other callers' connections included:
+        # a long-lived fork holding one would keep that caller from seeing the server go.
+        inherited = [lock, listener.fileno(), *children,
+                     *(c.fileno() for _, c in children.values())]
         child = os.fork()
-        if child == 0 and spawn:  # other callers' connections too: a supervisor lives long
-            _spawned(conn, request, list(fds),
-                     [*inherited, *(c.fileno() for _, c in children.values())])
+        if child == 0 and spawn:
+            _spawned(conn, request, list(fds), inherited)
         if child == 0:
             _command(conn, request, list(fds), pid, inherited)
         children[os.pidfd_open(child)] = (child, conn)
