@@ -118,10 +118,12 @@ def inspect(*names: str,
 
 
 def _users(root: Root, name: str) -> list[str]:
-    """The names of the containers whose spec attaches them to network *name* (any state)."""
+    """The names of the containers whose spec attaches them to network *name* (any state), or
+    that are connected to it now (``network connect``)."""
     from .._state._records import Containers
 
-    return [r.name for r in Containers(root).all() if r.spec.network == name]
+    return [r.name for r in Containers(root).all()
+            if r.spec.network == name or name in ((r.network or {}).get("connected") or {})]
 
 
 def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:

@@ -817,6 +817,8 @@ class _Group:
             conn = self.connected.pop(network, None)  # a disconnect may have taken it meanwhile
             if conn is not None:
                 await self._release(conn, forget=False)
+        if self.record.network is not None:  # a connection lasts for one run
+            self.record.network.pop("connected", None)
         if self.attachment is not None:
             await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
             self.attachment = None
