@@ -19,6 +19,8 @@ from conftest import Carrier
 from helpers import alive, wait_pidfd
 from test_networks import run_state, tcp_echo_server
 
+import carrier
+
 HELPERS = ["pasta", "slirp4netns"]
 
 
@@ -225,3 +227,26 @@ def test_sections_do_not_clobber() -> None:
     assert with_section(text, "n2", None) == ("127.0.0.1\tlocalhost\n10.89.0.2\ta\n"
                                               "# carrier network members: n1\n10.89.0.2\ta\n")
     assert with_section("", "n1", "") == "# carrier network members: n1\n"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("helper", HELPERS)
+async def test_library_connect(cli: Carrier, image: str, helper: str) -> None:
+    """``Container.connect`` joins a running container to a second network, where it reaches
+    a member by name, and ``disconnect`` leaves it again."""
+    ask = "echo | nc -w 3 db 5432"
+    async with carrier.network(helper=helper, root=cli.root) as n1, \
+            carrier.network(helper=helper, root=cli.root) as n2, \
+            carrier.run(image, tcp_echo_server("db"), name="db", network=n2, root=cli.root,
+                        wait_for=carrier.port(5432), stop_timeout=0.5), \
+            carrier.run(image, ["sleep", "600"], name="a", network=n1, root=cli.root,
+                        stop_timeout=0.5) as a:
+        assert (await a.exec(["sh", "-c", ask])).exit_code != 0
+        await a.connect(n2.name, aliases=["front"])
+        result = await a.exec(["sh", "-c", ask])
+        assert (result.exit_code, result.stdout) == (0, b"db\n")
+        with pytest.raises(carrier.CarrierError, match="already connected"):
+            await a.connect(n2.name)
+        await a.disconnect(n2.name)
+        assert (await a.exec(["sh", "-c", ask])).exit_code != 0
