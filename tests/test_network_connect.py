@@ -243,6 +243,8 @@ async def test_library_connect(cli: Carrier, image: str, helper: str) -> None:
             carrier.run(image, ["sleep", "600"], name="a", network=n1, root=cli.root,
                         stop_timeout=0.5) as a:
         assert (await a.exec(["sh", "-c", ask])).exit_code != 0
+        with pytest.raises(carrier.CarrierError, match="invalid --alias"):
+            await a.connect(n2.name, aliases=["bad_name!"])
         await a.connect(n2.name, aliases=["front"])
         result = await a.exec(["sh", "-c", ask])
         assert (result.exit_code, result.stdout) == (0, b"db\n")

@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._images._store import Store
 from .._network import _bridge, _netlink
-from .._network._options import MODES
+from .._network._options import MODES, check_hostname
 from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined, write_network_files
 from .._network._setup import start as start_network
 from .._runtime._bundle import write_bundle
@@ -489,6 +489,8 @@ class _Group:
             if network == first.network.name or network in self.connected:
                 raise CarrierError(f"container {name} is already connected to network {network}")
             spec = self.record.spec
+            for alias in aliases:
+                check_hostname(alias, "--alias")
             names = list(dict.fromkeys([spec.hostname, *aliases]))
             att = await anyio.to_thread.run_sync(
                 _netgroup.join, self.root, network, self.record.id, name, names,
