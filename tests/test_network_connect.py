@@ -13,6 +13,7 @@ import json
 import os
 import signal
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 from conftest import Carrier
@@ -50,7 +51,7 @@ def holder(carrier: Carrier, network: str) -> int:
     """The PID of *network*'s holder (the network runs)."""
     state = run_state(carrier, network)
     assert state is not None
-    return int(state["holder_pid"])  # type: ignore[call-overload]
+    return int(str(state["holder_pid"]))
 
 
 def userns(pid: int) -> str:
@@ -232,7 +233,8 @@ def test_sections_do_not_clobber() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("helper", HELPERS)
-async def test_library_connect(cli: Carrier, image: str, helper: str) -> None:
+async def test_library_connect(cli: Carrier, image: str,
+                               helper: Literal["pasta", "slirp4netns"]) -> None:
     """``Container.connect`` joins a running container to a second network, where it reaches
     a member by name, and ``disconnect`` leaves it again."""
     ask = "echo | nc -w 3 db 5432"
