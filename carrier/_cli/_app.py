@@ -118,7 +118,8 @@ app.command(_registry.logout)
 _NO_NEGATIVES: dict[str, Any] = {"default_parameter": Parameter(negative=())}
 network_app = CachedApp(name="network", **_NO_NEGATIVES, help="Container networking.")
 network_app.command(_network.check)
-for _net_command in (_network.create, _network.ls, _network.inspect, _network.rm, _network.prune):
+for _net_command in (_network.create, _network.ls, _network.inspect, _network.rm, _network.prune,
+                     _network.connect, _network.disconnect):
     network_app.command(_net_command)
 app.command(network_app)
 volume_app = CachedApp(name="volume", **_NO_NEGATIVES,

@@ -108,8 +108,29 @@ def container_fields(root: Root, r: Record) -> dict[str, Any]:
                        "Binds": r.spec.volumes, "ReadonlyRootfs": r.spec.read_only,
                        "AutoRemove": r.spec.remove, "RestartPolicy": {"Name": r.spec.restart},
                        "Init": r.spec.init, **_security_fields(r)},
+        "NetworkSettings": {"Networks": _networks(r) if running else {}},
         "Dir": str(Containers(root).dir(r.id)),
     }
+
+
+def _networks(r: Record) -> dict[str, Any]:
+    """``NetworkSettings.Networks`` of a running container: its named networks, the one it
+    was started on and those connected since (Podman's fields where Carrier has them)."""
+    from .._network._options import MODES
+
+    info = r.network or {}
+    if r.spec.network in MODES or r.spec.network.startswith("container:"):
+        return {}
+    first = list(dict.fromkeys(filter(None, [r.spec.hostname, *r.spec.network_aliases])))
+    found = {r.spec.network: {**info, "aliases": first},
+             **(info.get("connected") or {})}
+    shown = {}
+    for name, net in found.items():
+        address, _, prefix = str(net.get("address") or "").partition("/")
+        shown[name] = {"IPAddress": address, "IPPrefixLen": int(prefix or 0),
+                       "Gateway": net.get("gateway") or "", "Aliases": list(net.get("aliases") or []),
+                       "InterfaceName": net.get("interface") or ""}
+    return shown
 
 
 def _security_fields(r: Record) -> dict[str, Any]:

@@ -118,10 +118,12 @@ def inspect(*names: str,
 
 
 def _users(root: Root, name: str) -> list[str]:
-    """The names of the containers whose spec attaches them to network *name* (any state)."""
+    """The names of the containers whose spec attaches them to network *name* (any state), or
+    that are connected to it now (``network connect``)."""
     from .._state._records import Containers
 
-    return [r.name for r in Containers(root).all() if r.spec.network == name]
+    return [r.name for r in Containers(root).all()
+            if r.spec.network == name or name in ((r.network or {}).get("connected") or {})]
 
 
 def rm(*names: str, force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
@@ -173,4 +175,91 @@ def prune() -> int:
             if not _users(root, record.name) and not nets.members(record.name):
                 nets.remove(record.name)
                 print(record.name)
+    return 0
+
+
+def _running_on_named(root: Root, network: str, container: str) -> tuple[str, dict[str, object]]:
+    """Check *network* and *container* for connect/disconnect: both exist, the container runs,
+    on a named network of its own; its id and its connected networks (name: info)."""
+    from .._network._options import MODES
+    from .._state._networks import Networks
+    from .._state._records import Containers, Status
+
+    Networks(root).get(network)
+    containers = Containers(root)
+    record = containers.load(containers.resolve(container))
+    mode = record.spec.network
+    if mode in MODES or mode.startswith("container:"):
+        raise CarrierError(f"container {record.name} has no named network (--network {mode}): "
+                           "only a container started on a named network can be connected to "
+                           "another")
+    if record.status is not Status.RUNNING:
+        raise CarrierError(f"container {record.name} is not running: start it first (a "
+                           "connection lasts while it runs)")
+    connected = (record.network or {}).get("connected") or {}
+    return record.id, {mode: None, **connected}
+
+
+def _ask_supervisor(root: Root, cid: str, name: str, request: dict[str, object]) -> None:
+    """Send a connect or disconnect to the container's supervisor; a refusal is raised."""
+    from .._state._records import Containers
+    from .._supervision._control import network_request
+
+    if network_request(Containers(root).dir(cid), request) is None:
+        raise CarrierError(f"container {name} is not running")
+
+
+def connect(network: str, container: str, *,
+            alias: Annotated[list[str] | None, Parameter(consume_multiple=False)] = None,
+            ip: str | None = None) -> int:
+    """Connect a running container, started on a named network, to one more network: an
+    ethN interface on its bridge, no second default route.
+
+    Parameters
+    ----------
+    network: str
+        The network to join.
+    container: str
+        The container's name or id.
+    alias: list[str] | None
+        One more name the container is found by on this network (repeatable).
+    ip: str | None
+        The container's IPv4 address on this network (default: the next free one).
+    """
+    from .._network._options import check_hostname
+    from .._supervision._netgroup import check_address
+
+    root = open_root()
+    aliases = list(alias or [])
+    for name in aliases:
+        check_hostname(name, "--alias")
+    cid, connected = _running_on_named(root, network, container)
+    if network in connected:
+        raise CarrierError(f"container {container} is already connected to network {network}")
+    if ip is not None:
+        check_address(root, network, ip)
+    _ask_supervisor(root, cid, container,
+                    {"connect": {"network": network, "aliases": aliases, "ip": ip}})
+    return 0
+
+
+def disconnect(network: str, container: str, *,
+               force: Annotated[bool, Parameter(name=["-f", "--force"])] = False) -> int:
+    """Disconnect a running container from a network it was connected to (not from the one it
+    was started on).
+
+    Parameters
+    ----------
+    network: str
+        The network to leave.
+    container: str
+        The container's name or id.
+    force: bool
+        Accepted as Podman does; a running container is always disconnected at once.
+    """
+    root = open_root()
+    cid, connected = _running_on_named(root, network, container)
+    if network not in connected:
+        raise CarrierError(f"container {container} is not connected to network {network}")
+    _ask_supervisor(root, cid, container, {"disconnect": {"network": network}})
     return 0

@@ -50,10 +50,11 @@ def mac_for(address: str) -> str:
 
 
 def attach(net_holder: int, container_holder: int, cid: str, address: str, prefixlen: int,
-           gateway: str, mtu: int | None) -> None:
-    """Give the container's namespace an ``eth0`` on the bridge: a veth pair made in the
-    network's namespace, its peer created directly in the container's namespace as eth0 with
-    *address*, up, with the default route via *gateway*."""
+           gateway: str, mtu: int | None, *, ifname: str = "eth0",
+           default_route: bool = True) -> None:
+    """Give the container's namespace an interface *ifname* on the bridge: a veth pair made in
+    the network's namespace, its peer created directly in the container's namespace with
+    *address*, up, and (with *default_route*) the default route via *gateway*."""
     mtu = mtu or MTU
     host_end = veth_name(cid)
     netns_fd = os.open(f"/proc/{container_holder}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -62,7 +63,7 @@ def attach(net_holder: int, container_holder: int, cid: str, address: str, prefi
             for index in ipr.link_lookup(ifname=host_end):  # left by a run killed mid-way
                 ipr.link("del", index=index)
             ipr.link("add", ifname=host_end, kind="veth", mtu=mtu,
-                     peer={"ifname": "eth0", "net_ns_fd": netns_fd, "mtu": mtu,
+                     peer={"ifname": ifname, "net_ns_fd": netns_fd, "mtu": mtu,
                            "address": mac_for(address)})
             index = ipr.link_lookup(ifname=host_end)[0]
             bridge = ipr.link_lookup(ifname=BRIDGE)[0]
@@ -72,10 +73,20 @@ def attach(net_holder: int, container_holder: int, cid: str, address: str, prefi
         os.close(netns_fd)
     (sock,) = _netlink.netlink_sockets(container_holder, join_user=True)
     with _netlink.iproute(sock) as ipr:
-        index = ipr.link_lookup(ifname="eth0")[0]
+        index = ipr.link_lookup(ifname=ifname)[0]
         ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
         ipr.link("set", index=index, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index, family=socket.AF_INET)
+        if default_route:
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index, family=socket.AF_INET)
+
+
+def next_interface(container_holder: int) -> str:
+    """The first free ``ethN`` (N from 1) in the container's namespace: the name a network
+    connected to a running container gives its interface (eth0 is its first network's)."""
+    (sock,) = _netlink.netlink_sockets(container_holder, join_user=True)
+    with _netlink.iproute(sock) as ipr:
+        taken = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    return next(f"eth{n}" for n in range(1, len(taken) + 2) if f"eth{n}" not in taken)
 
 
 def detach(net_holder: int, cid: str) -> None:

@@ -130,6 +130,33 @@ def exec_detached(directory: Path, argv: list[str], env: list[str], workdir: str
     return code
 
 
+def network_request(directory: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """``network connect``/``disconnect`` (*request*: ``{"connect": {...}}`` or
+    ``{"disconnect": {...}}``) through the supervisor listening in *directory*, which joins or
+    leaves and holds the membership; its answer, or None if no supervisor listens. A refusal
+    is raised as one line."""
+    sock = connect(directory, json.dumps(request).encode() + b"\n")
+    if sock is None:
+        return None
+    with sock:
+        sock.settimeout(120)  # a guard: a connect may start the network's group (30 s at most)
+        answer = b""
+        while not answer.endswith(b"\n") and len(answer) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise CarrierError("the container's supervisor did not answer (it ended meanwhile?)")
+    if reply.get("error"):
+        raise CarrierError(str(reply["error"]))
+    return reply
+
+
 def request_stop(root: Root, cid: str, name: str, timeout: float | None,
                  default_timeout: float = 10.0) -> None:
     """Ask the supervisor of container *cid* to stop it, and wait until it is cleaned up.
@@ -179,10 +206,13 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None],
                         on_attach: Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
                         | None = None,
                         on_exec: Callable[[socket.socket, dict[str, Any]], Coroutine[Any, Any, None]]
-                        | None = None) -> None:
+                        | None = None,
+                        on_network: Callable[[socket.socket, dict[str, Any]],
+                                             Coroutine[Any, Any, None]] | None = None) -> None:
     """Answer stop requests for container *cid* until cancelled (a supervisor's member), and
     hand each attach request's connection to *on_attach*, which serves it in a task of its own
-    (``carrier attach``) and closes it; an ``exec -d`` request's likewise to *on_exec*.
+    (``carrier attach``) and closes it; an ``exec -d`` request's likewise to *on_exec*, and a
+    ``network connect``/``disconnect`` request's to *on_network*.
 
     Only processes of this user are heard (``SO_PEERCRED``), besides the directory's own 0700.
     A request left in :data:`STOP_REQUEST` before the socket existed is taken first.
@@ -208,7 +238,8 @@ async def serve_control(cid: str, on_stop: Callable[[float | None], None],
                     continue
                 except OSError:  # out of descriptors: this caller fails, not the container
                     continue
-                sessions.start_soon(_serve_one, conn, on_stop, on_attach, on_exec, sessions)
+                sessions.start_soon(_serve_one, conn, on_stop, on_attach, on_exec, on_network,
+                                    sessions)
     finally:
         listener.close()
         with contextlib.suppress(OSError):
@@ -222,7 +253,7 @@ REQUEST_TIMEOUT = 5.0  # a caller that connects and says nothing is dropped, nev
 
 async def _serve_one(conn: socket.socket, on_stop: Callable[[float | None], None],
                      on_attach: _Handler | None, on_exec: _Handler | None,
-                     sessions: TaskGroup) -> None:
+                     on_network: _Handler | None, sessions: TaskGroup) -> None:
     """One caller of the control socket, in a task of its own, so that a silent or malformed
     one never holds up the others or the container: read its request line, answer ``ok``, and
     hand an attach or exec -d connection on. Anything malformed just closes the connection."""
@@ -246,6 +277,10 @@ async def _serve_one(conn: socket.socket, on_stop: Callable[[float | None], None
         elif isinstance(detached, dict) and on_exec is not None:
             handed = True
             sessions.start_soon(on_exec, conn, detached)
+        elif on_network is not None and any(isinstance(request.get(k), dict)
+                                            for k in ("connect", "disconnect")):
+            handed = True
+            sessions.start_soon(on_network, conn, request)
     except OSError:
         pass
     finally:

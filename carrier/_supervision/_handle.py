@@ -64,6 +64,9 @@ class Supervised(Protocol):
     join_gate: Callable[[], Awaitable[object]] | None
     def output_lines(self) -> list[LogLine]: ...
     def request_stop(self, timeout: float | None) -> None: ...
+    async def connect_network(self, network: str, aliases: list[str],
+                              ip: str | None) -> dict[str, Any]: ...
+    async def disconnect_network(self, network: str) -> None: ...
 
 
 class Reason(enum.StrEnum):
@@ -171,6 +174,17 @@ class Container:
             if p["container_port"] == container_port and p["proto"] == proto:
                 return str(p["host_ip"]), int(p["host_port"])
         raise CarrierError(f"container {self.name} does not publish {container_port}/{proto}")
+
+    async def connect(self, network: str, *, aliases: Sequence[str] = (),
+                      ip: str | None = None) -> None:
+        """Connect the running container to named network *network* too (``carrier network
+        connect``): an ``ethN`` with its address (*ip*, or the next free one), found by its
+        name, hostname and *aliases*; it must have been started on a named network."""
+        await self._group.connect_network(network, list(aliases), ip)
+
+    async def disconnect(self, network: str) -> None:
+        """Disconnect the container from a network :meth:`connect` joined."""
+        await self._group.disconnect_network(network)
 
     def log_tail(self, lines: int = 200) -> list[LogLine]:
         """The last *lines* lines written so far, read at once: for code that cannot await

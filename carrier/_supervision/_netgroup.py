@@ -42,7 +42,7 @@ from .._sandbox._holder import Holder, start_holder
 from .._state._networks import Member, NetworkRecord, Networks
 from .._util import _process
 from .._util._atomic import lock_fd, try_lock, write_json
-from .._util._errors import CarrierError
+from .._util._errors import CarrierError, RuntimeFailure
 from .._util._inotify import IN_CLOSE_WRITE, IN_MODIFY, watch_directory
 from .._util._logging import log
 from .._util._root import Root
@@ -121,7 +121,7 @@ async def serve(root: Root, name: str, status_fd: int) -> None:
     holder: Holder | None = None
     running: RunningHelper | None = None
     try:
-        holder = await start_holder(userns=True, netns=True)
+        holder = await _start_network_holder(nets, name)
         state: dict[str, Any] = {
             "supervisor_pid": os.getpid(), "supervisor_start": _process.start_time(os.getpid()),
             "holder_pid": holder.pid, "holder_start": _process.start_time(holder.pid),
@@ -155,6 +155,41 @@ async def serve(root: Root, name: str, status_fd: int) -> None:
         with anyio.CancelScope(shield=True):
             await _teardown(nets, name, holder, running)
             os.close(sup_lock)
+
+
+def _live_holders(nets: Networks, name: str) -> list[tuple[int, int]]:
+    """The other networks' live holders: (PID, inode of its user namespace)."""
+    found = []
+    for other in nets.names():
+        run = nets.run_state(other) if other != name else None
+        if run is None:
+            continue
+        pid = run.get("holder_pid")
+        if not isinstance(pid, int) or not _process.same_process(pid, run.get("holder_start")):
+            continue
+        with contextlib.suppress(OSError):
+            found.append((pid, os.stat(f"/proc/{pid}/ns/user").st_ino))
+    return found
+
+
+async def _start_network_holder(nets: Networks, name: str) -> Holder:
+    """The network holder, inside the user namespace of another live network's holder when
+    there is one, else in a new one: so all live networks, and every container on one, share
+    one user namespace, and a running container may get a veth from a second network
+    (``network connect``). The joiner that started this supervisor holds ``networks/.lock``,
+    so no network starts or is torn down meanwhile; a holder that dies meanwhile is skipped."""
+    for pid, userns in _live_holders(nets, name):
+        try:
+            holder = await start_holder(userns=True, netns=True, inside=pid)
+        except RuntimeFailure:  # it ended meanwhile: the next one
+            continue
+        try:
+            if os.stat(f"/proc/{holder.pid}/ns/user").st_ino == userns:  # not a reused PID's
+                return holder
+        except OSError:
+            pass
+        await holder.stop()
+    return await start_holder(userns=True, netns=True)
 
 
 async def _run_members(d: Path, holder: Holder, running: RunningHelper | None) -> None:
@@ -370,20 +405,24 @@ def announce(root: Root, attachment: Attachment, hosts_file: Path, *, keep: bool
         member.hosts_file = str(hosts_file)
         if keep:
             nets.save_members(attachment.network.name, members)
-        rewrite_hosts(members)
+        rewrite_hosts(attachment.network.name, members)
 
 
-def leave(root: Root, attachment: Attachment) -> dict[str, Member]:
-    """Unregister the container (blocking); return the members left, whose hosts files the
-    caller rewrites."""
+def leave(root: Root, attachment: Attachment, *, forget: bool = False) -> dict[str, Member]:
+    """Unregister the container and rewrite the other members' hosts files (blocking); with
+    *forget* (``network disconnect`` of a running container), its own hosts file loses the
+    network's section too, under the same lock: every file changes at once. Returns the
+    members left."""
     nets = Networks(root)
     name = attachment.network.name
     try:
         with nets.lock():
             members = nets.members(name)
-            members.pop(attachment.member.id, None)
+            gone = members.pop(attachment.member.id, None)
             nets.save_members(name, members)
-            rewrite_hosts(members)
+            rewrite_hosts(name, members)
+            if forget and gone is not None and gone.hosts_file:
+                _rewrite_section(gone.hosts_file, name, None)
     finally:
         attachment.close()
     return members
@@ -395,7 +434,39 @@ def member_lines(members: dict[str, Member]) -> list[str]:
             for m in sorted(members.values(), key=lambda m: ipaddress.IPv4Address(m.address))]
 
 
-MARK = "# carrier network members\n"
+SECTION = "# carrier network members"
+"""The first line of a network's section of a member's hosts file: ``SECTION: NAME``. A
+container on several networks (``network connect``) has one section per network, each rewritten
+on its own; the lines above the first section are the container's own."""
+
+
+def _split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """A hosts file's own lines, and its networks' sections (name: lines) in their order."""
+    head: list[str] = []
+    sections: dict[str, str] = {}
+    current: str | None = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith(SECTION):
+            current = line[len(SECTION):].strip().removeprefix(":").strip()
+            sections[current] = ""
+        elif current is None:
+            head.append(line)
+        else:
+            sections[current] += line if line.endswith("\n") else line + "\n"
+    own = "".join(head)
+    return (own if not own or own.endswith("\n") else own + "\n"), sections
+
+
+def with_section(text: str, network: str, lines: str | None) -> str:
+    """*text* (a hosts file) with network *network*'s section set to *lines*, or removed (None);
+    the other sections are kept as they are."""
+    own, sections = _split_sections(text)
+    sections.pop("", None)  # an older Carrier's one unnamed section
+    if lines is None:
+        sections.pop(network, None)
+    else:
+        sections[network] = lines
+    return own + "".join(f"{SECTION}: {name}\n{body}" for name, body in sections.items())
 
 
 HOSTS_MAX = 1 << 20  # a hosts file larger than this is left alone
@@ -445,11 +516,10 @@ def watch_hosts(pid: int) -> int | None:
 
 def joiner_hosts(owner: str, own: str) -> str:
     """A ``container:`` joiner's hosts file: its owner's, with the joiner's own line *own* put
-    above the network members' lines (which :func:`rewrite_hosts` replaces)."""
-    head, mark, members = owner.partition(MARK)
-    if head and not head.endswith("\n"):
-        head += "\n"
-    return f"{head}{own}\n{mark}{members}"
+    above the network members' sections (which :func:`rewrite_hosts` replaces)."""
+    head, sections = _split_sections(owner)
+    return head + f"{own}\n" + "".join(f"{SECTION}: {name}\n{body}"
+                                       for name, body in sections.items())
 
 
 def write_hosts(pid: int, text: str) -> None:
@@ -461,28 +531,33 @@ def write_hosts(pid: int, text: str) -> None:
         f.truncate()
 
 
-def rewrite_hosts(members: dict[str, Member]) -> None:
-    """Rewrite each member's hosts file *in place* (same inode: a container sees the change
-    whether the file is bind-mounted or its own), keeping its lines above :data:`MARK`."""
+def rewrite_hosts(network: str, members: dict[str, Member]) -> None:
+    """Rewrite the section of *network* in each member's hosts file *in place* (same inode: a
+    container sees the change whether the file is bind-mounted or its own), keeping its own
+    lines and the sections of its other networks."""
     lines = "".join(f"{ln}\n" for ln in member_lines(members))
     for m in members.values():
-        if not m.hosts_file:
-            continue
-        with contextlib.suppress(OSError), \
-                os.fdopen(_open_hosts(m.hosts_file), "r+", encoding="utf-8", errors="replace") as f:
-            text = f.read(HOSTS_MAX + 1)
-            if len(text) > HOSTS_MAX:
-                continue
-            f.seek(0)
-            f.write(text.split(MARK, 1)[0] + MARK + lines)
-            f.truncate()
+        if m.hosts_file:
+            _rewrite_section(m.hosts_file, network, lines)
+
+
+def _rewrite_section(path: str, network: str, lines: str | None) -> None:
+    """Set (or with None remove) *network*'s section of the hosts file at *path*, in place."""
+    with contextlib.suppress(OSError), \
+            os.fdopen(_open_hosts(path), "r+", encoding="utf-8", errors="replace") as f:
+        text = f.read(HOSTS_MAX + 1)
+        if len(text) > HOSTS_MAX:
+            return
+        f.seek(0)
+        f.write(with_section(text, network, lines))
+        f.truncate()
 
 
 def refresh(root: Root, name: str) -> None:
     """Rewrite every member's hosts file from the current membership (blocking)."""
     nets = Networks(root)
     with nets.lock():
-        rewrite_hosts(nets.members(name))
+        rewrite_hosts(name, nets.members(name))
 
 
 def reconcile_networks(root: Root) -> None:
