@@ -42,15 +42,15 @@ def in_background(log: Path, work: Callable[..., object], *args: object,
     """Start a supervisor in its own session that runs ``work(*args, *fds, status_fd)``, its
     output into *log*; return the status it wrote ("started", or why it could not start) once
     it has closed that fd. Under the fork server, a fresh fork of the server runs it when *work*
-    and *args* can be pickled (``_zygote.spawn``: it then keeps none of the pages this command
+    and *args* can be pickled (``_spawn.spawn``: it then keeps none of the pages this command
     dirtied); else (or with no server) this process forks it."""
-    from . import _zygote
+    from . import _spawn
 
     read_end, write_end = os.pipe()
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        spawned = _zygote.spawn(work, args, (null, out, out), [*fds, write_end])
+        spawned = _spawn.spawn(work, args, (null, out, out), [*fds, write_end])
     finally:
         os.close(out)
         os.close(null)

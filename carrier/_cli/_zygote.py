@@ -31,13 +31,13 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-_MAX = 1 << 20
-_SPAWN_FDS = 8  # stdin, stdout, stderr, cwd, and up to four the work takes
-_serving: Path | None = None  # the socket of the server this process is (or was forked from)
+from . import _spawn
+from ._spawn import MAX as _MAX
+from ._spawn import SPAWN_FDS as _SPAWN_FDS
+
 PRELOAD = (
     "carrier._cli._app", "carrier._cli._run", "carrier._cli._containers", "carrier._cli._common",
     "carrier._supervision._group", "carrier._supervision._create", "carrier._supervision._control",
@@ -57,8 +57,7 @@ def serve(path: Path) -> None:
     except BlockingIOError:
         return
     _sweep(path)
-    global _serving
-    _serving = path
+    _spawn.serving = path
     import importlib
 
     for module in PRELOAD:
@@ -239,61 +238,6 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
             conn.send(json.dumps({"code": code}).encode())
     finally:
         os._exit(code)
-
-
-def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int, int, int],
-          fds: list[int]) -> bool:
-    """In a command this server forked: have the server fork a fresh process (through a child
-    that exits at once, so that nobody waits for it) that runs ``work(*args, *fds)`` in its own
-    session, on *std* as its standard input, output and error, with this process's directory,
-    environment, umask, limits, signal mask and title; whether it runs (False: nothing ran,
-    fork here instead).
-
-    Why: a process forked from this command keeps every page the command dirtied (its option
-    parsing, its records) as its own once the command exits; a fresh fork of the server does
-    not (3 MiB less per detached supervisor, docs/performance.md). *work* is pickled by name,
-    *args* by value."""
-    if _serving is None or len(fds) > _SPAWN_FDS - 4:
-        return False
-    import pickle
-
-    from setproctitle import getproctitle
-
-    try:
-        payload = pickle.dumps((work, args))
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return False  # a closure: only this process has it
-    mask = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
-    limits = {n: list(resource.getrlimit(getattr(resource, n)))
-              for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
-    request = json.dumps({"work": payload.decode("latin-1"), "env": dict(os.environ),
-                          "umask": _umask(), "limits": limits, "mask": mask,
-                          "title": getproctitle()}).encode()
-    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
-    started = False
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
-            conn.connect(str(_serving))
-            conn.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", [*std, cwd, *fds]))])
-            # Until both the server and the fork have closed it: the fork says it runs (before it
-            # runs *work*); the server says how the child in between ended, in either order.
-            for _ in range(4):
-                data = conn.recv(_MAX)
-                if not data:
-                    break
-                started = started or "pid" in json.loads(data)
-    except OSError:
-        pass  # no server (killed, idle-ended): nothing was forked unless it said it runs
-    finally:
-        os.close(cwd)
-    return started
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],

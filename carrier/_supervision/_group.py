@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,8 +26,8 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._images._store import Store
-from .._network import _bridge, _netlink
-from .._network._options import MODES, check_hostname
+from .._network import _netlink
+from .._network._options import MODES
 from .._network._setup import Bridged, ContainerNetwork, setup_bridged, setup_joined, write_network_files
 from .._network._setup import start as start_network
 from .._runtime._bundle import write_bundle
@@ -48,6 +47,7 @@ from .._util._logging import bound, log
 from .._util._root import Root
 from . import _events, _netgroup
 from ._attach import Hub
+from ._connect import Connected, Connecting
 from ._control import serve_control
 from ._handle import Check, Container, Outcome, Reason, Stdio
 from ._health import HealthConfig, describe, watch
@@ -60,7 +60,7 @@ from ._restart import RestartPolicy, RestartTracker
 if TYPE_CHECKING:
     pass
 
-class _Group:
+class _Group(Connecting):
     """One container's members and cleanup."""
 
     def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
@@ -78,7 +78,7 @@ class _Group:
         self.rootfs: Rootfs | None = None
         self.network: ContainerNetwork | None = None
         self.attachment: _netgroup.Attachment | None = None  # on a named network
-        self.connected: dict[str, _Connected] = {}  # networks joined while running (connect)
+        self.connected: dict[str, Connected] = {}  # networks joined while running (connect)
         self.connecting = anyio.Lock()  # one connect or disconnect at a time
         self.run_tg: TaskGroup | None = None  # the running run's members, while it runs
         self.owner_pidfd: int | None = None  # --network container:NAME: the owner's holder
@@ -446,134 +446,6 @@ class _Group:
         await anyio.wait_readable(pidfd)
         self.end(Outcome(125, Reason.NETWORK_EXITED, message), tg)
 
-    async def network_request(self, sock: socket.socket, request: dict[str, Any]) -> None:
-        """``network connect``/``disconnect`` asked on the control socket: do it and answer
-        ``{"ok": true}`` or the refusal (a task of the control socket's server; closes *sock*)."""
-        with sock:
-            reply: dict[str, Any] = {"ok": True}
-            try:
-                if isinstance(request.get("connect"), dict):
-                    ask = request["connect"]
-                    aliases = ask.get("aliases") or []
-                    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-                        raise CarrierError("invalid connect request: aliases")
-                    reply["network"] = await self.connect_network(
-                        str(ask.get("network")), aliases,
-                        str(ask["ip"]) if ask.get("ip") is not None else None)
-                else:
-                    await self.disconnect_network(str(request["disconnect"].get("network")))
-            except Exception as e:
-                reply = {"error": str(e) if isinstance(e, CarrierError)
-                         else f"network {next(iter(request))} failed: {e!r}"}
-            with contextlib.suppress(OSError):
-                sock.setblocking(True)
-                sock.settimeout(5)
-                sock.sendall(json.dumps(reply).encode() + b"\n")
-
-    async def connect_network(self, network: str, aliases: list[str],
-                              ip: str | None) -> dict[str, Any]:
-        """Join named network *network* while running, as a start joins its first one (the
-        network's group started if need be, a shared lock on its members, an address), with an
-        ``ethN`` on its bridge but no second default route, every member's hosts file naming
-        it; its holder's end ends this group. Returns what the record shows of it."""
-        name = self.record.name
-        async with self.connecting:
-            tg, holder, cpid = self.run_tg, self.holder, self.record.container_pid
-            first = self.attachment
-            if (tg is None or holder is None or cpid is None
-                    or self.record.status is not Status.RUNNING):
-                raise CarrierError(f"container {name} is not running")
-            if first is None:
-                raise CarrierError(f"container {name} is not on a named network "
-                                   f"(--network {self.record.spec.network})")
-            if network == first.network.name or network in self.connected:
-                raise CarrierError(f"container {name} is already connected to network {network}")
-            spec = self.record.spec
-            for alias in aliases:
-                check_hostname(alias, "--alias")
-            names = list(dict.fromkeys([spec.hostname, *aliases]))
-            att = await anyio.to_thread.run_sync(
-                _netgroup.join, self.root, network, self.record.id, name, names,
-                spec.host_loopback, ip)
-            conn = _Connected(att, "", anyio.CancelScope(), anyio.Event())
-            try:
-                if _userns(att.holder_pid) != _userns(holder.pid):
-                    raise CarrierError(f"network {network} runs in a user namespace of its own "
-                                       "(started by an older Carrier): connect after it restarts")
-                conn.ifname = await anyio.to_thread.run_sync(_bridge.next_interface, holder.pid)
-                net = att.network.network
-                await anyio.to_thread.run_sync(lambda: _bridge.attach(
-                    att.holder_pid, holder.pid, self.record.id, att.member.address,
-                    net.prefixlen, att.network.gateway, spec.mtu, ifname=conn.ifname,
-                    default_route=False))
-                host_address = att.run.get("host_address")
-                if host_address is not None:
-                    await _netgroup.set_host_loopback(att.holder_pid, att.member.address,
-                                                      host_address, spec.host_loopback)
-                hosts = Path(f"/proc/{cpid}/root/etc/hosts")
-                await anyio.to_thread.run_sync(
-                    lambda: _netgroup.announce(self.root, att, hosts, keep=True))
-                if self.run_tg is not tg:
-                    raise CarrierError(f"container {name} ended meanwhile")
-            except BaseException:
-                conn.stopped.set()
-                await self._release(conn, forget=True)
-                raise
-            tg.start_soon(self._watch_connected, tg, conn)
-            self.connected[network] = conn
-            self._save_networks()
-            return conn.info()
-
-    async def disconnect_network(self, network: str) -> None:
-        """Leave network *network*, joined by :meth:`connect_network`: its interface goes, its
-        members' hosts files (the own one too) stop naming it at once, the membership lock is
-        released (the network's group may end) and its holder is no longer watched."""
-        name = self.record.name
-        async with self.connecting:
-            if self.attachment is not None and network == self.attachment.network.name:
-                raise CarrierError(f"container {name} was started on network {network}: it "
-                                   "stays on it while it runs (only a network connected "
-                                   "since can be disconnected)")
-            conn = self.connected.pop(network, None)
-            if conn is None:
-                raise CarrierError(f"container {name} is not connected to network {network}")
-            self._save_networks()
-            await self._release(conn, forget=True)
-
-    async def _watch_connected(self, tg: TaskGroup, conn: _Connected) -> None:
-        """A connected network's holder ended: so does this group (``network-exited``)."""
-        try:
-            with conn.watcher:
-                await anyio.wait_readable(conn.attachment.holder_pidfd)
-                message = f"the network {conn.attachment.network.name} ended (its holder exited)"
-                self.end(Outcome(125, Reason.NETWORK_EXITED, message), tg)
-        finally:
-            conn.stopped.set()
-
-    async def _release(self, conn: _Connected, *, forget: bool) -> None:
-        """Stop watching a connected network and leave it; with *forget* (the container goes
-        on running) its interface and its host-loopback rule go first."""
-        conn.watcher.cancel()
-        with anyio.CancelScope(shield=True):
-            await conn.stopped.wait()
-            att = conn.attachment
-            if forget:
-                with contextlib.suppress(Exception):  # gone already when the network ended
-                    await anyio.to_thread.run_sync(_bridge.detach, att.holder_pid, self.record.id)
-                host_address = att.run.get("host_address")
-                if host_address is not None:
-                    with contextlib.suppress(Exception):
-                        await _netgroup.set_host_loopback(att.holder_pid, att.member.address,
-                                                          host_address, False)
-            await anyio.to_thread.run_sync(
-                lambda: _netgroup.leave(self.root, att, forget=forget))
-
-    def _save_networks(self) -> None:
-        """The networks connected since the start, in the record (``inspect`` shows them)."""
-        if self.record.network is not None:
-            self.record.network["connected"] = {n: c.info() for n, c in self.connected.items()}
-            self.containers.save(self.record)
-
     async def _join_container(self, rootfs: Rootfs, owner: str) -> None:
         """``--network container:OWNER``: a holder in the owner's user and network namespaces
         (new UTS and IPC ones), the owner's network files; its holder's end ends this group."""
@@ -815,12 +687,7 @@ class _Group:
         if self.holder is not None:
             await self.holder.stop()
         reap_orphans()  # what the runtime and fuse-overlayfs left to us, now all ended
-        for network in list(self.connected):
-            conn = self.connected.pop(network, None)  # a disconnect may have taken it meanwhile
-            if conn is not None:
-                await self._release(conn, forget=False)
-        if self.record.network is not None:  # a connection lasts for one run
-            self.record.network.pop("connected", None)
+        await self.release_connected()
         if self.attachment is not None:
             await anyio.to_thread.run_sync(_netgroup.leave, self.root, self.attachment)
             self.attachment = None
@@ -864,28 +731,6 @@ class _Group:
         finally:
             os.close(self.lock_fd)
             self.cleaned.set()
-
-
-@dataclass
-class _Connected:
-    """A network joined while running (``network connect``)."""
-
-    attachment: _netgroup.Attachment
-    ifname: str
-    watcher: anyio.CancelScope  # the watch of its holder
-    stopped: anyio.Event  # that watch has ended
-
-    def info(self) -> dict[str, Any]:
-        """What the container's record shows of it."""
-        att = self.attachment
-        return {"interface": self.ifname,
-                "address": f"{att.member.address}/{att.network.network.prefixlen}",
-                "gateway": att.network.gateway, "aliases": list(att.member.aliases)}
-
-
-def _userns(pid: int) -> int:
-    """The inode of process *pid*'s user namespace."""
-    return os.stat(f"/proc/{pid}/ns/user").st_ino
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
