@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import random
 import select
@@ -289,3 +290,50 @@ def test_a_fork_holds_only_its_own_callers_connection(carrier: Carrier, image: s
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=60)
+
+
+def test_spawned_supervisor_logs_as_its_command_was_told(carrier: Carrier, image: str) -> None:
+    """A detached supervisor the server spawned logs into its supervisor.log at the level its
+    ``run -d`` was given, as one its command forked did (it logged nothing at all)."""
+    carrier("ps")
+    _server()
+    res = carrier("--log-level", "info", "run", "-d", "--name", "logged", "--network", "none",
+                  image, *SLEEPER)
+    assert res.code == 0, res.err
+    cid = str(carrier.record("logged")["id"])
+    _supervisor(carrier, "logged")
+    assert carrier("stop", "logged").code == 0
+    log = (carrier.root / "containers" / cid / "supervisor.log").read_text()
+    assert "container.started" in log
+    assert carrier("rm", "logged").code == 0
+
+
+_KNOCK = '''
+import array, json, os, socket, sys
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+conn.connect(sys.argv[1])
+cwd = os.open(".", os.O_PATH)
+null = os.open(os.devnull, os.O_RDWR)
+request = json.dumps({"argv": ["ps"], "env": dict(os.environ), "umask": 18, "limits": {},
+                      "title": ["carrier", "ps"]}).encode()
+conn.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [null, null, null, cwd]))])
+conn.settimeout(30)
+print(json.dumps(conn.recv(1 << 16).decode()))
+'''
+
+
+def test_caller_in_another_user_namespace_is_refused(carrier: Carrier, image: str) -> None:
+    """A process of this user in another user namespace (a rootless container's root is this
+    uid too) gets nothing from the server: the connection closes and nothing is forked; the
+    same request from this namespace runs."""
+    carrier("ps")
+    path = socket_path()
+    assert path is not None
+    _server(path=path)
+    argv = [sys.executable, "-c", _KNOCK, str(path)]
+    inside = subprocess.run(["unshare", "--user", "--map-root-user", *argv], capture_output=True,
+                            text=True, timeout=60, env=carrier.env, stdin=subprocess.DEVNULL)
+    assert (inside.returncode, json.loads(inside.stdout)) == (0, ""), inside.stderr
+    here = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=carrier.env,
+                          stdin=subprocess.DEVNULL)
+    assert '"pid"' in json.loads(here.stdout), here.stdout + here.stderr

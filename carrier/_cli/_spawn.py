@@ -17,6 +17,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from .._util._logging import configured
+
 MAX = 1 << 20  # the largest request or reply on the server's socket
 SPAWN_FDS = 8  # stdin, stdout, stderr, cwd, and up to four the work takes
 # The socket of the server this process is (or was forked from): set by ``_zygote.serve``.
@@ -50,7 +52,7 @@ def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int,
               for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
     request = json.dumps({"work": payload.decode("latin-1"), "env": dict(os.environ),
                           "umask": _umask(), "limits": limits, "mask": mask,
-                          "title": getproctitle()}).encode()
+                          "title": getproctitle(), "logging": configured()}).encode()
     cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
     started = False
     try:

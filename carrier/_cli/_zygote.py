@@ -38,6 +38,8 @@ from . import _spawn
 from ._spawn import MAX as _MAX
 from ._spawn import SPAWN_FDS as _SPAWN_FDS
 
+_OWN_USERNS = os.readlink("/proc/self/ns/user")
+
 PRELOAD = (
     "carrier._cli._app", "carrier._cli._run", "carrier._cli._containers", "carrier._cli._common",
     "carrier._supervision._group", "carrier._supervision._create", "carrier._supervision._control",
@@ -148,7 +150,10 @@ def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socke
                 fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
         request = json.loads(msg)
         spawn = "work" in request
-        if uid != os.getuid() or not (4 <= len(fds) <= _SPAWN_FDS if spawn else len(fds) == 4):
+        # This user, and in this user namespace: a rootless container's root is this uid too,
+        # and must not reach the server through a mounted /tmp or runtime directory.
+        if (uid != os.getuid() or os.readlink(f"/proc/{pid}/ns/user") != _OWN_USERNS
+                or not (4 <= len(fds) <= _SPAWN_FDS if spawn else len(fds) == 4)):
             raise PermissionError("not this user's, or not a command")
         # Nothing of the server's stays open in a fork, other callers' connections included:
         # a long-lived fork holding one would keep that caller from seeing the server go.
@@ -274,6 +279,10 @@ def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
         from setproctitle import setproctitle
 
         setproctitle(str(request["title"]))
+        if request.get("logging"):  # as the command was told (--log-level, --log-format)
+            from .._util._logging import configure
+
+            configure(*request["logging"])
         work, args = pickle.loads(str(request["work"]).encode("latin-1"))  # only this user (SO_PEERCRED)
         conn.send(json.dumps({"pid": os.getpid()}).encode())
         conn.close()

@@ -31,6 +31,7 @@ _context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.Cont
 )
 _logger: Any = None
 _handler: logging.Handler | None = None
+_configured: tuple[str, str] | None = None
 
 
 def _to_record(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -87,12 +88,19 @@ class _Rendered(logging.Formatter):
         return self.inner.format(record)
 
 
+def configured() -> tuple[str, str] | None:
+    """The level and format :func:`configure` was last given here (a process started for this
+    one, such as a detached supervisor, configures itself the same way)."""
+    return _configured
+
+
 def configure(level: str = "warning", fmt: str = "auto") -> None:
     """The CLI's output: events at *level* and above to stderr, rendered as *fmt* (auto:
     console on a TTY, JSON lines for ``json``), as structlog renders them."""
-    global _handler
+    global _handler, _configured
     if _handler is not None:
         _stdlib.removeHandler(_handler)
+    _configured = (level, fmt)
     _handler = logging.StreamHandler(sys.stderr)
     _handler.setFormatter(_Rendered(fmt))
     _stdlib.addHandler(_handler)
