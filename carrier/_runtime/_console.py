@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import anyio
 
+from .._util._fs import discard_ready
+
 
 def is_terminal(stream: int | IO[Any] | None) -> bool:
     """Whether a :class:`Stdio` stream (None: ours) is a terminal."""
@@ -49,6 +51,10 @@ class Console:
         os.set_blocking(self.master, False)
         self._out = _fd(out, 1)
         self._sink = sink  # also gets every chunk (the container's log)
+
+    def discard(self) -> None:
+        """Drop what the terminal holds now (a failed runtime's words, before a retry)."""
+        discard_ready(self.master)
 
     def started(self) -> None:
         """The runtime holds the slave now: drop ours, so that the master reads EOF (EIO)

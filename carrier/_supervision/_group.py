@@ -515,9 +515,12 @@ class _Group(Connecting):
             if running or attempt == 2 or not transient_failure(log_file):
                 return running
             await child.wait()
-            log.warning("runtime.retry", id=self.record.id[:12],
+            log.info("runtime.retry", id=self.record.id[:12],
                         error=log_file.read_text(errors="replace").strip()[-300:])
             await self.runtime.delete(self.record.id)
+            for stream in (self.output, self.console):  # runc's error is not the container's
+                if stream is not None:
+                    stream.discard()
             log_file.unlink(missing_ok=True)
             pid_file.unlink(missing_ok=True)
         raise AssertionError("unreachable")

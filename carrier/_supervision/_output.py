@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import anyio
 
+from .._util._fs import discard_ready
 from ._logrecords import Stream
 from ._logwriter import LogWriter
 
@@ -108,6 +109,13 @@ class Output:
             await anyio.wait_readable(pipe.read_end)
             if pipe.copy(self.log) is False:
                 return
+
+    def discard(self) -> None:
+        """Drop what the pipes hold now: a runtime's words about a start that failed before
+        the container existed, which are not the container's output (before a retry)."""
+        for p in self.pipes:
+            if p.read_end >= 0:
+                discard_ready(p.read_end)
 
     def drain(self) -> None:
         """Copy what the pipes still hold (after the runtime ended), without waiting."""

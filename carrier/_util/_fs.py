@@ -22,3 +22,17 @@ def remove_tree(path: Path) -> None:
                 if not os.path.islink(child):
                     os.chmod(child, stat.S_IRWXU)
         shutil.rmtree(path)
+
+
+def discard_ready(fd: int, limit: int = 1 << 20) -> int:
+    """Read and drop what non-blocking *fd* holds now (at most *limit* bytes); how much."""
+    dropped = 0
+    while dropped < limit:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            break
+        if not chunk:
+            break
+        dropped += len(chunk)
+    return dropped
