@@ -168,6 +168,26 @@ def test_connected_network_killed_ends_container(carrier: Carrier,
     assert carrier("rm", "a").code == 0
 
 
+def test_killed_supervisor_leaves_no_connection(carrier: Carrier, nets: tuple[str, str]) -> None:
+    """A connected container whose supervisor is SIGKILLed is reconciled without its
+    connection: the network it was connected to can be removed, and the container is kept."""
+    n1, n2 = nets
+    sleeper(carrier, "a", n1)
+    assert carrier("network", "connect", n2, "a").code == 0
+    groups = [int(str(state["supervisor_pid"])) for state in map(lambda n: run_state(carrier, n), nets)
+              if state is not None]
+    supervisor = int(str(carrier.record("a")["supervisor_pid"]))
+    os.kill(supervisor, signal.SIGKILL)
+    wait_pidfd(supervisor)
+    for pid in groups:  # the kernel dropped the membership locks: both networks' groups end
+        wait_pidfd(pid)
+    assert carrier("ps", "-a", "--format", "{{.Names}} {{.Status}}").out.split()[:2] == ["a", "Exited"]
+    assert "connected" not in carrier.record("a")["network"]  # type: ignore[operator]
+    res = carrier("network", "rm", n2)
+    assert res.code == 0, res.err
+    assert carrier("rm", "a").code == 0
+
+
 def test_bad_input(carrier: Carrier, nets: tuple[str, str]) -> None:
     """Each bad connect or disconnect is one line and exit 125, and changes no record, no
     membership and no interface."""

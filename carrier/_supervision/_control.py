@@ -364,6 +364,8 @@ async def _clean_stale(root: Root, cid: str) -> None:
     record.reason = "supervisor-died: its supervisor was killed; leftovers were reaped"
     record.finished = now()
     record.holder_pid = None
+    if record.network is not None:  # a connection lasts for one run (``network connect``)
+        record.network.pop("connected", None)
     try:
         if record.spec.remove:
             containers.remove(record)

@@ -218,6 +218,7 @@ async def _teardown(nets: Networks, name: str, holder: Holder | None,
     d = nets.dir(name)
     with nets.lock():
         (d / "run.json").unlink(missing_ok=True)
+        nets.members(name)  # drops members whose supervisors were killed (their locks went)
     if running is not None:
         await running.stop()
     (d / "network.pid").unlink(missing_ok=True)
