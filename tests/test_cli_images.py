@@ -147,6 +147,19 @@ class TestSave:
         assert ok(other("run", "--rm", "piped:1", "echo", "loaded")) == "loaded\n"
         assert not [p for p in (other.root / "tmp").iterdir()]  # the spool is gone
 
+    def test_save_to_a_pipe_closed_early_fails(self, carrier: Carrier, image: str) -> None:
+        """A reader that goes away before the archive is complete fails the save (one line,
+        125): a cut archive is not a success, as `ps | head` is."""
+        saver = subprocess.Popen(carrier.argv("save", image), env=carrier.env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+        assert saver.stdout is not None
+        assert saver.stderr is not None
+        assert len(saver.stdout.read(512)) == 512
+        saver.stdout.close()
+        err = saver.stderr.read().decode()
+        assert saver.wait(timeout=60) == 125
+        assert err.strip() == "carrier: standard output closed before the archive was complete"
+
     @pytest.mark.parametrize("args", [["save", "busybox"], ["load"]])
     def test_archive_to_or_from_a_terminal_is_refused(self, carrier: Carrier, image: str,
                                                       args: list[str]) -> None:

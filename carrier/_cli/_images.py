@@ -197,10 +197,14 @@ def save(
             refs = (Reference.parse(named),) if named is not None else tuple(
                 Reference.parse(n) for n in image.names)
             wanted.append(Saving(image, refs))
-        if output is None:
+        if output is None:  # a buffered writer of our own: it retries short writes
             sys.stdout.flush()
-            save_archive(store, wanted, sys.stdout.buffer, format)
-            sys.stdout.buffer.flush()
+            try:
+                with os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
+                    save_archive(store, wanted, out, format)
+            except BrokenPipeError:  # not `ps | head`: a cut archive is a failure
+                raise CarrierError("standard output closed before the archive was "
+                                   "complete") from None
         else:
             save_archive(store, wanted, output, format)
     return 0
