@@ -122,17 +122,22 @@ def _start_server(path: str) -> None:
                          env={**os.environ, "CARRIER_FORK_SERVER": "0"})
 
 
+def caller_state() -> dict[str, object]:
+    """What a fork of the server takes over from this process besides its descriptors: the
+    environment, the umask and the resource limits (also sent by ``_spawn``)."""
+    import resource
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    limits = {n: list(resource.getrlimit(getattr(resource, n)))
+              for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
+    return {"env": dict(os.environ), "umask": umask, "limits": limits}
+
+
 def _relay(conn: socket.socket, argv: list[str]) -> int | None:
     """Hand *argv* over and relay until it ends; None if the server went away before a
     command was forked for it (then nothing ran, and it runs here)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    import resource
-
-    limits = {n: list(resource.getrlimit(getattr(resource, n)))
-              for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
-    request = json.dumps({"argv": argv, "env": dict(os.environ), "umask": umask,
-                          "limits": limits, "title": sys.orig_argv}).encode()
+    request = json.dumps({"argv": argv, **caller_state(), "title": sys.orig_argv}).encode()
     cwd = os.open(".", os.O_PATH)
     try:
         fds = array.array("i", [0, 1, 2, cwd])

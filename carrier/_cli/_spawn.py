@@ -11,13 +11,13 @@ from __future__ import annotations
 import array
 import json
 import os
-import resource
 import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from .._util._logging import configured
+from ._fastpath import caller_state
 
 MAX = 1 << 20  # the largest request or reply on the server's socket
 SPAWN_FDS = 8  # stdin, stdout, stderr, cwd, and up to four the work takes
@@ -48,10 +48,7 @@ def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int,
     except (pickle.PicklingError, AttributeError, TypeError):
         return False  # a closure: only this process has it
     mask = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
-    limits = {n: list(resource.getrlimit(getattr(resource, n)))
-              for n in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
-    request = json.dumps({"work": payload.decode("latin-1"), "env": dict(os.environ),
-                          "umask": _umask(), "limits": limits, "mask": mask,
+    request = json.dumps({"work": payload.decode("latin-1"), **caller_state(), "mask": mask,
                           "title": getproctitle(), "logging": configured()}).encode()
     cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
     started = False
@@ -73,9 +70,3 @@ def spawn(work: Callable[..., object], args: tuple[object, ...], std: tuple[int,
         os.close(cwd)
     return started
 
-
-def _umask() -> int:
-    """This process's umask (reading it means setting it, so it is set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

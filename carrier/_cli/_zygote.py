@@ -191,23 +191,7 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
     # them on as soon as it knows this pid) must reach the command, not this code.
     signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        for fd in inherited:
-            os.close(fd)
-        signal.set_wakeup_fd(-1)
-        for sig in signal.valid_signals():
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as any Python program starts
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        os.fchdir(fds[3])
-        for fd in fds:
-            os.close(fd)
-        os.umask(int(request["umask"]))
-        os.environ.clear()
-        os.environ.update(request["env"])
-        _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
+        _become(request, fds, inherited)
         sys.argv = ["carrier", *request["argv"]]
         from setproctitle import setproctitle
 
@@ -222,10 +206,7 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
             os.close(watch)
 
         os.register_at_fork(after_in_child=forget)
-        # The caller's limits last: its process limit counts the watcher thread above too.
-        for name, (soft, hard) in request.get("limits", {}).items():
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                resource.setrlimit(getattr(resource, name), (soft, hard))
+        _set_limits(request)  # last: the caller's process limit counts the watcher thread too
     except BaseException as e:  # the caller gets one line, never a silent 125 (nor server code)
         print(f"carrier: the fork server could not take this command: {e!r}", file=sys.stderr)
         os._exit(code)
@@ -245,6 +226,35 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
         os._exit(code)
 
 
+def _become(request: dict[str, Any], fds: list[int], inherited: list[int]) -> None:
+    """In a fork: drop the server's descriptors and signal handlers, and take the caller's
+    standard streams, directory (*fds*: 0, 1, 2, cwd; closed here), umask and environment."""
+    for fd in inherited:
+        os.close(fd)
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as any Python program starts
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    os.fchdir(fds[3])
+    for fd in fds:
+        os.close(fd)
+    os.umask(int(request["umask"]))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
+
+
+def _set_limits(request: dict[str, Any]) -> None:
+    """The caller's resource limits (those it sent)."""
+    for name, (soft, hard) in request.get("limits", {}).items():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
 def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
              inherited: list[int]) -> NoReturn:
     """The fresh fork for ``spawn``: fork once more (this child ends at once, the server reaps
@@ -253,27 +263,9 @@ def _spawned(conn: socket.socket, request: dict[str, Any], fds: list[int],
     if os.fork() != 0:
         os._exit(0)
     try:
-        for fd in inherited:
-            os.close(fd)
         os.setsid()
-        signal.set_wakeup_fd(-1)
-        for sig in signal.valid_signals():
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        os.fchdir(fds[3])
-        for fd in fds[:4]:
-            os.close(fd)
-        os.umask(int(request["umask"]))
-        os.environ.clear()
-        os.environ.update(request["env"])
-        _reopen_std(bool(os.environ.get("PYTHONUNBUFFERED")))
-        for name, (soft, hard) in request.get("limits", {}).items():
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                resource.setrlimit(getattr(resource, name), (soft, hard))
+        _become(request, fds[:4], inherited)
+        _set_limits(request)
         import pickle
 
         from setproctitle import setproctitle
