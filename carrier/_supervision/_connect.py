@@ -9,7 +9,6 @@ the network's holder is watched, and its end ends the container's group (``netwo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .._state._records import Containers, Record, Status
 from .._util._errors import CarrierError
 from .._util._root import Root
 from . import _netgroup
+from ._control import answer
 from ._handle import Outcome, Reason
 
 
@@ -64,10 +64,7 @@ class Connecting:
             except Exception as e:
                 reply = {"error": str(e) if isinstance(e, CarrierError)
                          else f"network {next(iter(request))} failed: {e!r}"}
-            with contextlib.suppress(OSError):
-                sock.setblocking(True)
-                sock.settimeout(5)
-                sock.sendall(json.dumps(reply).encode() + b"\n")
+            answer(sock, reply)
 
     async def connect_network(self, network: str, aliases: list[str],
                               ip: str | None) -> dict[str, Any]:

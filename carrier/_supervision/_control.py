@@ -102,52 +102,22 @@ def connect(directory: Path, message: bytes) -> socket.socket | None:
     return s
 
 
-def exec_detached(directory: Path, argv: list[str], env: list[str], workdir: str | None,
-                  user: str | None) -> int | None:
-    """``exec -d`` through the supervisor listening in *directory*: it runs the runtime's
-    detached exec itself, so that it adopts and reaps the command; the start's exit status
-    (0, or 126/127), or None if no supervisor listens. A refusal (a bad user) is raised."""
-    request = {"exec": {"argv": argv, "env": env, "workdir": workdir, "user": user}}
+def _ask(directory: Path, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """Send *request* to the supervisor listening in *directory* and read its one-line JSON
+    answer (None if no supervisor listens); a refusal in it (``error``) is raised as one line."""
     sock = connect(directory, json.dumps(request).encode() + b"\n")
     if sock is None:
         return None
     with sock:
-        sock.settimeout(60)  # a guard: the answer comes once the runtime's exec has returned
-        answer = b""
-        while not answer.endswith(b"\n") and len(answer) < 65536:
+        sock.settimeout(timeout)  # a guard, not a wait: the answer comes once the work is done
+        line = b""
+        while not line.endswith(b"\n") and len(line) < 65536:
             chunk = sock.recv(4096)
             if not chunk:
                 break
-            answer += chunk
+            line += chunk
     try:
-        reply = json.loads(answer)
-        code = int(reply["exit_code"])
-    except (ValueError, KeyError, TypeError):
-        raise CarrierError("the container's supervisor did not answer the exec -d request "
-                           "(it ended meanwhile?)") from None
-    if reply.get("error"):
-        raise CarrierError(str(reply["error"]))
-    return code
-
-
-def network_request(directory: Path, request: dict[str, Any]) -> dict[str, Any] | None:
-    """``network connect``/``disconnect`` (*request*: ``{"connect": {...}}`` or
-    ``{"disconnect": {...}}``) through the supervisor listening in *directory*, which joins or
-    leaves and holds the membership; its answer, or None if no supervisor listens. A refusal
-    is raised as one line."""
-    sock = connect(directory, json.dumps(request).encode() + b"\n")
-    if sock is None:
-        return None
-    with sock:
-        sock.settimeout(120)  # a guard: a connect may start the network's group (30 s at most)
-        answer = b""
-        while not answer.endswith(b"\n") and len(answer) < 65536:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-    try:
-        reply = json.loads(answer)
+        reply = json.loads(line)
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
@@ -155,6 +125,39 @@ def network_request(directory: Path, request: dict[str, Any]) -> dict[str, Any] 
     if reply.get("error"):
         raise CarrierError(str(reply["error"]))
     return reply
+
+
+def answer(sock: socket.socket, reply: dict[str, Any]) -> None:
+    """The server's side of :func:`_ask`: *reply* as one JSON line to a handed-on request's
+    caller (a caller gone, or silent for 5 s, just misses it)."""
+    with contextlib.suppress(OSError):
+        sock.setblocking(True)
+        sock.settimeout(5)
+        sock.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def exec_detached(directory: Path, argv: list[str], env: list[str], workdir: str | None,
+                  user: str | None) -> int | None:
+    """``exec -d`` through the supervisor listening in *directory*: it runs the runtime's
+    detached exec itself, so that it adopts and reaps the command; the start's exit status
+    (0, or 126/127), or None if no supervisor listens. A refusal (a bad user) is raised."""
+    request = {"exec": {"argv": argv, "env": env, "workdir": workdir, "user": user}}
+    reply = _ask(directory, request, 60)
+    if reply is None:
+        return None
+    try:
+        return int(reply["exit_code"])
+    except (ValueError, KeyError, TypeError):
+        raise CarrierError("the container's supervisor did not answer the exec -d request "
+                           "(it ended meanwhile?)") from None
+
+
+def network_request(directory: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """``network connect``/``disconnect`` (*request*: ``{"connect": {...}}`` or
+    ``{"disconnect": {...}}``) through the supervisor listening in *directory*, which joins or
+    leaves and holds the membership; its answer, or None if no supervisor listens. A refusal
+    is raised as one line."""
+    return _ask(directory, request, 120)  # a connect may start the network's group (30 s at most)
 
 
 def request_stop(root: Root, cid: str, name: str, timeout: float | None,

@@ -11,7 +11,6 @@ the helper and remove its files, end the holder, record the exit, remove the fil
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal as _signal
 import socket
@@ -48,7 +47,7 @@ from .._util._root import Root
 from . import _events, _netgroup
 from ._attach import Hub
 from ._connect import Connected, Connecting
-from ._control import serve_control
+from ._control import answer, serve_control
 from ._handle import Check, Container, Outcome, Reason, Stdio
 from ._health import HealthConfig, describe, watch
 from ._logreader import Joiner, LogLine, lines
@@ -147,10 +146,7 @@ class _Group(Connecting):
             except Exception as e:
                 reply = {"exit_code": 125, "error": str(e) if isinstance(e, CarrierError)
                          else f"exec -d failed: {e!r}"}
-            with contextlib.suppress(OSError):
-                sock.setblocking(True)
-                sock.settimeout(5)
-                sock.sendall(json.dumps(reply).encode() + b"\n")
+            answer(sock, reply)
         for init in adopted:
             try:
                 await init.wait()
@@ -499,31 +495,34 @@ class _Group(Connecting):
         """Have the runtime start the command; whether it runs. A runtime that failed before
         creating anything, in the way runc 1.1 rarely does (``transient_failure``), gets one
         more try with the same streams, which is why they stay open here until the end."""
-        pid_file = self.bundle / "container.pid"
+        if self.on_launch is not None:  # the command is on its way
+            self.on_launch()
         log_file = self.bundle / "runtime.log"
-        for attempt in (1, 2):
-            self.child = child = self.runtime.run(
-                self.record.id, self.bundle, stdin=streams[0], stdout=streams[1],
-                stderr=streams[2], controlling_tty=self.console is not None, inside=inside,
-                detach=self.detached)
-            if attempt == 1 and self.on_launch is not None:  # the command is on its way
-                self.on_launch()
-            if self.detached:
-                running = await self._adopt(pid_file)
-            else:
-                running = await self._command_running(pid_file) or pid_file.exists()
-            if running or attempt == 2 or not transient_failure(log_file):
-                return running
-            await child.wait()
-            log.info("runtime.retry", id=self.record.id[:12],
-                        error=log_file.read_text(errors="replace").strip()[-300:])
-            await self.runtime.delete(self.record.id)
-            for stream in (self.output, self.console):  # runc's error is not the container's
-                if stream is not None:
-                    stream.discard()
-            log_file.unlink(missing_ok=True)
-            pid_file.unlink(missing_ok=True)
-        raise AssertionError("unreachable")
+        running = await self._run_runtime(streams, inside)
+        if running or not transient_failure(log_file):
+            return running
+        assert self.child is not None
+        await self.child.wait()
+        log.info("runtime.retry", id=self.record.id[:12],
+                 error=log_file.read_text(errors="replace").strip()[-300:])
+        await self.runtime.delete(self.record.id)
+        for stream in (self.output, self.console):  # runc's error is not the container's
+            if stream is not None:
+                stream.discard()
+        log_file.unlink(missing_ok=True)
+        (self.bundle / "container.pid").unlink(missing_ok=True)
+        return await self._run_runtime(streams, inside)
+
+    async def _run_runtime(self, streams: tuple[int | IO[Any] | None, ...],
+                           inside: list[str]) -> bool:
+        """One start by the runtime, on *streams*: whether the command runs."""
+        pid_file = self.bundle / "container.pid"
+        self.child = self.runtime.run(
+            self.record.id, self.bundle, stdin=streams[0], stdout=streams[1], stderr=streams[2],
+            controlling_tty=self.console is not None, inside=inside, detach=self.detached)
+        if self.detached:
+            return await self._adopt(pid_file)
+        return await self._command_running(pid_file) or pid_file.exists()
 
     async def _adopt(self, pid_file: Path) -> bool:
         """Wait for a detached runtime to exit; if it started the command, its init (ours now,

@@ -467,6 +467,11 @@ def with_section(text: str, network: str, lines: str | None) -> str:
         sections.pop(network, None)
     else:
         sections[network] = lines
+    return _join_sections(own, sections)
+
+
+def _join_sections(own: str, sections: dict[str, str]) -> str:
+    """A hosts file from its own lines and its networks' sections (the reverse of the split)."""
     return own + "".join(f"{SECTION}: {name}\n{body}" for name, body in sections.items())
 
 
@@ -519,8 +524,7 @@ def joiner_hosts(owner: str, own: str) -> str:
     """A ``container:`` joiner's hosts file: its owner's, with the joiner's own line *own* put
     above the network members' sections (which :func:`rewrite_hosts` replaces)."""
     head, sections = _split_sections(owner)
-    return head + f"{own}\n" + "".join(f"{SECTION}: {name}\n{body}"
-                                       for name, body in sections.items())
+    return _join_sections(f"{head}{own}\n", sections)
 
 
 def write_hosts(pid: int, text: str) -> None:
