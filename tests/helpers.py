@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -10,6 +11,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import Carrier
@@ -144,3 +146,39 @@ class Pty:
         os.close(self.master)
         os.close(self.slave)
         return code
+
+
+def wait_unsupervised(record: dict[str, object], bound: float = 30) -> None:
+    """Wait until nothing supervises the container of *record* (``carrier info``) any more: its
+    supervisor lock is free (or gone with the container), whether a process of its own or a
+    group in the keeper held it.
+    A bounded poll: a released lock announces nothing."""
+    lock = Path(str(record["Dir"])) / "supervisor.lock"
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # removed: supervised by nobody
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            assert time.monotonic() < deadline, f"{record['Name']} is still supervised"
+        finally:
+            os.close(fd)
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def own_supervisor(carrier: Carrier, really: bool = True) -> Iterator[None]:
+    """Within: detached containers get a supervisor process of their own, not a group in the
+    keeper (``CARRIER_KEEPER=0``), so that a test can kill one container's supervisor alone."""
+    if not really:
+        yield
+        return
+    carrier.env["CARRIER_KEEPER"] = "0"
+    try:
+        yield
+    finally:
+        del carrier.env["CARRIER_KEEPER"]

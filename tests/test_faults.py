@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from helpers import container_pid, helper_pid, pid_of, wait_pidfd
+from helpers import container_pid, helper_pid, pid_of, wait_pidfd, wait_unsupervised
 from test_network import HELPERS
 
 CASES = {
@@ -48,7 +48,7 @@ def test_kill_each_member(carrier: Carrier, image: str, helper: str, member: str
         "supervisor-sigterm": lambda: supervisor,
     }[member]()
     os.kill(target, signal.SIGTERM if member == "supervisor-sigterm" else signal.SIGKILL)
-    wait_pidfd(supervisor)
+    wait_unsupervised(rec)
     carrier("ps", "-a")  # the next command reconciles whatever a killed supervisor left
     wait_pidfd(helper_process)
     rec = carrier.record("f")
@@ -84,7 +84,7 @@ def test_kill_each_member_with_each_storage_driver(carrier: Carrier, image: str,
         "supervisor": lambda: supervisor,
     }[member]()
     os.kill(target, signal.SIGKILL)
-    wait_pidfd(supervisor)
+    wait_unsupervised(rec)
     carrier("ps", "-a")  # reconciles what a killed supervisor left
     rec = carrier.record("s")
     assert (rec["status"], rec["exit_code"], str(rec["reason"]).split(":")[0]) == (

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from helpers import alive, container_pid, helper_pid, wait_pidfd
+from helpers import alive, container_pid, helper_pid, wait_pidfd, wait_unsupervised
 
 HELPERS = ["pasta", "slirp4netns"]
 BODY = b"carrier-body"
@@ -195,7 +195,7 @@ class TestHelperLifecycle:
             target = {"helper-kill": pid, "supervisor-kill": supervisor,
                       "container-kill": container_pid(carrier, "c")}[ending]
             os.kill(target, signal.SIGKILL)
-            wait_pidfd(supervisor)
+            wait_unsupervised(rec)
             carrier("ps", "-a")  # the next command reconciles what a dead supervisor left
         wait_pidfd(pid)
         assert not alive(pid)

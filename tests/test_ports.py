@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import Carrier
-from helpers import alive, wait_pidfd
+from helpers import alive, wait_pidfd, wait_unsupervised
 from test_network import HELPERS, free_port
 
 # Inside a container: the address the helper gave its interface (the only global IPv4 one).
@@ -159,7 +159,7 @@ def test_forwarder_is_a_member(carrier: Carrier, image: str, helper: str, ending
     assert alive(forwarder)
     assert _tcp_echo(port, b"up", retry=True) == b"up"
     os.kill(forwarder if ending == "forwarder-kill" else supervisor, signal.SIGKILL)
-    wait_pidfd(supervisor)
+    wait_unsupervised(rec)
     wait_pidfd(forwarder)
     carrier("ps", "-a")  # the next command reconciles what a dead supervisor left
     rec = carrier.record("f")

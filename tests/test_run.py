@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from conftest import Carrier
-from helpers import container_pid, wait_pidfd
+from helpers import container_pid, wait_pidfd, wait_unsupervised
 
 
 class TestForeground:
@@ -176,9 +176,8 @@ class TestDetached:
         """kill -9 of the container's process ends its group: 137, supervisor gone, no leftovers."""
         assert carrier("run", "-d", "--name", "victim", image, "sleep", "100").code == 0
         rec = carrier.record("victim")
-        supervisor = int(rec["supervisor_pid"])  # type: ignore[arg-type]
         os.kill(container_pid(carrier, "victim"), 9)
-        wait_pidfd(supervisor)
+        wait_unsupervised(rec)
         rec = carrier.record("victim")
         assert (rec["status"], rec["exit_code"]) == ("exited", 137)
         assert rec["reason"] == "killed: killed by SIGKILL"

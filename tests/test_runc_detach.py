@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier
-from helpers import alive, container_pid, wait_pidfd
+from helpers import alive, container_pid, wait_pidfd, wait_unsupervised
 from test_network import HELPERS
 
 import carrier
@@ -76,7 +76,7 @@ def test_detached_container_is_the_supervisors_child(carrier: Carrier, image: st
     zombies = {pid: c for pid, c in _children(supervisor).items() if c[0] == "Z"}
     assert zombies == {}
     os.kill(init, signal.SIGKILL)
-    wait_pidfd(supervisor)
+    wait_unsupervised(rec)
     rec = carrier.record("d")
     assert (rec["status"], rec["exit_code"], rec["reason"]) == ("exited", 137,
                                                                 "killed: killed by SIGKILL")
@@ -109,9 +109,9 @@ def test_stop_of_an_adopted_init(carrier: Carrier, image: str) -> None:
     res = carrier("run", "-d", "--name", "s", image, "sh", "-c",
                   "trap 'exit 42' TERM; while :; do sleep 1; done")
     assert res.code == 0, res.err
-    supervisor = int(carrier.record("s")["supervisor_pid"])  # type: ignore[arg-type]
+    rec = carrier.record("s")
     assert carrier("stop", "-t", "30", "s").code == 0
-    wait_pidfd(supervisor)
+    wait_unsupervised(rec)
     rec = carrier.record("s")
     assert (rec["status"], rec["exit_code"]) == ("exited", 42)
     assert carrier("rm", "s").code == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import Carrier
-from helpers import container_pid, helper_pid, wait_pidfd
+from helpers import container_pid, helper_pid, own_supervisor, wait_pidfd, wait_unsupervised
 from test_network import HELPERS
 
 import carrier
@@ -55,18 +55,19 @@ class TestOtherNetns:
             res = carrier("run", "-d", "--name", name, "--network", helper, "--stop-timeout", "0.5",
                           image, "sleep", "1000")
             assert res.code == 0, res.err
-        supervisor_a = int(carrier.record("a")["supervisor_pid"])  # type: ignore[arg-type]
+        rec_a = carrier.record("a")
         res = _other_netns(carrier, "stop", "a")
         assert (res.returncode, res.stdout) == (0, "a\n"), res.stderr
-        wait_pidfd(supervisor_a)
+        wait_unsupervised(rec_a)
         assert carrier.record("a")["status"] == "exited"
         rec_b = carrier.record("b")
-        processes = [int(rec_b["supervisor_pid"]), int(rec_b["holder_pid"]),  # type: ignore[arg-type]
+        processes = [int(rec_b["holder_pid"]),  # type: ignore[arg-type]
                      container_pid(carrier, "b"), helper_pid(carrier, "b")]
         res = _other_netns(carrier, "rm", "-f", "b")
         assert (res.returncode, res.stdout) == (0, "b\n"), res.stderr
         for pid in processes:
             wait_pidfd(pid)
+        wait_unsupervised(rec_b)
         assert carrier("rm", "a").code == 0
         assert carrier("ps", "-a").out.count("\n") == 1
 
@@ -194,9 +195,10 @@ class TestDamage:
     def test_damaged_record(self, carrier: Carrier, image: str, damage: str) -> None:
         """A damaged state.json: one warning line naming it, the other containers work, the
         damaged one's processes are reaped, its file is left as it is, and rm -f removes it."""
-        for name in ("good", "bad"):
-            res = carrier("run", "-d", "--name", name, "--network", "slirp4netns", image,
-                          "sleep", "1000")
+        for name in ("good", "bad"):  # bad's supervisor alone is killed: a process of its own
+            with own_supervisor(carrier, name == "bad"):
+                res = carrier("run", "-d", "--name", name, "--network", "slirp4netns", image,
+                              "sleep", "1000")
             assert res.code == 0, res.err
         rec = carrier.record("bad")
         path = Path(str(rec["Dir"])) / "state.json"
@@ -402,7 +404,7 @@ class TestFullDisk:
         assert [c.name for c in containers] == [keep["id"]], "the failed run left nothing"
         assert sorted(p.name for p in (carrier.root / "names").iterdir()) == ["keep"]
         assert carrier("stop", "keep").code == 0
-        wait_pidfd(int(keep["supervisor_pid"]))  # type: ignore[arg-type]
+        wait_unsupervised(keep)
         res = carrier("rm", "-f", "keep")
         assert res.code == 0, res.err
         assert not list((carrier.root / "containers").iterdir())

@@ -451,12 +451,15 @@ class _Proxy:
 
 
 def run_detached(root: Root, record: Record, lock: int, shown: str | None = None) -> int:
-    """Fork a supervisor into its own session; print the id (or *shown*) once the command
-    runs."""
+    """Hand the container to this user's keeper (``_keeper``; a supervisor process of its own
+    when none can take it); print the id (or *shown*) once the command runs."""
     from .._state._records import Containers
+    from . import _keeper
 
-    cdir = Containers(root).dir(record.id)
-    message = in_background(cdir / "supervisor.log", _supervise_detached, root, record, fds=(lock,))
+    log = Containers(root).dir(record.id) / "supervisor.log"
+    message = _keeper.submit(log, kept, (root, record), (lock,))
+    if message is None:
+        message = in_background(log, _supervise_detached, root, record, fds=(lock,))
     os.close(lock)
     if message != "started":
         raise CarrierError(message or "the detached supervisor failed to start the container")
@@ -466,8 +469,15 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
     return 0
 
 
+async def kept(running: set[Container], root: Root, record: Record, lock: int,
+               status_fd: int) -> None:
+    """A detached container's group in the keeper (module-level: pickled by name)."""
+    await _detached_group(running, root, record, lock, status_fd)
+
+
 def _supervise_detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
-    """The detached supervisor's whole life (module-level: the fork server pickles it by name)."""
+    """A detached supervisor process's whole life (module-level: the fork server pickles it by
+    name): the same group as in the keeper, and SIGTERM stops it."""
     import anyio
 
     anyio.run(_detached, root, record, lock, status_fd)
@@ -477,18 +487,32 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
     import anyio
 
     from .._runtime._reaper import become_subreaper
-    from .._supervision._group import supervise
-    from .._supervision._handle import Stdio
-    from .._util._errors import unwrapped
 
     become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
 
     # Handled, not ignored: an ignored signal would stay ignored in every process started here.
     # Every catchable signal is handled, so that no stray one ends a supervisor without its
     # cleanup; only SIGTERM means something (stop).
-    received = anyio.open_signal_receiver(*FORWARDED)
-    with os.fdopen(status_fd, "wb") as status, received as signals:
+    running: set[Container] = set()
+    with anyio.open_signal_receiver(*FORWARDED) as signals:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_sigterm, signals, running)
+            await _detached_group(running, root, record, lock, status_fd)
+            tg.cancel_scope.cancel()
+
+
+async def _detached_group(running: set[Container], root: Root, record: Record, lock: int,
+                          status_fd: int) -> None:
+    """Supervise the container with no output but its log; "started" (or why not) on
+    *status_fd*; in *running* while it runs."""
+    import anyio
+
+    from .._supervision._group import supervise
+    from .._supervision._handle import Stdio
+    from .._util._errors import unwrapped
+
+    with os.fdopen(status_fd, "wb") as status:
         try:
             with unwrapped():
                 async with anyio.create_task_group() as tg:
@@ -498,8 +522,11 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
                     )
                     status.write(b"started")
                     status.close()
-                    tg.start_soon(_stop_on_sigterm, signals, container)
-                    await container.wait()
+                    running.add(container)
+                    try:
+                        await container.wait()
+                    finally:
+                        running.discard(container)
                     tg.cancel_scope.cancel()
         except BaseException as e:
             if not status.closed:
@@ -507,7 +534,10 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
             raise
 
 
-async def _stop_on_sigterm(signals: Any, container: Container) -> None:
+async def stop_on_sigterm(signals: Any, running: set[Container]) -> None:
+    """SIGTERM stops every container in *running* (SIGINT and SIGHUP mean nothing to a
+    detached supervisor)."""
     async for sig in signals:
-        if sig == signal.SIGTERM:  # SIGINT and SIGHUP mean nothing to a detached supervisor
-            container.stop()
+        if sig == signal.SIGTERM:
+            for container in list(running):
+                container.stop()

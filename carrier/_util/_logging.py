@@ -22,13 +22,16 @@ import contextvars
 import logging
 import sys
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import IO, Any
 
 _stdlib = logging.getLogger("carrier")
 _stdlib.addHandler(logging.NullHandler())
 _context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar(
     "carrier_log", default=()
 )
+# Where this context's events go instead of stderr: a keeper running many containers' groups
+# gives each its own log (``sink``); the context follows each group's tasks and worker threads.
+_sink: contextvars.ContextVar[IO[str] | None] = contextvars.ContextVar("carrier_sink", default=None)
 _logger: Any = None
 _handler: logging.Handler | None = None
 _configured: tuple[str, str] | None = None
@@ -88,6 +91,21 @@ class _Rendered(logging.Formatter):
         return self.inner.format(record)
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, or the stream :func:`sink` set for this context."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = _sink.get()
+        if stream is None:
+            super().emit(record)
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def configured() -> tuple[str, str] | None:
     """The level and format :func:`configure` was last given here (a process started for this
     one, such as a detached supervisor, configures itself the same way)."""
@@ -101,7 +119,7 @@ def configure(level: str = "warning", fmt: str = "auto") -> None:
     if _handler is not None:
         _stdlib.removeHandler(_handler)
     _configured = (level, fmt)
-    _handler = logging.StreamHandler(sys.stderr)
+    _handler = _Handler(sys.stderr)
     _handler.setFormatter(_Rendered(fmt))
     _stdlib.addHandler(_handler)
     _stdlib.setLevel(getattr(logging, level.upper()))
@@ -139,3 +157,14 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+@contextlib.contextmanager
+def sink(stream: IO[str]) -> Iterator[None]:
+    """Send the events logged in this context (this task, those it starts, their worker
+    threads) to *stream* rather than stderr: one container's log in a process that runs many."""
+    token = _sink.set(stream)
+    try:
+        yield
+    finally:
+        _sink.reset(token)
