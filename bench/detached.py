@@ -3,9 +3,9 @@
 Per tool: the total time of the N starts, the memory each tool's own processes keep per
 container (PSS from smaps_rollup, so that pages shared copy-on-write are split fairly; the
 network helpers reported apart, the containers' own ``sleep`` not counted), and ``ps`` with
-the N containers running (median of ``runs``). Carrier's own processes: its supervisors, the
-fork server, ``runc``, the holders and port relays; Podman's: conmon, rootlessport and its
-per-user pause process.
+the N containers running (median of ``runs``). Carrier's own processes: its keeper (or a
+supervisor per container with ``CARRIER_KEEPER=0``), the fork server, ``runc``, the holders and
+port relays; Podman's: conmon, rootlessport and its per-user pause process.
 """
 
 from __future__ import annotations
@@ -82,6 +82,19 @@ def fork_server(path: Path | None = None) -> int | None:
     return None
 
 
+def _keepers() -> list[int]:
+    """This user's Carrier keepers (their title names them)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == os.getuid() and \
+                    Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"carrier._cli._keeper"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def _warm(command: Any, path: Path | None, bound: float = 20) -> None:
     """Run *command* (one that starts the fork server beside it) and wait until the server
     listens on *path* (bounded poll: the server is no child of ours to wait on)."""
@@ -126,6 +139,8 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     first count) starts it again, so that every one of the N starts the way the tool runs
     warm (without it, the first ``run -d`` ran plainly and kept a 31 MiB supervisor)."""
     _end(resident)
+    for keeper in _keepers():  # idle (a side before removed its containers): counted afresh
+        _end(keeper)
     before = _user_pss()
     if warm is not None:
         warm()
@@ -164,6 +179,16 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server(),
                                lambda: _warm(lambda: timed([*cli, "ps"], ctx.env), None))
+    own = {**ctx.env, "CARRIER_KEEPER": "0"}  # a supervisor process per container, as before
+
+    def own_start(name: str) -> None:
+        subprocess.run([*cli, "run", "-d", "--name", name, "--network", "pasta", image, "sleep",
+                        "100000"], env=own, check=True, capture_output=True, timeout=120)
+
+    results["carrier, a supervisor per container"] = _side(
+        "carrier, a supervisor per container", own_start, lambda: timed([*cli, "ps"], own),
+        carrier_stop, n, ctx.runs, fork_server(),
+        lambda: _warm(lambda: timed([*cli, "ps"], own), None))
     _end(fork_server())
     if (base := baseline_python()) is not None:  # an earlier build, the same way, in this run
         results["baseline carrier"] = _baseline(base, ctx, image, n, timed)
@@ -232,6 +257,10 @@ def _ratios(r: dict[str, Any]) -> dict[str, float]:
         out["this build / baseline (start all)"] = c["start_all_s"] / b["start_all_s"]
         out["this build / baseline (own PSS per container)"] = (
             c["own_pss_kib_per_container"] / b["own_pss_kib_per_container"])
+    if isinstance(c, dict) and isinstance(o := r.get("carrier, a supervisor per container"), dict):
+        out["keeper / a supervisor per container (start all)"] = c["start_all_s"] / o["start_all_s"]
+        out["keeper / a supervisor per container (own PSS per container)"] = (
+            c["own_pss_kib_per_container"] / o["own_pss_kib_per_container"])
     if isinstance(c, dict) and isinstance(q, dict):
         out["fork server / plain processes (start all)"] = c["start_all_s"] / q["start_all_s"]
         out["fork server / plain processes (own PSS per container)"] = (

@@ -197,12 +197,13 @@ def serve(path: str, ready: int) -> None:
 
 
 def _sweep(path: str) -> None:
-    """Remove what keepers no longer running left beside *path* (socket, lock, log)."""
-    for lock in Path(path).parent.glob("keeper-*.sock.lock"):
-        if str(lock) == f"{path}.lock":
-            continue
+    """Remove what keepers no longer running left beside *path* (socket, lock, log, and the
+    lock their starters took)."""
+    bases = {str(f).rsplit(".sock.", 1)[0] for pattern in ("keeper-*.sock.lock", "keeper-*.sock.start")
+             for f in Path(path).parent.glob(pattern)}
+    for base in bases - {path.removesuffix(".sock")}:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(f"{base}.sock.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             continue
         try:
@@ -210,10 +211,9 @@ def _sweep(path: str) -> None:
         except BlockingIOError:
             continue  # a live keeper's
         else:
-            sock = Path(str(lock).removesuffix(".lock"))
-            for leftover in (sock, sock.with_suffix(".log"), lock):
+            for suffix in (".sock", ".log", ".sock.start", ".sock.lock"):
                 with contextlib.suppress(OSError):
-                    leftover.unlink()
+                    os.unlink(base + suffix)
         finally:
             os.close(fd)
 

@@ -66,6 +66,11 @@ def serve(path: Path) -> None:
         importlib.import_module(module)
     _warm_parsers()
     _warm()
+    # setproctitle finds the memory it rewrites from the environment as the process started;
+    # a fork replaces the environment with its caller's first, so it must find it here, once.
+    from setproctitle import getproctitle, setproctitle
+
+    setproctitle(getproctitle())
     if threading.active_count() != 1:
         return  # never fork a process with threads: a lock held by one would stay held
     with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,204 @@
+"""The keeper (issue #15): one resident process of this user supervises every detached
+container, each in a task group of its own. One container's end leaves the others running;
+SIGTERM stops them all; a keeper SIGKILLed at random moments leaves nothing behind once the
+next command has reconciled, and the next ``run -d`` starts a new one; it ends when idle."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Carrier, still_alive, user_processes
+from helpers import alive, container_pid, helper_pid, wait_pidfd, wait_unsupervised
+from test_network import HELPERS
+
+from carrier._cli._keeper import TITLE
+
+pytestmark = pytest.mark.rootless
+SEED = 20261201  # fixed, so that a failure replays the same moments
+# A PID 1 that ends at SIGTERM with code 42 (busybox sleep as PID 1 would ignore it).
+TRAPPED = ("sh", "-c", "trap 'exit 42' TERM; sleep 1000 & wait")
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+
+
+def _keeper_of(carrier: Carrier, name: str) -> int:
+    """The keeper that supervises *name* (its record's supervisor), checked by its title."""
+    pid = int(carrier.record(name)["supervisor_pid"])  # type: ignore[arg-type]
+    assert _cmdline(pid).startswith(TITLE), _cmdline(pid)
+    return pid
+
+
+def _socket_of(keeper: int) -> Path:
+    """The socket a keeper listens on (its title names it)."""
+    return Path(_cmdline(keeper).split()[1])
+
+
+def _detached(carrier: Carrier, image: str, name: str, *command: str,
+              network: str = "none") -> None:
+    res = carrier("run", "-d", "--name", name, "--network", network, "--stop-timeout", "5",
+                  image, *(command or ("sleep", "1000")))
+    assert res.code == 0, res.err
+
+
+def test_detached_containers_share_one_keeper(carrier: Carrier, image: str) -> None:
+    """The detached containers of one caller are groups in one keeper process, each one's init
+    that keeper's child, and the keeper is no ``carrier`` command's child."""
+    for name in ("a", "b", "c"):
+        _detached(carrier, image, name)
+    keepers = {_keeper_of(carrier, name) for name in ("a", "b", "c")}
+    assert len(keepers) == 1, keepers
+    keeper = keepers.pop()
+    assert [_ppid(container_pid(carrier, name)) for name in ("a", "b", "c")] == [keeper] * 3
+    assert "carrier" not in _cmdline(_ppid(keeper)).split()[:1]
+    assert carrier("rm", "-f", "a", "b", "c").code == 0
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_one_groups_end_leaves_the_others(carrier: Carrier, image: str, helper: str) -> None:
+    """Killing one container's network helper ends that container's group alone: the other
+    runs on, in the same keeper, and still answers."""
+    _detached(carrier, image, "a", network=helper)
+    _detached(carrier, image, "b", network=helper)
+    keeper = _keeper_of(carrier, "a")
+    other = container_pid(carrier, "b")
+    os.kill(helper_pid(carrier, "a"), signal.SIGKILL)
+    assert carrier("wait", "a").out.split() == ["125"]
+    assert str(carrier.record("a")["reason"]).startswith("helper-exited")
+    assert carrier.record("b")["status"] == "running"
+    assert alive(other) and alive(keeper)
+    assert _keeper_of(carrier, "b") == keeper
+    assert carrier("exec", "b", "true").code == 0
+    assert carrier("rm", "-f", "a", "b").code == 0
+
+
+def test_sigterm_stops_every_container_then_the_keeper(carrier: Carrier, image: str) -> None:
+    """SIGTERM to the keeper stops each container it keeps gracefully (their TERM traps run),
+    and then the keeper ends."""
+    _detached(carrier, image, "a", *TRAPPED)
+    _detached(carrier, image, "b", *TRAPPED)
+    keeper = _keeper_of(carrier, "a")
+    records = [carrier.record(name) for name in ("a", "b")]
+    os.kill(keeper, signal.SIGTERM)
+    wait_pidfd(keeper)
+    for rec in records:
+        wait_unsupervised(rec)
+    for name in ("a", "b"):
+        rec = carrier.record(name)
+        assert (rec["status"], rec["exit_code"], rec["reason"]) == ("exited", 42, "stop-requested")
+    assert carrier("rm", "a", "b").code == 0
+
+
+def test_idle_exit_and_restart_on_demand(carrier: Carrier, image: str) -> None:
+    """A keeper with no container left ends after its idle time and removes its socket; the
+    next ``run -d`` starts a new keeper."""
+    carrier.env["CARRIER_KEEPER_IDLE"] = "1"
+    _detached(carrier, image, "a")
+    keeper = _keeper_of(carrier, "a")
+    path = _socket_of(keeper)
+    assert path.exists()
+    assert carrier("rm", "-f", "a").code == 0
+    wait_pidfd(keeper)
+    assert not path.exists()
+    _detached(carrier, image, "b")
+    again = _keeper_of(carrier, "b")
+    assert again != keeper and _socket_of(again) == path
+    assert carrier("rm", "-f", "b").code == 0
+
+
+def test_keeper_without_a_fork_server(carrier: Carrier, image: str) -> None:
+    """With no fork server the command starts the keeper as a new interpreter, which logs as
+    the command was told; the container runs under it as under any keeper."""
+    carrier.env["CARRIER_FORK_SERVER"] = "0"
+    res = carrier("--log-level", "info", "run", "-d", "--name", "a", "--network", "none", image,
+                  "sleep", "1000")
+    assert res.code == 0, res.err
+    keeper = _keeper_of(carrier, "a")
+    assert _ppid(container_pid(carrier, "a")) == keeper
+    log = Path(str(carrier.record("a")["Dir"])) / "supervisor.log"
+    assert "container.started" in log.read_text()
+    assert carrier("rm", "-f", "a").code == 0
+
+
+_KNOCK = '''
+import array, json, os, socket, sys
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+conn.connect(sys.argv[1])
+r, w = os.pipe()
+conn.sendmsg([json.dumps({"work": ""}).encode()],
+             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w, w]))])
+conn.settimeout(30)
+try:
+    print(json.dumps(conn.recv(16).decode()))
+except ConnectionResetError:  # closed with the request unread
+    print(json.dumps(""))
+'''
+
+
+def test_caller_in_another_user_namespace_is_refused(carrier: Carrier, image: str) -> None:
+    """The keeper takes work only from this user in its own user namespace: a rootless
+    namespace's root (this uid outside) is closed unanswered, and the keeper runs on."""
+    _detached(carrier, image, "a")
+    keeper = _keeper_of(carrier, "a")
+    res = subprocess.run(["unshare", "--user", f"--map-user={os.getuid()}",
+                          f"--map-group={os.getgid()}", sys.executable, "-c", _KNOCK,
+                          str(_socket_of(keeper))], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout.strip()) == (0, '""'), res.stderr
+    assert alive(keeper)
+    assert carrier("exec", "a", "true").code == 0
+    assert carrier("rm", "-f", "a").code == 0
+
+
+def test_keeper_killed_at_random_moments(carrier: Carrier, image: str) -> None:
+    """The keeper is SIGKILLed at random moments while detached containers start, with another
+    one running: each ``run -d`` succeeds or fails in one line with 125, the next command
+    reconciles every container the dead keeper kept (exited, supervisor-died), a retried start
+    runs under a new keeper, and nothing is left once they are removed."""
+    rng = random.Random(SEED)
+    before = set(user_processes())
+    keepers: set[int] = set()
+    outcomes = {"started": 0, "failed": 0, "reaped": 0}
+    for round_ in range(6):
+        anchor = f"anchor{round_}"
+        _detached(carrier, image, anchor, network=HELPERS[round_ % 2])
+        keeper = _keeper_of(carrier, anchor)
+        assert keeper not in keepers  # a new one: the last round's was killed
+        keepers.add(keeper)
+        names = [f"k{round_}-{i}" for i in range(3)]
+        procs = [carrier.popen("run", "-d", "--name", n, "--network", HELPERS[i % 2], image,
+                               "sleep", "1000", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i, n in enumerate(names)]
+        time.sleep(rng.uniform(0.0, 0.5))  # the random moment itself, not a wait for anything
+        os.kill(keeper, signal.SIGKILL)
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode in (0, 125), err
+            assert proc.returncode == 0 or (err.count("\n") == 1 and "Traceback" not in err), err
+            outcomes["started" if proc.returncode == 0 else "failed"] += 1
+        wait_pidfd(keeper)
+        res = carrier("ps", "-a", "--format", "json")  # reconciles what the keeper left
+        assert res.code == 0, res.err
+        for c in json.loads(res.out):
+            if c["State"] == "running":  # a start retried after the kill: a new keeper's
+                assert _keeper_of(carrier, c["Names"][0]) != keeper
+            else:
+                outcomes["reaped"] += str(c["Reason"]).startswith("supervisor-died")
+        listed = [c["Names"][0] for c in json.loads(res.out)]
+        assert carrier("rm", "-f", *listed).code == 0
+        left = still_alive({p: c for p, c in user_processes().items() if p not in before})
+        assert not left, f"round {round_}: {left}"
+        assert not any((carrier.root / "runtime").iterdir()), f"round {round_}: runtime state"
+    assert outcomes["reaped"] >= 6, outcomes  # at least each round's running anchor
