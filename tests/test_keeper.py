@@ -79,7 +79,8 @@ def test_one_groups_end_leaves_the_others(carrier: Carrier, image: str, helper: 
     assert carrier("wait", "a").out.split() == ["125"]
     assert str(carrier.record("a")["reason"]).startswith("helper-exited")
     assert carrier.record("b")["status"] == "running"
-    assert alive(other) and alive(keeper)
+    assert alive(other)
+    assert alive(keeper)
     assert _keeper_of(carrier, "b") == keeper
     assert carrier("exec", "b", "true").code == 0
     assert carrier("rm", "-f", "a", "b").code == 0
@@ -115,7 +116,8 @@ def test_idle_exit_and_restart_on_demand(carrier: Carrier, image: str) -> None:
     assert not path.exists()
     _detached(carrier, image, "b")
     again = _keeper_of(carrier, "b")
-    assert again != keeper and _socket_of(again) == path
+    assert again != keeper
+    assert _socket_of(again) == path
     assert carrier("rm", "-f", "b").code == 0
 
 
@@ -202,3 +204,39 @@ def test_keeper_killed_at_random_moments(carrier: Carrier, image: str) -> None:
         assert not left, f"round {round_}: {left}"
         assert not any((carrier.root / "runtime").iterdir()), f"round {round_}: runtime state"
     assert outcomes["reaped"] >= 6, outcomes  # at least each round's running anchor
+
+
+def _limit(pid: int, name: str = "Max open files") -> list[str]:
+    line = next(ln for ln in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                if ln.startswith(name))
+    return line[len(name):].split()[:2]
+
+
+def test_containers_keep_the_callers_open_file_limit(carrier: Carrier, image: str) -> None:
+    """The keeper raises its own open-file limit (it holds ~10 descriptors per container), and
+    its containers still get their caller's, soft and hard, as a supervisor of their own gave."""
+    argv = carrier.argv("run", "-d", "--name", "a", "--network", "none", image, "sleep", "1000")
+    res = subprocess.run(["sh", "-c", 'ulimit -Sn 700 && exec "$@"', "sh", *argv],
+                         env=carrier.env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    keeper = _keeper_of(carrier, "a")
+    soft, hard = _limit(keeper)
+    assert soft == hard != "700"
+    assert _limit(container_pid(carrier, "a")) == ["700", hard]
+    assert carrier("rm", "-f", "a").code == 0
+
+
+def test_a_keeper_short_of_descriptors_leaves_the_next_container_its_own(
+        carrier: Carrier, image: str) -> None:
+    """Under a hard open-file limit the keeper cannot raise, a container it has no room for
+    gets a supervisor process of its own instead: every ``run -d`` succeeds."""
+    names = [f"c{i}" for i in range(4)]
+    for name in names:
+        argv = carrier.argv("run", "-d", "--name", name, "--network", "none", image, "sleep", "1000")
+        res = subprocess.run(["sh", "-c", 'ulimit -n 80 && exec "$@"', "sh", *argv],
+                             env=carrier.env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    titles = [_cmdline(int(carrier.record(n)["supervisor_pid"])) for n in names]  # type: ignore[arg-type]
+    assert titles[0].startswith(TITLE)
+    assert not all(t.startswith(TITLE) for t in titles), titles
+    assert carrier("rm", "-f", *names).code == 0

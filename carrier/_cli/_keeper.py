@@ -175,9 +175,11 @@ def serve(path: str, ready: int) -> None:
     for key in [k for k in os.environ if not (k in _KEPT_ENV or k.startswith(("CARRIER_", "PYTHON")))]:
         del os.environ[key]  # what named it, and only that, reaches the containers it starts
     _sweep(path)
+    from .._runtime._limits import raise_nofile
     from .._runtime._reaper import become_subreaper
 
     become_subreaper()  # each container's init is reparented here once its runtime has gone
+    raise_nofile()  # ~10 descriptors per container; the containers keep the caller's limit
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
                              | socket.SOCK_NONBLOCK)
     with contextlib.suppress(FileNotFoundError):
@@ -216,6 +218,14 @@ def _sweep(path: str) -> None:
                     os.unlink(base + suffix)
         finally:
             os.close(fd)
+
+
+def _descriptors_short() -> bool:
+    """Whether another container's ~10 descriptors might not fit under this process's limit
+    (then its caller gives it a supervisor of its own)."""
+    import resource
+
+    return len(os.listdir("/proc/self/fd")) + 64 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class _Running(set["Container"]):
@@ -311,7 +321,7 @@ class _Keeper:
                 # This user, in this user namespace (a rootless container's root is this uid too).
                 if uid != os.getuid() or os.readlink(f"/proc/{pid}/ns/user") != _OWN_USERNS:
                     raise PermissionError("not this user's")
-                if self.running.stopping:
+                if self.running.stopping or _descriptors_short():
                     raise ConnectionRefusedError("stopping")  # its caller runs it on its own
                 with anyio.fail_after(10):
                     await anyio.wait_readable(conn)
