@@ -150,9 +150,42 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     total = time.perf_counter() - t0
     time.sleep(2)  # settle: the starts' short-lived processes end; not a wait for a result
     memory = _memory(before, _user_pss(), n)
+    cpu = _idle_cpu()
     listing = interleave({f"{name} ps": ps}, runs)[f"{name} ps"]["wall"]
     stop()
-    return {"start_all_s": total, "start_each_ms": total / n * 1000, **memory, "ps": listing}
+    return {"start_all_s": total, "start_each_ms": total / n * 1000, **memory, **cpu,
+            "ps": listing}
+
+
+def _ticks() -> dict[str, int]:
+    """CPU clock ticks (user + system) of every process of this user but this one, summed per
+    command name."""
+    out: dict[str, int] = {}
+    me = os.getpid()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(entry) == me or os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                continue
+            head, _, rest = Path(f"/proc/{entry}/stat").read_text().rpartition(")")
+            fields = rest.split()
+        except OSError:
+            continue
+        comm = head.partition("(")[2]
+        out[comm] = out.get(comm, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
+def _idle_cpu(window: float = 5.0) -> dict[str, float]:
+    """The share of one CPU the tool's resident processes (helpers apart, containers not
+    counted) used while the N containers idled for *window* seconds."""
+    first = _ticks()
+    time.sleep(window)  # the measured idle window itself
+    last = _ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    used = {c: (t - first.get(c, 0)) / hz / window * 100 for c, t in last.items()
+            if c not in CONTAINER}
+    return {"idle_cpu_percent_own": sum(v for c, v in used.items() if c not in HELPERS),
+            "idle_cpu_percent_helpers": sum(v for c, v in used.items() if c in HELPERS)}
 
 
 def run(ctx: Context) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import struct
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,7 +48,7 @@ TITLE = "carrier._cli._keeper"
 _MAX = 1 << 20
 _FDS = 8  # the container's log, the work's descriptors (lock), its status pipe
 _KEPT_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "XDG_RUNTIME_DIR", "XDG_DATA_HOME",
-             "XDG_CONFIG_HOME", "REGISTRY_AUTH_FILE")
+             "XDG_CONFIG_HOME", "REGISTRY_AUTH_FILE", "LD_LIBRARY_PATH", "LD_PRELOAD")
 _OWN_USERNS = os.readlink("/proc/self/ns/user")
 
 Work = Callable[..., Awaitable[None]]
@@ -131,7 +132,7 @@ def _start(path: str) -> None:
 
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         log = Path(path).with_suffix(".log")
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             if not _spawn.spawn(serve, (path,), (null, out, out), [ready_w]):
@@ -175,32 +176,39 @@ def serve(path: str, ready: int) -> None:
     for key in [k for k in os.environ if not (k in _KEPT_ENV or k.startswith(("CARRIER_", "PYTHON")))]:
         del os.environ[key]  # what named it, and only that, reaches the containers it starts
     _sweep(path)
-    from .._runtime._limits import raise_nofile
     from .._runtime._reaper import become_subreaper
+    from .._util._process import raise_fd_limit
 
     become_subreaper()  # each container's init is reparented here once its runtime has gone
-    raise_nofile()  # ~10 descriptors per container; the containers keep the caller's limit
+    raise_fd_limit()  # ~10 descriptors per container (each supervise raises it too)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
                              | socket.SOCK_NONBLOCK)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener.bind(path)
     listener.listen(128)
+    bound = os.stat(path).st_ino  # the file is ours while it has this inode
     os.write(ready, b"ready")
     os.close(ready)
     import anyio
 
     try:
-        anyio.run(_Keeper(listener, float(os.environ.get("CARRIER_KEEPER_IDLE", "60"))).run)
+        anyio.run(_Keeper(listener, bound, float(os.environ.get("CARRIER_KEEPER_IDLE", "60"))).run)
     finally:
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino:
-                os.unlink(path)
+        _unlink_own(path, bound)
+
+
+def _unlink_own(path: str, inode: int) -> None:
+    """Remove the socket file at *path* if it is still the one this keeper bound (a newer
+    keeper may have bound its own there since)."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
 
 
 def _sweep(path: str) -> None:
-    """Remove what keepers no longer running left beside *path* (socket, lock, log, and the
-    lock their starters took)."""
+    """Remove what keepers no longer running left beside *path* (socket, locks; a log once a
+    day old)."""
     bases = {str(f).rsplit(".sock.", 1)[0] for pattern in ("keeper-*.sock.lock", "keeper-*.sock.start")
              for f in Path(path).parent.glob(pattern)}
     for base in bases - {path.removesuffix(".sock")}:
@@ -213,9 +221,12 @@ def _sweep(path: str) -> None:
         except BlockingIOError:
             continue  # a live keeper's
         else:
-            for suffix in (".sock", ".log", ".sock.start", ".sock.lock"):
+            for suffix in (".sock", ".sock.start", ".sock.lock"):
                 with contextlib.suppress(OSError):
                     os.unlink(base + suffix)
+            with contextlib.suppress(OSError):  # its trace, kept a day after it ended
+                if time.time() - os.stat(f"{base}.log").st_mtime > 86400:
+                    os.unlink(f"{base}.log")
         finally:
             os.close(fd)
 
@@ -247,10 +258,11 @@ class _Running(set["Container"]):
 class _Keeper:
     """The event loop's side: accept work, run each group in a task of its own, end when idle."""
 
-    def __init__(self, listener: socket.socket, idle: float) -> None:
+    def __init__(self, listener: socket.socket, inode: int, idle: float) -> None:
         import anyio
 
         self._listener = listener
+        self._inode = inode
         self._idle = idle
         self._busy = 0  # groups running, and connections not yet answered
         self._changed = anyio.Event()
@@ -267,8 +279,7 @@ class _Keeper:
                 tg.start_soon(self._signals, signals)
                 tg.start_soon(self._accept, tg)
                 await self._until_idle()
-                with contextlib.suppress(OSError):
-                    os.unlink(self._listener.getsockname())  # no new caller reaches this one
+                _unlink_own(self._listener.getsockname(), self._inode)  # no new caller comes
                 tg.cancel_scope.cancel()
 
     async def _until_idle(self) -> None:
@@ -304,6 +315,9 @@ class _Keeper:
             try:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:  # out of descriptors: this caller fails (it runs its own), not all
+                await anyio.sleep(0.1)
                 continue
             self._changes(+1)
             tg.start_soon(self._take, conn)
@@ -342,7 +356,8 @@ class _Keeper:
             self._changes(-1)
             return
         try:
-            await self._group(work, args, list(fds))
+            with contextlib.suppress(Exception):  # never the others' end (no log to say it in)
+                await self._group(work, args, list(fds))
         finally:
             self._changes(-1)
 
@@ -355,7 +370,8 @@ class _Keeper:
             try:
                 await work(self.running, *args, *fds[1:])
             except Exception:
-                traceback.print_exc(file=log)
+                with contextlib.suppress(Exception):  # a full disk must not end the others
+                    traceback.print_exc(file=log)
 
 
 if __name__ == "__main__":  # serve from the module the work is pickled against, not this copy

@@ -123,6 +123,15 @@ def wait_configured(holder_pid: int, *, join_user: bool, helper_pidfd: int,
         return _wait_state(ipr, events, helper_pidfd, timeout)
 
 
+def _poll(fds: list[int], timeout: float) -> list[int]:
+    """Those of *fds* readable within *timeout* seconds (``poll``, not ``select``: a keeper
+    running many containers holds descriptors above 1024, which ``select`` refuses)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(timeout, 0) * 1000)]
+
+
 def _wait_state(ipr: Any, events: socket.socket, helper_pidfd: int, timeout: float) -> NetState:
     """Read the state through *ipr* until it is configured, woken by *events*."""
     deadline = time.monotonic() + timeout
@@ -131,7 +140,7 @@ def _wait_state(ipr: Any, events: socket.socket, helper_pidfd: int, timeout: flo
         if state is not None:
             return state
         remaining = deadline - time.monotonic()
-        ready = select.select([events.fileno(), helper_pidfd], [], [], max(remaining, 0))[0]
+        ready = _poll([events.fileno(), helper_pidfd], remaining)
         if helper_pidfd in ready:
             raise ChildProcessError("the network helper exited during set-up")
         if not ready:

@@ -25,33 +25,6 @@ _RLIMITS = {
 _UNLIMITED = 2**64 - 1  # RLIM_INFINITY as OCI writes it
 
 
-# Limits a container keeps although the process that starts its runtime raised its own: a
-# keeper, which holds ~10 descriptors per container, raises its NOFILE soft limit and records
-# here the one it had (its caller's), which containers would otherwise have inherited.
-_kept: dict[str, tuple[int, int]] = {}
-
-
-def raise_nofile() -> None:
-    """Raise this process's NOFILE soft limit to its hard one; the containers it starts still
-    get the limits it had (:func:`rlimits` names them in their spec)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    _kept["RLIMIT_NOFILE"] = (soft, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def rlimits(ulimits: Iterable[str]) -> list[dict[str, Any]]:
-    """The OCI rlimits of a container: ``--ulimit``'s, and those :func:`raise_nofile` kept
-    for what ``--ulimit`` does not name."""
-    given = parse_ulimits(ulimits)
-    named = {r["type"] for r in given}
-    return given + [{"type": kind, "hard": _oci(hard), "soft": _oci(soft)}
-                    for kind, (soft, hard) in _kept.items() if kind not in named]
-
-
-def _oci(value: int) -> int:
-    return _UNLIMITED if value == resource.RLIM_INFINITY else value
-
-
 def parse_ulimits(items: Iterable[str]) -> list[dict[str, Any]]:
     """``NAME=SOFT[:HARD]`` items (-1: unlimited; HARD defaults to SOFT) as OCI rlimits. A
     container cannot raise a hard limit above ours (that needs CAP_SYS_RESOURCE on the host),

@@ -13,7 +13,7 @@ from typing import Any
 from .._state._records import Spec
 from .._util._errors import CarrierError
 from . import _caps, _seccomp
-from ._limits import check_limits, parse_ulimits, rlimits
+from ._limits import check_limits, parse_ulimits
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def process_security(spec: Spec) -> dict[str, Any]:
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         "noNewPrivileges": parse_security_opts(spec.security_opt).no_new_privileges,
     }
-    if limits := rlimits(spec.ulimit):
-        fields["rlimits"] = limits
+    if spec.ulimit:
+        fields["rlimits"] = parse_ulimits(spec.ulimit)
     return fields
 
 

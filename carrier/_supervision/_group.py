@@ -190,12 +190,13 @@ class _Group(Connecting):
         ))
         self.health = health = HealthConfig.from_spec(spec, self.health_probe)
         status: TaskStatus[Container] | None = task_status
-        # Known at once, so that stop, rm and reconcile see a live supervisor from the start.
-        self.record.supervisor_pid = os.getpid()
-        self.record.supervisor_start = _process.start_time(os.getpid())
-        self.containers.save(self.record)
         with bound(container=self.record.name):
             try:
+                # Known at once, so that stop, rm and reconcile see a live supervisor from the
+                # start (a failed save still ends in _finish, which lets go of the lock).
+                self.record.supervisor_pid = os.getpid()
+                self.record.supervisor_start = _process.start_time(os.getpid())
+                self.containers.save(self.record)
                 async with anyio.create_task_group() as control:
                     control.start_soon(serve_control, self.record.id, self.request_stop, self.bundle,
                                        self.attached.serve, self.exec_detached,
@@ -205,7 +206,8 @@ class _Group(Connecting):
                         await self.attached.drained()
                     control.cancel_scope.cancel()
             finally:
-                self._finish()  # no await: cancellation cannot interrupt it
+                with anyio.CancelScope(shield=True):  # cancellation cannot interrupt it
+                    await self._finish()
 
     async def _runs(self, tracker: RestartTracker, health: HealthConfig | None,
                     status: TaskStatus[Container] | None) -> None:
@@ -712,8 +714,9 @@ class _Group(Connecting):
         self.containers.save(self.record)
         self.event("exited", exit_code=outcome.exit_code, reason=str(outcome.reason))
 
-    def _finish(self) -> None:
-        """After the last run: the final outcome, a ``--rm`` removal, the lock released."""
+    async def _finish(self) -> None:
+        """After the last run: the final outcome, a ``--rm`` removal (in a worker thread: a
+        keeper's other containers go on meanwhile), the lock released."""
         try:
             outcome = self.outcome or Outcome(125, Reason.START_FAILED, "cancelled")
             if self.gave_up:
@@ -725,7 +728,7 @@ class _Group(Connecting):
                 self.log.close()
             if self.record.spec.remove:
                 self.last_lines = self.log.last_lines() if self.log is not None else []
-                self.containers.remove(self.record)
+                await anyio.to_thread.run_sync(self.containers.remove, self.record)
             else:
                 self.containers.save(self.record)
             self.event("cleaned", exit_code=outcome.exit_code)
@@ -766,7 +769,11 @@ async def supervise(
     everything it held is released before the cancellation propagates.
     """
     _process.raise_fd_limit()
-    group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch)
+    try:
+        group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch)
+    except BaseException:
+        os.close(lock_fd)  # nobody else will: in a keeper the lock would stay held for ever
+        raise
     await group.run(task_status=task_status)
 
 

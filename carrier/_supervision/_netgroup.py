@@ -361,7 +361,9 @@ def _wait_gone(pid_file: Path) -> None:
         fd = os.pidfd_open(recorded[0])
         try:
             if _process.same_process(*recorded):  # checked once the pidfd pins the PID
-                select.select([fd], [], [], START_TIMEOUT)
+                poller = select.poll()  # not select: the fd may be above 1024 (a keeper)
+                poller.register(fd, select.POLLIN)
+                poller.poll(START_TIMEOUT * 1000)
         finally:
             os.close(fd)
 
