@@ -140,7 +140,8 @@ def _detached(r: dict[str, Any]) -> list[str]:
              "PSS per container, helpers apart)", "",
              "| tool | start all | own PSS / container | helper PSS / container | ps: median |"
              " p95 | min-max |", "|---|---|---|---|---|---|---|"]
-    for tool in ("carrier", "baseline carrier", "carrier, plain processes", "podman"):
+    for tool in ("carrier", "carrier, a supervisor per container", "baseline carrier",
+                 "carrier, plain processes", "podman"):
         if tool == "baseline carrier" and tool not in r:
             continue
         v = r.get(tool)
@@ -154,6 +155,15 @@ def _detached(r: dict[str, Any]) -> list[str]:
         parts = ", ".join(f"{c} x{b['count']} {b['pss_kib_per_container'] / 1024:.2f}"
                           for c, b in v["by_process"].items())
         lines.append(f"| | {tool}'s processes (MiB per container): {parts} | | | | | |")
+        extra = []
+        if "own_pss_kib_per_container_server_gone" in v:
+            extra.append("own PSS once the fork server has gone "
+                         f"{v['own_pss_kib_per_container_server_gone'] / 1024:.2f} MiB")
+        if "idle_cpu_percent_own" in v:
+            extra.append(f"idle CPU over 10 s {v['idle_cpu_percent_own']:.2f} % (helpers "
+                         f"{v['idle_cpu_percent_helpers']:.2f} %)")
+        if extra:
+            lines.append(f"| | {'; '.join(extra)} | | | | | |")
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in r.get("ratios", {}).items()]
     return lines

@@ -133,11 +133,12 @@ def _end(pid: int | None) -> None:
 
 
 def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
-          resident: int | None, warm: Any = None) -> dict[str, Any]:
+          resident: int | None, warm: Any = None, alone: Any = None) -> dict[str, Any]:
     """Measure one tool, with its per-user resident process (fork server, pause process) ended
     first, so that its share is counted among what the N containers cost; *warm* (after the
     first count) starts it again, so that every one of the N starts the way the tool runs
-    warm (without it, the first ``run -d`` ran plainly and kept a 31 MiB supervisor)."""
+    warm (without it, the first ``run -d`` ran plainly and kept a 31 MiB supervisor); *alone*
+    names the per-user server to end for a second count, as its idle exit leaves things."""
     _end(resident)
     for keeper in _keepers():  # idle (a side before removed its containers): counted afresh
         _end(keeper)
@@ -150,8 +151,13 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     total = time.perf_counter() - t0
     time.sleep(2)  # settle: the starts' short-lived processes end; not a wait for a result
     memory = _memory(before, _user_pss(), n)
-    cpu = _idle_cpu()
     listing = interleave({f"{name} ps": ps}, runs)[f"{name} ps"]["wall"]
+    cpu = _idle_cpu()
+    if alone is not None:  # the per-user server gone (idle), its pages the keeper's own
+        _end(alone())
+        time.sleep(1)  # settle: not a wait for a result
+        memory["own_pss_kib_per_container_server_gone"] = _memory(
+            before, _user_pss(), n)["own_pss_kib_per_container"]
     stop()
     return {"start_all_s": total, "start_each_ms": total / n * 1000, **memory, **cpu,
             "ps": listing}
@@ -175,7 +181,7 @@ def _ticks() -> dict[str, int]:
     return out
 
 
-def _idle_cpu(window: float = 5.0) -> dict[str, float]:
+def _idle_cpu(window: float = 10.0) -> dict[str, float]:
     """The share of one CPU the tool's resident processes (helpers apart, containers not
     counted) used while the N containers idled for *window* seconds."""
     first = _ticks()
@@ -211,7 +217,8 @@ def run(ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {"n": n}
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server(),
-                               lambda: _warm(lambda: timed([*cli, "ps"], ctx.env), None))
+                               lambda: _warm(lambda: timed([*cli, "ps"], ctx.env), None),
+                               fork_server)
     own = {**ctx.env, "CARRIER_KEEPER": "0"}  # a supervisor process per container, as before
 
     def own_start(name: str) -> None:
@@ -305,6 +312,9 @@ def _ratios(r: dict[str, Any]) -> dict[str, float]:
     if p["own_pss_kib_per_container"] > 0:
         out["carrier / podman (own PSS per container)"] = (c["own_pss_kib_per_container"]
                                                             / p["own_pss_kib_per_container"])
+    if p["own_pss_kib_per_container"] > 0 and "own_pss_kib_per_container_server_gone" in c:
+        out["carrier / podman (own PSS per container, fork server gone)"] = (
+            c["own_pss_kib_per_container_server_gone"] / p["own_pss_kib_per_container"])
     if p["total_pss_kib_per_container"] > 0:
         out["carrier / podman (PSS with helpers)"] = (c["total_pss_kib_per_container"]
                                                       / p["total_pss_kib_per_container"])
