@@ -5,7 +5,8 @@ Each member is a task in one anyio task group. The first member to end records t
 and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:
 stop the container (SIGTERM once, the stop timeout, SIGKILL), delete the runtime's state, end
 the helper and remove its files, end the holder, record the exit, remove the files of a
-``--rm`` container, release the lock.
+``--rm`` container, release the lock. A ``--rm`` container without published ports has its
+helper ended last, after the group is cleaned: a foreground run reports the exit before it.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _Group(Connecting):
         self.stop_requested = anyio.Event()
         self.hurry = anyio.Event()  # set when a stop's timeout was changed
         self.cleaned = anyio.Event()
+        self.network_left: ContainerNetwork | None = None  # stopped after the exit is reported
         self.gave_up: str | None = None
         self.restart_requested = anyio.Event()
         self.run_end_hooks: list[Callable[[Outcome], None]] = []
@@ -208,6 +210,9 @@ class _Group(Connecting):
             finally:
                 with anyio.CancelScope(shield=True):  # cancellation cannot interrupt it
                     await self._finish()
+                    if self.network_left is not None:  # nothing observable: after the exit is known
+                        await self.network_left.stop()
+                        self.network_left = None
 
     async def _runs(self, tracker: RestartTracker, health: HealthConfig | None,
                     status: TaskStatus[Container] | None) -> None:
@@ -685,7 +690,10 @@ class _Group(Connecting):
         await self.runtime.delete(self.record.id)
         self.end_input()
         if self.network is not None:
-            await self.network.stop()
+            if self._network_outlives_exit():
+                self.network_left = self.network
+            else:
+                await self.network.stop()
         if self.rootfs is not None:
             await self.rootfs.release()
         if self.holder is not None:
@@ -713,6 +721,15 @@ class _Group(Connecting):
         self.record.holder_pid = None
         self.containers.save(self.record)
         self.event("exited", exit_code=outcome.exit_code, reason=str(outcome.reason))
+
+    def _network_outlives_exit(self) -> bool:
+        """Whether the container's own network helper may be stopped only once the group is
+        cleaned (and a foreground run's exit reported): a ``--rm`` container without published
+        ports, whose helper nothing can observe once its record is gone (no port it holds, no
+        file named by a record, no restart: ``--rm`` refuses ``--restart``). Stopping pasta
+        takes ~30 ms (docs/performance.md); the helper still dies with this process
+        (``--pdeathsig``, the exit pipe) if it is killed meanwhile."""
+        return self.record.spec.remove and not self.record.spec.ports
 
     async def _finish(self) -> None:
         """After the last run: the final outcome, a ``--rm`` removal (in a worker thread: a
