@@ -333,15 +333,15 @@ def supervise_here(root: Root, record: Record, lock: int, *, interactive: bool) 
     reported: list[int] = []
 
     def cleaned(outcome: Outcome) -> None:
-        """The container is gone and its group cleaned: the caller may have its code now
-        (with a terminal, only once ours is restored: at the end)."""
-        if exit_reporter is not None and not record.spec.tty:
-            reported.append(_report(outcome))
-            exit_reporter(reported[0])
+        """The container is gone and its group cleaned: the caller may have its code now."""
+        assert exit_reporter is not None
+        reported.append(_report(outcome))
+        exit_reporter(reported[0])
 
+    # With a terminal, the code goes only once ours is restored: at the end.
+    early = cleaned if exit_reporter is not None and not record.spec.tty else None
     with _terminal_for(record.spec.tty, interactive):
-        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin),
-                                     cleaned)
+        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin), early)
     return reported[0] if reported else _report(outcome)
 
 
@@ -374,10 +374,11 @@ def _report(outcome: Outcome) -> int:
 
 
 async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio,
-                      cleaned: Callable[[Outcome], None]) -> Outcome:
+                      cleaned: Callable[[Outcome], None] | None) -> Outcome:
     """Supervise in this process, passing every catchable signal on to the container (see
-    :class:`_Proxy`); return how the container ended. *cleaned* gets the outcome as soon as
-    the group is cleaned, before what is left to stop once nothing observes it."""
+    :class:`_Proxy`); return how the container ended. *cleaned*, if given, gets the outcome as
+    soon as the group is cleaned, before what is left to stop once nothing observes it (the
+    helper of a ``--rm`` run, ``supervise``'s *helper_last*)."""
     from functools import partial
 
     import anyio
@@ -395,10 +396,12 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio,
             proxy = _Proxy(tg.cancel_scope)
             tg.start_soon(proxy.run, signals)
             container: Container = await tg.start(
-                partial(supervise, on_running=proxy.started, on_launch=proxy.launched),
+                partial(supervise, on_running=proxy.started, on_launch=proxy.launched,
+                        helper_last=cleaned is not None),
                 root, record, lock, stdio)
             outcome = await container.wait()
-            cleaned(outcome)
+            if cleaned is not None:
+                cleaned(outcome)
             tg.cancel_scope.cancel()
     if proxy.interrupted is not None:  # the start was given up: the group is cleaned already
         sig = proxy.interrupted
