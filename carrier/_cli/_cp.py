@@ -136,6 +136,7 @@ def _worker_argv(root: Root, record: Record, cdir: Path, pid: int | None, action
     a stopped container's; every other case is ``_transfer``'s."""
     from .._images._store import Store
     from .._storage._transfer import worker_argv
+    from .._util._process import python_module
 
     driver = record.spec.storage_driver
     if pid is None and driver not in ("overlay", "copy"):
@@ -153,8 +154,8 @@ def _worker_argv(root: Root, record: Record, cdir: Path, pid: int | None, action
     assert enter is not None
     return [*enter, "sh", "-c",
             'mount -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "sh",
-            opts, mountpoint, sys.executable, "-m", "carrier._storage._transfer_worker",
-            mountpoint, action, path, ""]
+            opts, mountpoint,
+            *python_module("carrier._storage._transfer_worker", mountpoint, action, path, "")]
 
 
 _EPIPE = 141

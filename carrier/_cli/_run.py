@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import termios
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from .._state._records import Record
     from .._supervision._handle import Container, Outcome, Stdio
     from .._util._root import Root
+
+
+exit_reporter: Callable[[int], None] | None = None
+"""Set by the fork server's command (``_zygote._command``): hands a foreground run's exit code
+to its waiting caller as soon as the group is cleaned, so that the caller does not wait for
+what no longer concerns it (a ``--rm`` run's network helper, stopped after, ``_group``)."""
 
 
 def run(
@@ -324,9 +330,19 @@ def supervise_here(root: Root, record: Record, lock: int, *, interactive: bool) 
     from .._supervision._handle import Stdio
 
     stdin = None if interactive else subprocess.DEVNULL
+    reported: list[int] = []
+
+    def cleaned(outcome: Outcome) -> None:
+        """The container is gone and its group cleaned: the caller may have its code now."""
+        assert exit_reporter is not None
+        reported.append(_report(outcome))
+        exit_reporter(reported[0])
+
+    # With a terminal, the code goes only once ours is restored: at the end.
+    early = cleaned if exit_reporter is not None and not record.spec.tty else None
     with _terminal_for(record.spec.tty, interactive):
-        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin))
-    return _report(outcome)
+        outcome: Outcome = anyio.run(_foreground, root, record, lock, Stdio(stdin=stdin), early)
+    return reported[0] if reported else _report(outcome)
 
 
 @contextlib.contextmanager
@@ -357,9 +373,12 @@ def _report(outcome: Outcome) -> int:
     return outcome.exit_code
 
 
-async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Outcome:
+async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio,
+                      cleaned: Callable[[Outcome], None] | None) -> Outcome:
     """Supervise in this process, passing every catchable signal on to the container (see
-    :class:`_Proxy`); return how the container ended."""
+    :class:`_Proxy`); return how the container ended. *cleaned*, if given, gets the outcome as
+    soon as the group is cleaned, before what is left to stop once nothing observes it (the
+    helper of a ``--rm`` run, ``supervise``'s *helper_last*)."""
     from functools import partial
 
     import anyio
@@ -377,9 +396,12 @@ async def _foreground(root: Root, record: Record, lock: int, stdio: Stdio) -> Ou
             proxy = _Proxy(tg.cancel_scope)
             tg.start_soon(proxy.run, signals)
             container: Container = await tg.start(
-                partial(supervise, on_running=proxy.started, on_launch=proxy.launched),
+                partial(supervise, on_running=proxy.started, on_launch=proxy.launched,
+                        helper_last=cleaned is not None),
                 root, record, lock, stdio)
             outcome = await container.wait()
+            if cleaned is not None:
+                cleaned(outcome)
             tg.cancel_scope.cancel()
     if proxy.interrupted is not None:  # the start was given up: the group is cleaned already
         sig = proxy.interrupted

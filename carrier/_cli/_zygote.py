@@ -202,7 +202,7 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
 
         setproctitle(" ".join(request.get("title") or sys.argv))  # ps shows the caller's command
         conn.send(json.dumps({"pid": os.getpid()}).encode())
-        watch = _die_with(caller)
+        watch, released = _die_with(caller)
 
         # A supervisor this command forks into the background keeps neither (Python-level forks
         # only; the tools it runs are exec'd, and both are close-on-exec).
@@ -216,8 +216,23 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
         print(f"carrier: the fork server could not take this command: {e!r}", file=sys.stderr)
         os._exit(code)
     try:
-        from . import run_main
+        from . import _run, run_main
 
+        def report(reported: int) -> None:
+            """A foreground run's code, before its last cleanup: the caller's streams are
+            let go (a reader of them sees the end), then the caller has it and may exit."""
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            released.set()  # before the caller can exit: this fork outlives it now
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps({"code": reported}).encode())
+
+        _run.exit_reporter = report
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a Ctrl-C held so far is raised here
         except KeyboardInterrupt:
@@ -225,8 +240,9 @@ def _command(conn: socket.socket, request: dict[str, Any], fds: list[int], calle
             code = 130
         else:
             code = run_main(list(request["argv"]))
-        with contextlib.suppress(OSError):
-            conn.send(json.dumps({"code": code}).encode())
+        if not released.is_set():
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps({"code": code}).encode())
     finally:
         os._exit(code)
 
@@ -321,17 +337,20 @@ def _reopen_std(unbuffered: bool) -> None:
         setattr(sys, name, stream)
 
 
-def _die_with(caller: int) -> int:
+def _die_with(caller: int) -> tuple[int, threading.Event]:
     """Kill this command when its caller dies, as a plain ``carrier`` dies when killed (its
-    detached supervisors fork off without this thread, and live on); the pidfd watched."""
+    detached supervisors fork off without this thread, and live on); the pidfd watched, and
+    the event that releases the command from it (its code was reported: the caller exits)."""
     pidfd = os.pidfd_open(caller)
+    released = threading.Event()
 
     def watch() -> None:
         select.select([pidfd], [], [])
-        os.kill(os.getpid(), signal.SIGKILL)
+        if not released.is_set():
+            os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="caller-watch").start()
-    return pidfd
+    return pidfd, released
 
 
 if __name__ == "__main__":  # serve from the module commands import, not this __main__ copy

@@ -182,8 +182,10 @@ def worker_argv(cdir: Path, driver: str, container_pid: int | None, action: str,
     else:
         raise CarrierError(f"the root filesystem of a stopped container is reachable only with "
                            f"the copy storage driver (this one uses {driver}): start it first")
-    return [*prefix, sys.executable, "-m", "carrier._storage._transfer_worker", root, action, path,
-            expect]
+    from .._util._process import python_module  # here: the worker itself never needs anyio
+
+    return [*prefix, *python_module("carrier._storage._transfer_worker", root, action, path,
+                                     expect)]
 
 
 def _own_userns(pid: int) -> bool:

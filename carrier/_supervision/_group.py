@@ -5,7 +5,8 @@ Each member is a task in one anyio task group. The first member to end records t
 and cancels the group; whatever ended it, the same shielded cleanup then runs, in a fixed order:
 stop the container (SIGTERM once, the stop timeout, SIGKILL), delete the runtime's state, end
 the helper and remove its files, end the holder, record the exit, remove the files of a
-``--rm`` container, release the lock.
+``--rm`` container, release the lock. A foreground run that reports its exit as soon as the group
+is cleaned has the helper of a ``--rm`` container without published ports ended after that.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class _Group(Connecting):
     def __init__(self, root: Root, record: Record, lock_fd: int, stdio: Stdio,
                  health_probe: Check | None = None,
                  on_running: Callable[[Container], None] | None = None,
-                 on_launch: Callable[[], None] | None = None) -> None:
+                 on_launch: Callable[[], None] | None = None, helper_last: bool = False) -> None:
         self.root = root
         self.containers = Containers(root)
         self.record = record
@@ -94,6 +95,8 @@ class _Group(Connecting):
         self.stop_requested = anyio.Event()
         self.hurry = anyio.Event()  # set when a stop's timeout was changed
         self.cleaned = anyio.Event()
+        self.helper_last = helper_last
+        self.network_left: ContainerNetwork | None = None  # stopped after the exit is reported
         self.gave_up: str | None = None
         self.restart_requested = anyio.Event()
         self.run_end_hooks: list[Callable[[Outcome], None]] = []
@@ -208,6 +211,9 @@ class _Group(Connecting):
             finally:
                 with anyio.CancelScope(shield=True):  # cancellation cannot interrupt it
                     await self._finish()
+                    if self.network_left is not None:  # nothing observable: after the exit is known
+                        await self.network_left.stop()
+                        self.network_left = None
 
     async def _runs(self, tracker: RestartTracker, health: HealthConfig | None,
                     status: TaskStatus[Container] | None) -> None:
@@ -685,7 +691,10 @@ class _Group(Connecting):
         await self.runtime.delete(self.record.id)
         self.end_input()
         if self.network is not None:
-            await self.network.stop()
+            if self._network_outlives_exit():
+                self.network_left = self.network
+            else:
+                await self.network.stop()
         if self.rootfs is not None:
             await self.rootfs.release()
         if self.holder is not None:
@@ -713,6 +722,15 @@ class _Group(Connecting):
         self.record.holder_pid = None
         self.containers.save(self.record)
         self.event("exited", exit_code=outcome.exit_code, reason=str(outcome.reason))
+
+    def _network_outlives_exit(self) -> bool:
+        """Whether the container's own network helper is stopped only once the group is cleaned
+        (*helper_last*: a foreground run reports its exit then): a ``--rm`` container without
+        published ports, whose helper nothing can observe once its record is gone (no port it
+        holds, no file named by a record, no restart: ``--rm`` refuses ``--restart``). Stopping
+        pasta takes ~30 ms (docs/performance.md); the helper still dies with this process
+        (``--pdeathsig``, the exit pipe) if it is killed meanwhile."""
+        return self.helper_last and self.record.spec.remove and not self.record.spec.ports
 
     async def _finish(self) -> None:
         """After the last run: the final outcome, a ``--rm`` removal (in a worker thread: a
@@ -755,6 +773,7 @@ async def supervise(
     health_probe: Check | None = None,
     on_running: Callable[[Container], None] | None = None,
     on_launch: Callable[[], None] | None = None,
+    helper_last: bool = False,
     task_status: TaskStatus[Container] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run *record*'s container under supervision until it ends and is cleaned up.
@@ -764,13 +783,17 @@ async def supervise(
     *on_launch* is called when the runtime has been asked to start the command, a moment
     before.
     *health_probe* is a host-side health check (the spec's interval, retries and action).
+    *helper_last*: a ``--rm`` container without published ports has its network helper stopped
+    after the group is cleaned, so that :meth:`Container.wait` returns (and the caller reports
+    the exit) before it.
 
     **Cancellation:** the container is stopped gracefully (SIGTERM, stop timeout, SIGKILL) and
     everything it held is released before the cancellation propagates.
     """
     _process.raise_fd_limit()
     try:
-        group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch)
+        group = _Group(root, record, lock_fd, stdio, health_probe, on_running, on_launch,
+                       helper_last)
     except BaseException:
         os.close(lock_fd)  # nobody else will: in a keeper the lock would stay held for ever
         raise

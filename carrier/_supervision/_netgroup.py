@@ -256,8 +256,8 @@ def _start_supervisor(root: Root, name: str, d: Path) -> None:
     r, w = os.pipe()
     with open(d / "supervisor.log", "ab") as logf:
         proc = subprocess.Popen(
-            ["setsid", "-f", sys.executable, "-m", "carrier._supervision._netgroup",
-             str(root.path), name, str(w)],
+            ["setsid", "-f", *_process.python_module("carrier._supervision._netgroup",
+                                                      str(root.path), name, str(w))],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=[w], close_fds=True,
         )
     os.close(w)

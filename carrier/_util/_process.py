@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import tempfile
 import termios
 from collections.abc import Sequence
@@ -155,6 +156,22 @@ def spawn(
         preexec_fn=_take_terminal if controlling_tty else None,
     )
     return Child(popen)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command line that runs Carrier's *module* with ``python -m``, importing this very
+    ``carrier`` package, never one that lies in the caller's working directory.
+
+    ``-m`` puts the working directory first on ``sys.path``; ``-P`` would drop it but also
+    drop this package when it runs from a checkout, so the helper starts where this package
+    lies instead, as the fork server does (``_fastpath``). It runs through ``env -C`` so that
+    the command line works behind any prefix (``nsenter -m`` moves to ``/``); every helper
+    takes absolute paths only.
+    """
+    return ["env", "-C", _PACKAGE_PARENT, sys.executable, "-m", module, *args]
+
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the directory above ``carrier/``
 
 
 def raise_fd_limit() -> None:
