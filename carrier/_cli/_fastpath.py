@@ -67,12 +67,6 @@ def socket_file() -> str | None:
     return os.path.join(directory, f"fork-{digest.hexdigest()[:16]}.sock")
 
 
-def package_parent() -> str:
-    """The directory this ``carrier`` package lies in: where ``python -m carrier...`` imports
-    this very package, never one that happens to lie in the caller's working directory."""
-    return os.path.dirname(_package())
-
-
 def _package() -> str:
     """The directory of the ``carrier`` package this process runs."""
     return os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -122,7 +116,7 @@ def _start_server(path: str) -> None:
 
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", path],
-                         cwd=package_parent(),
+                         cwd=os.path.dirname(_package()),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True,
                          env={**os.environ, "CARRIER_FORK_SERVER": "0"})

@@ -151,14 +151,13 @@ def _exec(path: str, ready: int, std: tuple[int, int]) -> None:
     keep its descriptors, its container's lock among them), started where this ``carrier``
     package lies so that ``-m`` imports this very package."""
     import subprocess
-    import sys
 
     from .._util._logging import configured
-    from ._fastpath import package_parent
+    from .._util._process import python_module
 
-    subprocess.Popen([sys.executable, "-m", "carrier._cli._keeper", path, str(ready),
-                      *(configured() or ())], cwd=package_parent(), pass_fds=(ready,),
-                     stdin=std[0], stdout=std[1], stderr=std[1], start_new_session=True)
+    subprocess.Popen(python_module("carrier._cli._keeper", path, str(ready), *(configured() or ())),
+                     pass_fds=(ready,), stdin=std[0], stdout=std[1], stderr=std[1],
+                     start_new_session=True)
 
 
 def serve(path: str, ready: int) -> None:
