@@ -120,8 +120,8 @@ def _send(path: str, request: bytes, fds: list[int]) -> bool:
 
 
 def _start(path: str) -> None:
-    """Start a keeper at *path* (a fresh fork of the fork server when there is one, else of this
-    process) and wait until it listens, or has given up; one command at a time starts one."""
+    """Start a keeper at *path* (a fresh fork of the fork server when there is one, else a new
+    interpreter) and wait until it listens, or has given up; one command at a time starts one."""
     starting = os.open(f"{path}.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(starting, fcntl.LOCK_EX)  # held for a start's length only
