@@ -84,11 +84,22 @@ def fork_server(path: Path | None = None) -> int | None:
 
 def _keepers() -> list[int]:
     """This user's Carrier keepers (their title names them)."""
+    return _titled(b"carrier._cli._keeper")
+
+
+def _servers() -> list[int]:
+    """Every fork server of this user (a command starts one beside it when it finds none, so
+    an earlier command's may still be coming up when another is ended)."""
+    return _titled(b"carrier._cli._zygote")
+
+
+def _titled(mark: bytes) -> list[int]:
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             if os.stat(f"/proc/{entry}").st_uid == os.getuid() and \
-                    Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"carrier._cli._keeper"):
+                    any(mark in part for part in
+                        Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:3]):
                 found.append(int(entry))
         except OSError:
             continue
@@ -140,6 +151,9 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     warm (without it, the first ``run -d`` ran plainly and kept a 31 MiB supervisor); *alone*
     names the per-user server to end for a second count, as its idle exit leaves things."""
     _end(resident)
+    if alone is not None:
+        for server in _servers():  # a second one, started beside an earlier command, too
+            _end(server)
     for keeper in _keepers():  # idle (a side before removed its containers): counted afresh
         _end(keeper)
     before = _user_pss()
@@ -154,7 +168,8 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     listing = interleave({f"{name} ps": ps}, runs)[f"{name} ps"]["wall"]
     cpu = _idle_cpu()
     if alone is not None:  # the per-user server gone (idle), its pages the keeper's own
-        _end(alone())
+        for server in alone():
+            _end(server)
         time.sleep(1)  # settle: not a wait for a result
         memory["own_pss_kib_per_container_server_gone"] = _memory(
             before, _user_pss(), n)["own_pss_kib_per_container"]
@@ -218,7 +233,7 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server(),
                                lambda: _warm(lambda: timed([*cli, "ps"], ctx.env), None),
-                               fork_server)
+                               _servers)
     own = {**ctx.env, "CARRIER_KEEPER": "0"}  # a supervisor process per container, as before
 
     def own_start(name: str) -> None:
