@@ -479,7 +479,7 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
     from . import _keeper
 
     log = Containers(root).dir(record.id) / "supervisor.log"
-    message = _keeper.submit(log, kept, (root, record), (lock,))
+    message = _keeper.submit(log, _detached_group, (root, record), (lock,))
     if message is None:
         message = in_background(log, _supervise_detached, root, record, fds=(lock,))
     os.close(lock)
@@ -489,12 +489,6 @@ def run_detached(root: Root, record: Record, lock: int, shown: str | None = None
         pass  # what came while we waited: the container runs, detached, as asked
     print(record.id if shown is None else shown)
     return 0
-
-
-async def kept(running: set[Container], root: Root, record: Record, lock: int,
-               status_fd: int) -> None:
-    """A detached container's group in the keeper (module-level: pickled by name)."""
-    await _detached_group(running, root, record, lock, status_fd)
 
 
 def _supervise_detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
@@ -527,7 +521,8 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
 async def _detached_group(running: set[Container], root: Root, record: Record, lock: int,
                           status_fd: int) -> None:
     """Supervise the container with no output but its log; "started" (or why not) on
-    *status_fd*; in *running* while it runs."""
+    *status_fd*; in *running* while it runs. A detached supervisor's or the keeper's work
+    (module-level: pickled by name)."""
     import anyio
 
     from .._supervision._group import supervise
