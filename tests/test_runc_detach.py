@@ -236,11 +236,11 @@ def test_start_cut_short_while_the_runtime_starts(carrier: Carrier, image: str) 
 
 
 _FLAKY_RUNTIME = '''#!/bin/sh
-# runc, except that its first FAILS "run"s die the way runc 1.1's init rarely does
+# runc, except that its first FAILS "VERB"s die the way runc 1.1's init rarely does
 log=; prev=; is_run=
 for a; do
   [ "$prev" = --log ] && log=$a
-  [ "$a" = run ] && is_run=1
+  [ "$a" = VERB ] && is_run=1
   prev=$a
 done
 if [ -n "$is_run" ]; then
@@ -257,14 +257,15 @@ exec RUNC "$@"
 '''
 
 
-def _flaky_runtime(tmp_path: Path, fails: int) -> tuple[Path, Path]:
-    """A runtime whose first *fails* starts fail before creating anything; and its run count."""
+def _flaky_runtime(tmp_path: Path, fails: int, verb: str = "run") -> tuple[Path, Path]:
+    """A runtime whose first *fails* starts (``run``, or ``exec``) fail before creating
+    anything; and its count of them."""
     count = tmp_path / "runs"
     script = tmp_path / "flaky-runc"
     runc = shutil.which("runc")
     assert runc is not None
     script.write_text(_FLAKY_RUNTIME.replace("COUNT", str(count)).replace("FAILS", str(fails))
-                      .replace("RUNC", runc))
+                      .replace("RUNC", runc).replace("VERB", verb))
     script.chmod(0o755)
     return script, count
 
@@ -307,3 +308,17 @@ def test_runtime_failing_twice_is_one_line_and_125(carrier: Carrier, image: str,
     assert res.code == 125
     assert "read init-p: connection reset by peer" in res.err.strip().splitlines()[-1]
     assert count.read_text().count("run") == 2
+
+
+def test_exec_whose_runtime_dies_before_its_init_spoke_is_tried_again(
+        carrier: Carrier, image: str, tmp_path: Path) -> None:
+    """``exec`` gets the same one more try when runc's init dies before the command ran: the
+    command runs once, its output whole, its code the command's (it failed a full run)."""
+    runtime, count = _flaky_runtime(tmp_path, 1, verb="exec")
+    assert carrier("run", "-d", "--name", "e", "--runtime", str(runtime), image,
+                   "sleep", "1000").code == 0
+    res = carrier("exec", "e", "sh", "-c", "echo hello; exit 3")
+    assert (res.code, res.out) == (3, "hello\n"), res.err
+    assert "trying once more" in res.err
+    assert count.read_text().count("run") == 2  # the wrapper counts each exec as a line "run"
+    assert carrier("rm", "-f", "e").code == 0

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -31,7 +32,7 @@ from .._util._errors import ConflictError, ExecTimeoutError
 from .._util._inotify import wait_for_file
 from .._util._root import Root
 from ._bundle import container_env, parse_env, process
-from ._oci import resolve, start_failure
+from ._oci import resolve, start_failure, transient_failure
 from ._terminal import saved_terminal, session_env
 
 
@@ -109,29 +110,47 @@ async def exec_in(
             prefix = enter_argv(record.holder_pid, userns=record.spec.network != "host", mount=fuse)
         cmd = [*prefix, binary, "--root", str(root.runtime), "--log", str(log), "--log-format", "json",
                "exec", "--process", str(process_file)]
-        if detach:  # the runtime returns once the command runs; nothing is attached to it
-            child = _process.spawn([*cmd, "--detach", "--pid-file", str(pid_file), record.id],
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-            code = _process.exit_status(await child.wait())
-            if code == 0 and on_detached is not None:
-                on_detached(int(pid_file.read_text()))
-        elif terminal:
-            code = await _exec_tty(cmd, record.id)
-        elif output is not None:
-            status = await _exec_captured(cmd, record.id, pid_file,
-                                          output, error, stdin, timeout)
-            if status is None:
-                raise ExecTimeoutError(f"exec {' '.join(argv)!r} in {record.name}: not done "
-                                       f"within {timeout:g} s, so it was killed")
-            code = status
-        else:
-            child = _process.spawn([*cmd, record.id], new_session=False,  # our Ctrl-C reaches it
-                                   stdin=None if interactive else subprocess.DEVNULL)
-            code = await _wait(child)
+        for attempt in (1, 2):
+            code = await _attempt(cmd, record.id, pid_file, detach=detach, terminal=terminal,
+                                  interactive=interactive, output=output, error=error,
+                                  stdin=stdin, timeout=timeout, argv=argv, name=record.name)
+            if code == 0 or attempt == 2 or not transient_failure(log):
+                break
+            # runc's init died before the command ran (runc 1.1, rarely): nothing ran, so once
+            # more. In the foreground runc has said so on our stderr already; say why it goes on.
+            log.write_bytes(b"")
+            pid_file.unlink(missing_ok=True)
+            if output is None and not detach:
+                print("carrier: the runtime failed before the command started; trying once more",
+                      file=sys.stderr, flush=True)
+        if code == 0 and detach and on_detached is not None:
+            on_detached(int(pid_file.read_text()))
         failure = start_failure(log) if code else None
     # The runtime has printed its own message about a failed start on our stderr.
     return failure[0] if failure is not None else code
+
+
+async def _attempt(cmd: list[str], cid: str, pid_file: Path, *, detach: bool, terminal: bool,
+                   interactive: bool, output: IO[bytes] | None, error: IO[bytes] | None,
+                   stdin: IO[bytes] | None, timeout: float | None, argv: Sequence[str],
+                   name: str) -> int:
+    """One run of the runtime's exec, as :func:`exec_in` describes; its exit status."""
+    if detach:  # the runtime returns once the command runs; nothing is attached to it
+        child = _process.spawn([*cmd, "--detach", "--pid-file", str(pid_file), cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        return _process.exit_status(await child.wait())
+    if terminal:
+        return await _exec_tty(cmd, cid)
+    if output is not None:
+        status = await _exec_captured(cmd, cid, pid_file, output, error, stdin, timeout)
+        if status is None:
+            raise ExecTimeoutError(f"exec {' '.join(argv)!r} in {name}: not done "
+                                   f"within {timeout:g} s, so it was killed")
+        return status
+    child = _process.spawn([*cmd, cid], new_session=False,  # our Ctrl-C reaches it
+                           stdin=None if interactive else subprocess.DEVNULL)
+    return await _wait(child)
 
 
 async def _exec_captured(cmd: list[str], cid: str, pid_file: Path, output: IO[bytes],
