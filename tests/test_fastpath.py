@@ -337,3 +337,21 @@ def test_caller_in_another_user_namespace_is_refused(carrier: Carrier, image: st
     here = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=carrier.env,
                           stdin=subprocess.DEVNULL)
     assert '"pid"' in json.loads(here.stdout), here.stdout + here.stderr
+
+
+def test_sweep_removes_dead_servers_files_only(tmp_path: Path) -> None:
+    """A new fork server removes the socket and lock of a server that no longer holds its
+    lock, and leaves a live server's and its own alone."""
+    from carrier._cli._zygote import _sweep
+
+    for name in ("fork-dead", "fork-live", "fork-self"):
+        (tmp_path / f"{name}.sock").touch()
+        (tmp_path / f"{name}.sock.lock").touch()
+    live = os.open(tmp_path / "fork-live.sock.lock", os.O_RDWR)
+    try:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        _sweep(tmp_path / "fork-self.sock")
+    finally:
+        os.close(live)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fork-live.sock", "fork-live.sock.lock", "fork-self.sock", "fork-self.sock.lock"]

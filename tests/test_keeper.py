@@ -5,9 +5,12 @@ next command has reconciled, and the next ``run -d`` starts a new one; it ends w
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Carrier, still_alive, user_processes
-from helpers import alive, container_pid, helper_pid, wait_pidfd, wait_unsupervised
+from helpers import alive, container_pid, helper_pid, own_supervisor, wait_pidfd, wait_unsupervised
 from test_network import HELPERS
 
 from carrier._cli._keeper import TITLE
@@ -101,6 +104,54 @@ def test_sigterm_stops_every_container_then_the_keeper(carrier: Carrier, image: 
         rec = carrier.record(name)
         assert (rec["status"], rec["exit_code"], rec["reason"]) == ("exited", 42, "stop-requested")
     assert carrier("rm", "a", "b").code == 0
+
+
+# A runc that says on the fifo ARRIVED that it was asked to run a container, and runs it
+# only once the fifo GO has been opened and closed.
+_HELD_RUNTIME = """#!/bin/sh
+for a; do
+  if [ "$a" = run ]; then echo here > ARRIVED; cat GO > /dev/null; break; fi
+done
+exec RUNC "$@"
+"""
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["keeper", "own-supervisor"])
+def test_sigterm_while_a_container_starts_stops_it_once_up(
+    carrier: Carrier, image: str, tmp_path: Path, own: bool
+) -> None:
+    """A SIGTERM that reaches the supervision while the runtime is still starting the
+    container is not lost: the container is stopped as soon as it is up."""
+    arrived, go = tmp_path / "arrived", tmp_path / "go"
+    os.mkfifo(arrived)
+    os.mkfifo(go)
+    runtime = tmp_path / "held-runc"
+    runc = shutil.which("runc")
+    assert runc is not None
+    runtime.write_text(_HELD_RUNTIME.replace("ARRIVED", str(arrived)).replace("GO", str(go))
+                       .replace("RUNC", runc))
+    runtime.chmod(0o755)
+    reader = os.open(arrived, os.O_RDONLY | os.O_NONBLOCK)  # POLLIN once the runtime writes
+    try:
+        with own_supervisor(carrier, own):
+            proc = carrier.popen("run", "-d", "--name", "t", "--network", "none",
+                                 "--runtime", str(runtime), "--stop-timeout", "5", image,
+                                 *TRAPPED, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        poller = select.poll()
+        poller.register(reader, select.POLLIN)
+        assert poller.poll(30_000), "the runtime was never asked to run the container"
+        supervisor = int(carrier.record("t")["supervisor_pid"])  # type: ignore[arg-type]
+        os.kill(supervisor, signal.SIGTERM)
+        os.close(os.open(go, os.O_WRONLY))  # the runtime goes on
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        rec = carrier.record("t")
+        wait_unsupervised(rec)
+        rec = carrier.record("t")
+        assert (rec["status"], rec["exit_code"], rec["reason"]) == ("exited", 42, "stop-requested")
+    finally:
+        os.close(reader)
+    assert carrier("rm", "t").code == 0
 
 
 def test_idle_exit_and_restart_on_demand(carrier: Carrier, image: str) -> None:
@@ -264,3 +315,31 @@ def test_readiness_waits_take_descriptors_above_1024() -> None:
         for fd in (r, w, high):
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_sweep_removes_what_dead_keepers_left_only(tmp_path: Path) -> None:
+    """A new keeper removes a dead keeper's socket and locks (and its log once a day old), and
+    leaves a live keeper's files and a recent log alone."""
+    from carrier._cli._keeper import _sweep
+
+    def files(base: str) -> list[Path]:
+        return [tmp_path / f"{base}.sock{suffix}" for suffix in ("", ".lock", ".start")]
+
+    for base in ("keeper-dead", "keeper-fresh", "keeper-live", "keeper-self"):
+        for f in files(base):
+            f.touch()
+        (tmp_path / f"{base}.log").touch()
+    old = time.time() - 2 * 86400
+    os.utime(tmp_path / "keeper-dead.log", (old, old))
+    (tmp_path / "keeper-startonly.sock.start").touch()  # died before its lock was made
+    live = os.open(tmp_path / "keeper-live.sock.lock", os.O_RDWR)
+    try:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        _sweep(str(tmp_path / "keeper-self.sock"))
+    finally:
+        os.close(live)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([
+        "keeper-fresh.log", "keeper-live.log", "keeper-self.log",
+        *(f.name for base in ("keeper-live", "keeper-self") for f in files(base)),
+    ])

@@ -36,12 +36,10 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._util._errors import CarrierError
-
-if TYPE_CHECKING:
-    from .._supervision._handle import Container
+from ._running import Running, stop_on_sigterm
 
 TITLE = "carrier._cli._keeper"
 """The start of a keeper's process title (``ps``; the test suite's leak check knows it)."""
@@ -208,26 +206,18 @@ def _unlink_own(path: str, inode: int) -> None:
 def _sweep(path: str) -> None:
     """Remove what keepers no longer running left beside *path* (socket, locks; a log once a
     day old)."""
+    from .._util._fs import unheld
+
     bases = {str(f).rsplit(".sock.", 1)[0] for pattern in ("keeper-*.sock.lock", "keeper-*.sock.start")
              for f in Path(path).parent.glob(pattern)}
-    for base in bases - {path.removesuffix(".sock")}:
-        try:
-            fd = os.open(f"{base}.sock.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a live keeper's
-        else:
-            for suffix in (".sock", ".sock.start", ".sock.lock"):
-                with contextlib.suppress(OSError):
-                    os.unlink(base + suffix)
-            with contextlib.suppress(OSError):  # its trace, kept a day after it ended
-                if time.time() - os.stat(f"{base}.log").st_mtime > 86400:
-                    os.unlink(f"{base}.log")
-        finally:
-            os.close(fd)
+    for lock in unheld(f"{base}.sock.lock" for base in bases - {path.removesuffix(".sock")}):
+        base = lock.removesuffix(".sock.lock")
+        for suffix in (".sock", ".sock.start", ".sock.lock"):
+            with contextlib.suppress(OSError):
+                os.unlink(base + suffix)
+        with contextlib.suppress(OSError):  # its trace, kept a day after it ended
+            if time.time() - os.stat(f"{base}.log").st_mtime > 86400:
+                os.unlink(f"{base}.log")
 
 
 def _descriptors_short() -> bool:
@@ -236,22 +226,6 @@ def _descriptors_short() -> bool:
     import resource
 
     return len(os.listdir("/proc/self/fd")) + 64 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-class _Running(set["Container"]):
-    """The containers a keeper runs; once it is stopping, one that comes up is stopped too."""
-
-    stopping = False
-
-    def add(self, container: Container) -> None:
-        super().add(container)
-        if self.stopping:
-            container.stop()
-
-    def stop(self) -> None:
-        self.stopping = True
-        for container in list(self):
-            container.stop()
 
 
 class _Keeper:
@@ -265,7 +239,7 @@ class _Keeper:
         self._idle = idle
         self._busy = 0  # groups running, and connections not yet answered
         self._changed = anyio.Event()
-        self.running = _Running()
+        self.running = Running()
 
     async def run(self) -> None:
         import anyio
@@ -301,10 +275,7 @@ class _Keeper:
         """SIGTERM stops every container (each group then ends as ``stop`` ends it) and then
         the keeper; every other signal is handled and means nothing, so none ends it without
         its groups' cleanup."""
-        async for sig in signals:
-            if sig == signal.SIGTERM:
-                self.running.stop()
-                self._changes(0)
+        await stop_on_sigterm(signals, self.running, then=lambda: self._changes(0))
 
     async def _accept(self, tg: Any) -> None:
         import anyio

@@ -19,6 +19,7 @@ from .._util._errors import CarrierError
 from .._util._signals import FORWARDED, held, name
 from ._common import in_background, one_line, open_root
 from ._options import EnvOption, UserOption, WorkdirOption
+from ._running import Running, stop_on_sigterm
 from ._settings import parse_labels, read_env_files
 
 if TYPE_CHECKING:
@@ -509,7 +510,7 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
     # Handled, not ignored: an ignored signal would stay ignored in every process started here.
     # Every catchable signal is handled, so that no stray one ends a supervisor without its
     # cleanup; only SIGTERM means something (stop).
-    running: set[Container] = set()
+    running = Running()
     with anyio.open_signal_receiver(*FORWARDED) as signals:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
         async with anyio.create_task_group() as tg:
@@ -518,7 +519,7 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
             tg.cancel_scope.cancel()
 
 
-async def _detached_group(running: set[Container], root: Root, record: Record, lock: int,
+async def _detached_group(running: Running, root: Root, record: Record, lock: int,
                           status_fd: int) -> None:
     """Supervise the container with no output but its log; "started" (or why not) on
     *status_fd*; in *running* while it runs. A detached supervisor's or the keeper's work
@@ -549,12 +550,3 @@ async def _detached_group(running: set[Container], root: Root, record: Record, l
             if not status.closed:
                 status.write(one_line(e).encode())
             raise
-
-
-async def stop_on_sigterm(signals: Any, running: set[Container]) -> None:
-    """SIGTERM stops every container in *running* (SIGINT and SIGHUP mean nothing to a
-    detached supervisor)."""
-    async for sig in signals:
-        if sig == signal.SIGTERM:
-            for container in list(running):
-                container.stop()

@@ -123,23 +123,14 @@ def _warm_parsers() -> None:
 def _sweep(path: Path) -> None:
     """Remove what servers of other installs left (a reinstall changes the socket's name; a
     killed server leaves its files): each socket whose lock nobody holds, and that lock."""
-    for lock in path.parent.glob("fork-*.sock.lock"):
-        if lock.name == f"{path.name}.lock":
-            continue
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a live server's
-        else:
-            with contextlib.suppress(OSError):
-                Path(str(lock).removesuffix(".lock")).unlink()
-                lock.unlink()
-        finally:
-            os.close(fd)
+    from .._util._fs import unheld
+
+    others = (str(lock) for lock in path.parent.glob("fork-*.sock.lock")
+              if lock.name != f"{path.name}.lock")
+    for lock in unheld(others):
+        with contextlib.suppress(OSError):
+            os.unlink(lock.removesuffix(".lock"))
+            os.unlink(lock)
 
 
 def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socket]],

@@ -1,10 +1,13 @@
-"""File-tree removal that also copes with what containers leave behind."""
+"""File-tree removal that also copes with what containers leave behind, and the files of
+owners that have gone."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -36,3 +39,21 @@ def discard_ready(fd: int, limit: int = 1 << 20) -> int:
             break
         dropped += len(chunk)
     return dropped
+
+
+def unheld(locks: Iterable[str]) -> Iterator[str]:
+    """Each of *locks* (paths of ``flock`` files, made if missing) that no live process holds,
+    held by us while the caller removes what its dead owner left."""
+    for lock in locks:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its owner lives
+        else:
+            yield lock
+        finally:
+            os.close(fd)
