@@ -144,12 +144,14 @@ def _end(pid: int | None) -> None:
 
 
 def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
-          resident: int | None, warm: Any = None, alone: Any = None) -> dict[str, Any]:
+          resident: int | None, warm: Any = None, alone: Any = None,
+          idle: float = 10.0) -> dict[str, Any]:
     """Measure one tool, with its per-user resident process (fork server, pause process) ended
     first, so that its share is counted among what the N containers cost; *warm* (after the
     first count) starts it again, so that every one of the N starts the way the tool runs
     warm (without it, the first ``run -d`` ran plainly and kept a 31 MiB supervisor); *alone*
-    names the per-user server to end for a second count, as its idle exit leaves things."""
+    names the per-user server to end for a second count, as its idle exit leaves things; *idle*
+    is the window of the idle CPU count."""
     _end(resident)
     if alone is not None:
         for server in _servers():  # a second one, started beside an earlier command, too
@@ -166,7 +168,7 @@ def _side(name: str, start: Any, ps: Any, stop: Any, n: int, runs: int,
     time.sleep(2)  # settle: the starts' short-lived processes end; not a wait for a result
     memory = _memory(before, _user_pss(), n)
     listing = interleave({f"{name} ps": ps}, runs)[f"{name} ps"]["wall"]
-    cpu = _idle_cpu()
+    cpu = _idle_cpu(idle)
     if alone is not None:  # the per-user server gone (idle), its pages the keeper's own
         for server in alone():
             _end(server)
@@ -212,6 +214,7 @@ def _idle_cpu(window: float = 10.0) -> dict[str, float]:
 def run(ctx: Context) -> dict[str, Any]:
     """Carrier, then Podman, with the same image and helper (pasta when Podman has it)."""
     n = 10 if ctx.quick else 100
+    idle = 2.0 if ctx.quick else 10.0  # the smoke run shows the count works, not its value
     cli = carrier_cli()
     image = ctx.images["small"]
 
@@ -233,7 +236,7 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier"] = _side("carrier", carrier_start, lambda: timed([*cli, "ps"], ctx.env),
                                carrier_stop, n, ctx.runs, fork_server(),
                                lambda: _warm(lambda: timed([*cli, "ps"], ctx.env), None),
-                               _servers)
+                               _servers, idle)
     own = {**ctx.env, "CARRIER_KEEPER": "0"}  # a supervisor process per container, as before
 
     def own_start(name: str) -> None:
@@ -243,7 +246,7 @@ def run(ctx: Context) -> dict[str, Any]:
     results["carrier, a supervisor per container"] = _side(
         "carrier, a supervisor per container", own_start, lambda: timed([*cli, "ps"], own),
         carrier_stop, n, ctx.runs, fork_server(),
-        lambda: _warm(lambda: timed([*cli, "ps"], own), None))
+        lambda: _warm(lambda: timed([*cli, "ps"], own), None), idle=idle)
     _end(fork_server())
     if (base := baseline_python()) is not None:  # an earlier build, the same way, in this run
         results["baseline carrier"] = _baseline(base, ctx, image, n, timed)
@@ -255,7 +258,7 @@ def run(ctx: Context) -> dict[str, Any]:
 
     results["carrier, plain processes"] = _side(
         "carrier, plain processes", plain_start, lambda: timed([*cli, "ps"], plain), carrier_stop,
-        n, ctx.runs, None)
+        n, ctx.runs, None, idle=idle)
     podman = Podman(ctx.work)
     try:
         podman.import_image(ctx.tarballs["small"], "bench")
@@ -272,7 +275,8 @@ def run(ctx: Context) -> dict[str, Any]:
             results["podman"] = _side("podman", podman_start,
                                       lambda: timed(podman.argv("ps"), podman.env),
                                       podman_stop, n, ctx.runs,
-                                      int(pause.read_text()) if pause.exists() else None)
+                                      int(pause.read_text()) if pause.exists() else None,
+                                      idle=idle)
             results["podman_config"] = podman.config()
         else:
             results["podman"] = podman.unavailable
