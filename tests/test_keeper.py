@@ -192,12 +192,12 @@ conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 conn.connect(sys.argv[1])
 r, w = os.pipe()
 work = pickle.dumps((print, ())).decode("latin-1")  # well formed: only the check refuses it
-conn.sendmsg([json.dumps({"work": work}).encode()],
-             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w, w]))])
 conn.settimeout(30)
 try:
+    conn.sendmsg([json.dumps({"work": work}).encode()],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w, w]))])
     print(json.dumps(conn.recv(16).decode()))
-except ConnectionResetError:  # closed with the request unread
+except (BrokenPipeError, ConnectionResetError):  # closed before or after the request came
     print(json.dumps(""))
 '''
 
