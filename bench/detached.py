@@ -107,14 +107,16 @@ def _titled(mark: bytes) -> list[int]:
 
 
 def _warm(command: Any, path: Path | None, bound: float = 20) -> None:
-    """Run *command* (one that starts the fork server beside it) and wait until the server
-    listens on *path* (bounded poll: the server is no child of ours to wait on)."""
+    """Run *command* (one that starts the fork server beside it), wait until the server
+    listens on *path* (bounded poll: the server is no child of ours to wait on), and run it
+    once more: served, it returns once the server has imported and warmed up."""
     command()
     deadline = time.monotonic() + bound
     while fork_server(path) is None:
         if time.monotonic() > deadline:
             raise RuntimeError("the fork server did not come up")
         time.sleep(0.05)
+    command()
 
 
 @functools.cache

@@ -106,8 +106,9 @@ def run(ctx: Context) -> dict[str, Any]:
         _end(fork_server())  # before the clock starts: this sample finds no fork server
         got = stamped([*cli, "run", "--rm", "--network", "pasta", image, "stamp"], env)
         # The server it started must be up before the next sample, or its start-up (imports)
-        # would slow whichever variant runs next.
+        # would slow whichever variant runs next: it listens, and it has served a command.
         wait_for(lambda: fork_server() is not None, 10, "the fork server to listen", step=0.01)
+        subprocess.run([*cli, "ps"], env=env, capture_output=True, timeout=60, check=True)
         return got
 
     plain_env = {**env, "CARRIER_FORK_SERVER": "0"}

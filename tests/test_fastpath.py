@@ -10,10 +10,12 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -167,6 +169,8 @@ def test_server_killed_at_random_moments_loses_no_container(carrier: Carrier, im
     started: list[str] = []
     for round_ in range(3):
         server = _server()
+        carrier("ps")  # served: the server has imported (it listens before), so the random
+        # moment may also fall after a fork, not only before the server could fork at all
         names = [f"d{round_}-{i}" for i in range(4)]
         procs = [carrier.popen("run", "-d", "--name", n, "--network", "none", image, "sleep", "1000",
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in names]
@@ -347,6 +351,7 @@ def test_sweep_removes_dead_servers_files_only(tmp_path: Path) -> None:
     for name in ("fork-dead", "fork-live", "fork-self"):
         (tmp_path / f"{name}.sock").touch()
         (tmp_path / f"{name}.sock.lock").touch()
+    (tmp_path / "fork-idled.sock.lock").touch()  # an idle exit removes its socket, not its lock
     live = os.open(tmp_path / "fork-live.sock.lock", os.O_RDWR)
     try:
         fcntl.flock(live, fcntl.LOCK_EX)
@@ -355,3 +360,108 @@ def test_sweep_removes_dead_servers_files_only(tmp_path: Path) -> None:
         os.close(live)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "fork-live.sock", "fork-live.sock.lock", "fork-self.sock", "fork-self.sock.lock"]
+
+
+def _foreground(carrier: Carrier, image: str, name: str) -> subprocess.Popen[str]:
+    return carrier.popen("run", "--rm", "--name", name, "--network", "none", image, *SLEEPER,
+                         stdin=subprocess.DEVNULL)
+
+
+def _end_all(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=60)
+
+
+def _no_server(carrier: Carrier) -> None:
+    """End the server earlier tests left, so that the next command runs plainly and starts one."""
+    carrier("ps")
+    old = _server()
+    os.kill(old, signal.SIGKILL)
+    wait_pidfd(old)
+
+
+def test_a_command_while_the_servers_starter_runs_is_served(carrier: Carrier, image: str) -> None:
+    """The server a long-running command started (it runs plainly) listens at once and imports
+    when another command comes, which is then a fork of the server, its starter still running."""
+    _no_server(carrier)
+    starter = _foreground(carrier, image, "long")
+    second: subprocess.Popen[str] | None = None
+    try:
+        server = _server()
+        assert _ppid(server) == starter.pid
+        second = _foreground(carrier, image, "second")
+        assert _ppid(_supervisor(carrier, "second")) == server
+        assert _supervisor(carrier, "long") == starter.pid
+    finally:
+        _end_all(starter, *([second] if second else []))
+    assert (starter.returncode, second.returncode if second else None) == (143, 143)
+
+
+def test_a_server_whose_starter_outlives_the_idle_time_ends(carrier: Carrier, image: str) -> None:
+    """A server whose starter runs longer than the idle time, with no other command, ends then
+    (it does not wait for its starter forever) and removes its socket."""
+    _no_server(carrier)
+    carrier.env["CARRIER_FORK_SERVER_IDLE"] = "1"
+    try:
+        starter = _foreground(carrier, image, "long")
+        try:
+            server = _server()
+            wait_pidfd(server)
+            path = socket_path()
+            assert path is not None
+            assert not path.exists()
+            assert starter.poll() is None
+        finally:
+            _end_all(starter)
+    finally:
+        del carrier.env["CARRIER_FORK_SERVER_IDLE"]
+    assert starter.returncode == 143
+
+
+_THREADED = "import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+
+
+def test_commands_run_plainly_when_the_server_cannot_fork(carrier: Carrier, tmp_path: Path) -> None:
+    """A server that cannot become ready (a thread started by the interpreter's site hook: it
+    never forks with threads) lets the commands waiting for it and the later ones run plainly,
+    removes its socket at once, and ends after its idle time."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_THREADED)
+    runtime = Path(tempfile.mkdtemp(prefix="xdg", dir="/tmp"))  # short: a socket path's limit
+    try:
+        _cannot_fork(carrier, site, runtime)
+    finally:
+        shutil.rmtree(runtime)
+
+
+def _cannot_fork(carrier: Carrier, site: Path, runtime: Path) -> None:
+    env = {**carrier.env, "XDG_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(site),
+           "CARRIER_FORK_SERVER_IDLE": "1"}
+    first = subprocess.run(carrier.argv("ps"), env=env, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60)
+    assert first.returncode == 0, first.stderr
+    (lock,) = (runtime / "carrier").glob("fork-*.sock.lock")
+    queued = [subprocess.Popen(carrier.argv("ps"), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+              for _ in range(3)]  # while the server imports: they wait on its socket
+    for proc in queued:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    fd = os.open(lock, os.O_RDWR)
+    try:  # the server holds its lock until it ends (bounded poll: it is no child of ours)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the server did not end"
+                time.sleep(0.05)
+        # Still held: a server a queued command started may not come up now.
+        assert sorted(p.name for p in (runtime / "carrier").iterdir()) == [lock.name]
+    finally:
+        os.close(fd)

@@ -109,13 +109,14 @@ def run(argv: list[str]) -> int | None:
 
 
 def _start_server(path: str) -> None:
-    """Start the server in its own session, not waited for (it takes its own lock). It starts
+    """Start the server in its own session, not waited for (it takes its own lock; it imports
+    once this command has ended, see ``_zygote``). It starts
     where this ``carrier`` package lies, so that ``-m`` imports this very package (the digest's),
     never one that happens to lie in the caller's working directory."""
     import subprocess  # here only: a warm command never needs it (~5 ms of the client's start)
 
     with contextlib.suppress(OSError):
-        subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", path],
+        subprocess.Popen([sys.executable, "-m", "carrier._cli._zygote", path, str(os.getpid())],
                          cwd=os.path.dirname(_package()),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True,

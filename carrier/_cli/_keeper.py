@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util._errors import CarrierError
+from .._util._fs import unheld, unlink_own
 from ._running import Running, stop_on_sigterm
 
 TITLE = "carrier._cli._keeper"
@@ -192,25 +193,16 @@ def serve(path: str, ready: int) -> None:
     try:
         anyio.run(_Keeper(listener, bound, float(os.environ.get("CARRIER_KEEPER_IDLE", "60"))).run)
     finally:
-        _unlink_own(path, bound)
-
-
-def _unlink_own(path: str, inode: int) -> None:
-    """Remove the socket file at *path* if it is still the one this keeper bound (a newer
-    keeper may have bound its own there since)."""
-    with contextlib.suppress(OSError):
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
+        unlink_own(path, bound)
 
 
 def _sweep(path: str) -> None:
     """Remove what keepers no longer running left beside *path* (socket, locks; a log once a
     day old)."""
-    from .._util._fs import unheld
-
     bases = {str(f).rsplit(".sock.", 1)[0] for pattern in ("keeper-*.sock.lock", "keeper-*.sock.start")
              for f in Path(path).parent.glob(pattern)}
-    for lock in unheld(f"{base}.sock.lock" for base in bases - {path.removesuffix(".sock")}):
+    for lock in unheld((f"{base}.sock.lock" for base in bases - {path.removesuffix(".sock")}),
+                       create=True):
         base = lock.removesuffix(".sock.lock")
         for suffix in (".sock", ".sock.start", ".sock.lock"):
             with contextlib.suppress(OSError):
@@ -252,7 +244,7 @@ class _Keeper:
                 tg.start_soon(self._signals, signals)
                 tg.start_soon(self._accept, tg)
                 await self._until_idle()
-                _unlink_own(self._listener.getsockname(), self._inode)  # no new caller comes
+                unlink_own(self._listener.getsockname(), self._inode)  # no new caller comes
                 tg.cancel_scope.cancel()
 
     async def _until_idle(self) -> None:

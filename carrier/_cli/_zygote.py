@@ -1,6 +1,9 @@
 """The fork server: a warm, single-threaded process that forks one process per command.
 
-It imports everything a command needs once, then waits on its socket. Each connection gets a
+It imports everything a command needs once, then waits on its socket. The command that found
+no server starts one and runs plainly; the server listens at once but imports only once that
+command has ended or another command waits, so that its imports never compete with the first
+command's start (two cores are not many). Each connection gets a
 fresh fork that takes the caller's descriptors, working directory, environment, umask and
 limits, and runs the very ``main()`` a plain ``carrier`` runs: one way to run a container, and
 each command (each supervisor) still its own process, so one's crash never touches another.
@@ -31,9 +34,11 @@ import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._util._fs import unheld, unlink_own
 from . import _spawn
 from ._spawn import MAX as _MAX
 from ._spawn import SPAWN_FDS as _SPAWN_FDS
@@ -50,8 +55,9 @@ PRELOAD = (
 )
 
 
-def serve(path: Path) -> None:
-    """Serve on *path* until idle; return at once if another server holds it."""
+def serve(path: Path, starter: int | None = None) -> None:
+    """Serve on *path* until idle; return at once if another server holds it. *starter* is the
+    command that started this server (its parent): the imports wait for its end."""
     os.chdir("/")  # hold no directory of the caller that started it
     lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -60,6 +66,60 @@ def serve(path: Path) -> None:
         return
     _sweep(path)
     _spawn.serving = path
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    listener.listen(128)  # a command that comes now waits for the imports, not runs plainly
+    bound = os.stat(path).st_ino  # the file is ours while it has this inode
+    idle = float(os.environ.get("CARRIER_FORK_SERVER_IDLE", "60"))
+    try:
+        if not _after(starter, listener, idle):
+            return  # its starter ran for the whole idle time, and nobody else came
+        try:
+            ready = _ready()
+        except Exception:
+            ready = False
+        if not ready:  # the waiting callers see the end and run plainly; so do later ones,
+            unlink_own(str(path), bound)  # at once, while this lock says a server "runs"
+            listener.close()
+            time.sleep(idle)  # not a wait for anything: how long the next ones are spared
+            return
+        children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the caller's socket)
+        while True:
+            waiting = [listener.fileno(), *children]
+            ready_fds = select.select(waiting, [], [], None if children else idle)[0]
+            if not ready_fds:
+                return
+            for fd in ready_fds:
+                if fd == listener.fileno():
+                    _accept(listener, children, lock)
+                else:
+                    _reap(fd, children)
+    finally:
+        unlink_own(str(path), bound)
+
+
+def _after(starter: int | None, listener: socket.socket, idle: float) -> bool:
+    """Wait until *starter* (this server's parent, a command running plainly) has ended, or a
+    command waits on *listener*; False if neither came within *idle* seconds (then the server
+    ends, as an idle one does: it holds nothing of a long-lived starter's)."""
+    if starter is None:
+        return True
+    try:
+        pidfd = os.pidfd_open(starter)
+    except OSError:
+        return True  # gone already
+    try:
+        if os.getppid() != starter:  # the pidfd is not that command's but a reused pid's
+            return True
+        return bool(select.select([pidfd, listener.fileno()], [], [], idle)[0])
+    finally:
+        os.close(pidfd)
+
+
+def _ready() -> bool:
+    """Import and warm what the commands run; whether this process may fork (no threads)."""
     import importlib
 
     for module in PRELOAD:
@@ -72,29 +132,9 @@ def serve(path: Path) -> None:
 
     setproctitle(getproctitle())
     if threading.active_count() != 1:
-        return  # never fork a process with threads: a lock held by one would stay held
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(str(path))
-    listener.listen(128)
+        return False  # never fork a process with threads: a lock held by one would stay held
     gc.freeze()  # the imported objects stay out of the collector: their pages stay shared
-    idle = float(os.environ.get("CARRIER_FORK_SERVER_IDLE", "60"))
-    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the caller's socket)
-    try:
-        while True:
-            waiting = [listener.fileno(), *children]
-            ready = select.select(waiting, [], [], None if children else idle)[0]
-            if not ready:
-                return
-            for fd in ready:
-                if fd == listener.fileno():
-                    _accept(listener, children, lock)
-                else:
-                    _reap(fd, children)
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    return True
 
 
 def _warm() -> None:
@@ -123,14 +163,12 @@ def _warm_parsers() -> None:
 def _sweep(path: Path) -> None:
     """Remove what servers of other installs left (a reinstall changes the socket's name; a
     killed server leaves its files): each socket whose lock nobody holds, and that lock."""
-    from .._util._fs import unheld
-
     others = (str(lock) for lock in path.parent.glob("fork-*.sock.lock")
               if lock.name != f"{path.name}.lock")
     for lock in unheld(others):
-        with contextlib.suppress(OSError):
-            os.unlink(lock.removesuffix(".lock"))
-            os.unlink(lock)
+        for left in (lock.removesuffix(".lock"), lock):
+            with contextlib.suppress(OSError):
+                os.unlink(left)
 
 
 def _accept(listener: socket.socket, children: dict[int, tuple[int, socket.socket]],
@@ -347,4 +385,4 @@ def _die_with(caller: int) -> tuple[int, threading.Event]:
 if __name__ == "__main__":  # serve from the module commands import, not this __main__ copy
     from carrier._cli import _zygote
 
-    _zygote.serve(Path(sys.argv[1]))
+    _zygote.serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -41,12 +41,12 @@ def discard_ready(fd: int, limit: int = 1 << 20) -> int:
     return dropped
 
 
-def unheld(locks: Iterable[str]) -> Iterator[str]:
-    """Each of *locks* (paths of ``flock`` files, made if missing) that no live process holds,
-    held by us while the caller removes what its dead owner left."""
+def unheld(locks: Iterable[str], *, create: bool = False) -> Iterator[str]:
+    """Each of *locks* (paths of ``flock`` files; with *create*, made if missing) that no live
+    process holds, held by us while the caller removes what its dead owner left."""
     for lock in locks:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
         except OSError:
             continue
         try:
@@ -57,3 +57,13 @@ def unheld(locks: Iterable[str]) -> Iterator[str]:
             yield lock
         finally:
             os.close(fd)
+
+
+def unlink_own(path: str, inode: int) -> None:
+    """Remove the file at *path* if it is still the one with *inode* (a socket this process
+    bound: a newer owner may have bound its own there since)."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
