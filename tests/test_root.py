@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,27 @@ def test_host_network_keeps_loopback_resolvers(carrier: Carrier, image: str, tmp
     carrier.env["CARRIER_RESOLV_CONF"] = str(fake)
     res = carrier("run", "--rm", "--network", "host", image, "cat", "/etc/resolv.conf")
     assert res.out == "nameserver 127.0.0.53\n", res.err
+
+
+def test_a_caller_in_another_cgroup_gets_a_server_of_its_own() -> None:
+    """The fork server (and the keeper it forks) lives in the cgroup of the command that started
+    it, so its socket's name digests the caller's cgroup: a command from a shell is never forked
+    into another cgroup (a systemd unit's, to be killed with it). Root: it makes a cgroup."""
+    unified = Path("/sys/fs/cgroup/cgroup.procs").exists()
+    group = Path("/sys/fs/cgroup" if unified else "/sys/fs/cgroup/pids") / f"carrier-test-{os.getpid()}"
+    code = "from carrier._cli._fastpath import socket_file; print(socket_file())"
+    group.mkdir()
+    try:
+        here = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+        moved = subprocess.run(["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -c "$1"',
+                                sys.executable, code], capture_output=True, text=True, check=True,
+                               timeout=60).stdout
+        again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True, timeout=60).stdout
+    finally:
+        group.rmdir()  # empty: its only process has exited and been reaped
+    assert here == again
+    assert here.startswith("/")
+    assert moved.startswith("/")
+    assert here != moved

@@ -43,8 +43,8 @@ def socket_file() -> str | None:
     """This server's socket, in a 0700 directory of this user; None where there can be none.
 
     The name holds a digest of what a warm process must share with its caller: the installed
-    Carrier (every module's path, size and mtime), the interpreter, and the user, mount, net and
-    PID namespaces (a command run in another namespace must run there). Plain ``os`` calls, not
+    Carrier (every module's path, size and mtime), the interpreter, the user, mount, net and
+    PID namespaces (a command run in another namespace must run there) and the cgroup. Plain ``os`` calls, not
     ``pathlib``: this runs on every command, before anything else is imported."""
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/carrier-{os.getuid()}"
     directory = os.path.join(base, "carrier") if "XDG_RUNTIME_DIR" in os.environ else base
@@ -64,6 +64,10 @@ def socket_file() -> str | None:
     for ns in ("user", "mnt", "net", "pid"):
         with contextlib.suppress(OSError):
             digest.update(os.readlink(f"/proc/self/ns/{ns}").encode())
+    # And the cgroup: the server (and the keeper it forks) lives in its starter's, so a
+    # command from a shell must not be forked into, say, a systemd unit's, to die with it.
+    with contextlib.suppress(OSError), open("/proc/self/cgroup", "rb") as f:
+        digest.update(f.read())
     return os.path.join(directory, f"fork-{digest.hexdigest()[:16]}.sock")
 
 
