@@ -155,6 +155,19 @@ class TestDetached:
         assert "got-term" in carrier("logs", "stubborn").out
         carrier("rm", "stubborn")
 
+    def test_stop_kills_an_init_without_a_handler_at_once(self, carrier: Carrier,
+                                                          image: str) -> None:
+        """busybox sleep as PID 1 has no SIGTERM handler, so the kernel discards the stop's
+        SIGTERM: the stop kills it at once (137, as after the timeout) instead of waiting out
+        --stop-timeout (ten minutes here, past this call's own timeout)."""
+        assert carrier("run", "-d", "--name", "deaf", "--stop-timeout", "10m", image,
+                       "sleep", "1000").code == 0
+        res = carrier("stop", "deaf")
+        assert res.code == 0, res.err
+        record = carrier.record("deaf")
+        assert (record["exit_code"], record["reason"]) == (137, "stop-requested")
+        carrier("rm", "deaf")
+
     def test_graceful_stop_keeps_exit_code(self, carrier: Carrier, image: str) -> None:
         """A container that exits on SIGTERM reports its own code, not a kill."""
         script = 'trap "exit 5" TERM; while :; do sleep 0.1; done'

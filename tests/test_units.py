@@ -447,3 +447,44 @@ class TestLayerRace:
         assert not layers.has(diff_id)
         assert layers.add(archive, label="again") == diff_id
         assert (layers.path(diff_id) / "f").read_text() == "fresh"
+
+
+def _init_of(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """*command* as PID 1 of a new PID namespace (rootless: in a user namespace); its host pid
+    once it runs (``ready`` on its stdout)."""
+    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child",
+                             *command],
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    (child,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return proc, int(child)
+
+
+@pytest.mark.parametrize(("script", "discarded"), [
+    ("echo ready; exec sleep 1000", True),  # sleep: no handler
+    ("trap '' TERM; echo ready; sleep 1000 & wait", True),  # ignored
+    ("trap 'exit 3' TERM; echo ready; sleep 1000 & wait", False),  # handled
+])
+def test_discards_knows_what_a_namespace_init_never_receives(script: str, discarded: bool) -> None:
+    """A PID namespace's init without a handler for a signal never receives it from outside;
+    one with a handler does, and so does any process that is not such an init."""
+    import signal
+
+    from carrier._util._process import discards
+
+    proc, init = _init_of(["sh", "-c", script])
+    try:
+        assert discards(init, signal.SIGTERM) is discarded
+        os.kill(init, signal.SIGTERM)
+        if not discarded:  # received: its handler ends it
+            assert proc.wait(timeout=30) == 3
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    plain = subprocess.Popen(["sleep", "1000"])
+    try:
+        assert not discards(plain.pid, signal.SIGTERM)  # not an init: SIGTERM would end it
+    finally:
+        plain.kill()
+        plain.wait(timeout=30)

@@ -640,7 +640,8 @@ class _Group(Connecting):
         self.end(Outcome(0, Reason.STOP_REQUESTED), tg)
 
     async def _stop_container(self) -> int | None:
-        """SIGTERM once, wait the stop timeout, then SIGKILL; return the exit status."""
+        """SIGTERM once, wait the stop timeout (not when the init has no handler for it, so the
+        kernel discarded it), then SIGKILL; return the exit status."""
         child = self.child
         if child is None:
             return None
@@ -655,7 +656,10 @@ class _Group(Connecting):
         if child.returncode is None:
             await self.runtime.kill(self.record.id, "TERM")
             term_sent = time.monotonic()
-            while child.returncode is None:
+            # Checked after the send: a PID 1 with no TERM handler then had none when it came,
+            # and the kernel dropped it; the timeout would end in SIGKILL all the same.
+            while child.returncode is None and not (
+                    isinstance(child, Init) and _process.discards(child.pid, _signal.SIGTERM)):
                 remaining = term_sent + self.stop_timeout - time.monotonic()
                 if remaining <= 0:
                     break

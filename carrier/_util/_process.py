@@ -40,6 +40,19 @@ def same_process(pid: int, start: int | None) -> bool:
     return start is not None and start_time(pid) == start
 
 
+def discards(pid: int, signum: int) -> bool:
+    """Whether the kernel discards *signum* sent to *pid* from outside: *pid* is the init of a
+    PID namespace of its own (``NSpid`` ends in 1) and has no handler for it (``SigCgt``).
+    Such an init dies only of SIGKILL, so a graceful stop has nothing to wait for."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        nspid, caught = fields[b"NSpid"].split(), int(fields[b"SigCgt"].strip(), 16)
+    except (OSError, KeyError, ValueError):
+        return False
+    return len(nspid) > 1 and nspid[-1] == b"1" and not caught >> (signum - 1) & 1
+
+
 def read_pid_file(path: Path) -> tuple[int, int] | None:
     """A ``PID START_TIME`` file as written for helpers; None if missing or malformed."""
     try:
