@@ -44,7 +44,17 @@ async def test_leaving_the_block_stops_the_container(cli: Carrier, image: str) -
         assert Path(f"/proc/{holder}").exists()  # noqa: ASYNC240 - a single stat in a test
     assert c.outcome is not None
     assert c.outcome.reason is carrier.Reason.STOP_REQUESTED
-    assert c.outcome.exit_code == 137  # sleep as PID 1 ignores SIGTERM
+    assert c.outcome.exit_code == 137  # sleep as PID 1 never gets SIGTERM: killed
+
+
+async def test_leaving_the_block_does_not_wait_for_a_deaf_init(cli: Carrier, image: str) -> None:
+    """A PID 1 without a SIGTERM handler (sleep) never receives the stop's SIGTERM, so leaving
+    the block kills it at once rather than after stop_timeout (ten minutes here: past the
+    test's own timeout)."""
+    async with carrier.run(image, ["sleep", "1000"], root=cli.root, stop_timeout=600) as c:
+        pass
+    assert c.outcome is not None
+    assert (c.outcome.reason, c.outcome.exit_code) == (carrier.Reason.STOP_REQUESTED, 137)
 
 
 async def test_cancellation_cleans_up(cli: Carrier, image: str) -> None:

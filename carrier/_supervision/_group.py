@@ -658,8 +658,9 @@ class _Group(Connecting):
             term_sent = time.monotonic()
             # Checked after the send: a PID 1 with no TERM handler then had none when it came,
             # and the kernel dropped it; the timeout would end in SIGKILL all the same.
+            init = self._init_pid(child)
             while child.returncode is None and not (
-                    isinstance(child, Init) and _process.discards(child.pid, _signal.SIGTERM)):
+                    init is not None and _process.discards(init, _signal.SIGTERM)):
                 remaining = term_sent + self.stop_timeout - time.monotonic()
                 if remaining <= 0:
                     break
@@ -674,6 +675,16 @@ class _Group(Connecting):
                 await child.kill()
         assert child.returncode is not None
         return _process.exit_status(child.returncode)
+
+    def _init_pid(self, child: _process.Child | Init) -> int | None:
+        """The container's init: *child* once adopted, else the one ``runc run`` (still its
+        parent, in the foreground) wrote in its PID file."""
+        if isinstance(child, Init):
+            return child.pid
+        try:
+            return int((self.bundle / "container.pid").read_text())
+        except (OSError, ValueError):
+            return None
 
     async def _cleanup_run(self) -> None:
         """Stop the container and release what this run held; record how it ended."""
