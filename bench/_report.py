@@ -140,7 +140,8 @@ def _detached(r: dict[str, Any]) -> list[str]:
              "PSS per container, helpers apart)", "",
              "| tool | start all | own PSS / container | helper PSS / container | ps: median |"
              " p95 | min-max |", "|---|---|---|---|---|---|---|"]
-    for tool in ("carrier", "carrier, a supervisor per container", "baseline carrier",
+    for tool in ("carrier", "carrier, slirp4netns", "carrier, a supervisor per container",
+                 "baseline carrier",
                  "carrier, plain processes", "podman"):
         if tool == "baseline carrier" and tool not in r:
             continue
@@ -234,6 +235,8 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             lines += [f"### {area}", "", f"failed: {r['error']}", ""]
             continue
         lines += [*RENDER[area](r), ""]
+        if "note" in r:  # said by whoever filed the results (e.g. an area from a rerun)
+            lines += [f"*{r['note']}*", ""]
     lines += [f"![{p}](perf/{p})" for p in plots]
     lines += ["", END]
     return "\n".join(lines)
@@ -293,6 +296,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         rows = {k: (v["median"], v["max"]) for k, v in areas["throughput"]["gbit_s"].items()
                 if isinstance(v, dict)}
         bars("throughput.png", "iperf3 TCP (median, bar to max)", "Gbit/s", rows)
+    _detached_plot(areas.get("detached", {}), out, names, plt)
     sizes = [s for s in areas.get("scale", {}).get("sizes", []) if "all_ready_s" in s]
     if sizes:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -312,6 +316,45 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         plt.close(fig)
         names.append("scale.png")
     return names
+
+
+def _detached_plot(r: dict[str, Any], out: Path, names: list[str], plt: Any) -> None:
+    """Own PSS per detached container, stacked by process, one bar per tool; the network
+    helper's PSS written beside each bar (pasta's ~20 MiB would hide the rest on one scale)."""
+    tools = {k: v for k, v in r.items() if isinstance(v, dict) and "by_process" in v}
+    if not tools:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(tools) + 1.8))
+
+    def helper(kind: str) -> bool:
+        return any(h in kind for h in ("pasta", "passt", "slirp4netns"))
+
+    def mib(v: dict[str, Any], kind: str) -> float:
+        return float(v["by_process"].get(kind, {}).get("pss_kib_per_container", 0.0)) / 1024
+
+    kinds = sorted({c for v in tools.values() for c in v["by_process"] if not helper(c)})
+    colours = plt.get_cmap("tab10")
+    for i, kind in enumerate(kinds):
+        ax.barh(list(tools), [mib(v, kind) for v in tools.values()],
+                left=[sum(mib(v, k) for k in kinds[:i]) for v in tools.values()],
+                label=kind, color=colours(i % 10))
+    totals = [sum(mib(v, k) for k in kinds) for v in tools.values()]
+    # Linear, cut at twice the median: a supervisor per container (11 MiB) runs off the edge.
+    right = 2 * sorted(totals)[len(totals) // 2]
+    for y, (own, v) in enumerate(zip(totals, tools.values(), strict=True)):
+        helpers = sum(mib(v, k) for k in v["by_process"] if helper(k))
+        ax.text(min(own, right * 0.55) + right * 0.01, y,
+                f"{own:.2f} MiB{' (cut)' if own > right else ''}; helper {helpers:.2f} MiB",
+                va="center", fontsize=8, backgroundcolor="white")
+    ax.invert_yaxis()
+    ax.set_xlim(0, right)
+    ax.set_xlabel("own MiB per container (PSS); the network helper's written beside")
+    ax.set_title(f"{r.get('n', '?')} detached containers: memory kept per container")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "detached.png", dpi=90)
+    plt.close(fig)
+    names.append("detached.png")
 
 
 def summary(results: dict[str, Any]) -> str:
