@@ -133,6 +133,37 @@ def test_plain_path_when_turned_off(carrier: Carrier, image: str) -> None:
         assert proc.wait(timeout=30) == 143
 
 
+# Runs its arguments with SIGCHLD ignored, which exec passes on (as some daemons leave it).
+_IGNORING_SIGCHLD = [sys.executable, "-c", "import os, signal, sys; "
+                     "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"]
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["plain", "fork-server"])
+def test_a_caller_that_ignores_sigchld(carrier: Carrier, image: str, server: bool) -> None:
+    """A caller that leaves SIGCHLD ignored (inherited across exec) changes nothing: the plain
+    path, and a fork server such a caller started, still read every exit status (before: "no
+    such process", 125, and a container left in the record as exited 125)."""
+    if server:
+        _no_server(carrier)  # the next command runs plainly and starts the server beside it
+    else:
+        carrier.env["CARRIER_FORK_SERVER"] = "0"
+    for _ in range(2 if server else 1):  # with a server: its starter, then a fork of it
+        res = carrier("run", "--rm", image, "sh", "-c", "echo hi; exit 3",
+                      prefix=_IGNORING_SIGCHLD)
+        assert (res.code, res.out, res.err) == (3, "hi\n", "")
+    if server:
+        with open(f"/proc/{_server()}/status") as status:
+            ignored = int(next(ln for ln in status if ln.startswith("SigIgn:")).split()[1], 16)
+        assert not ignored & (1 << (signal.SIGCHLD - 1))
+    res = carrier("run", "-d", "--name", "ign", image, "sh", "-c",
+                  "trap 'exit 0' TERM; sleep 1000 & wait", prefix=_IGNORING_SIGCHLD)
+    assert res.code == 0, res.err
+    assert carrier("stop", "ign", prefix=_IGNORING_SIGCHLD).code == 0
+    record = carrier.record("ign")
+    assert (record["exit_code"], record["reason"]) == (0, "stop-requested")
+    assert carrier("rm", "ign").code == 0
+
+
 def test_exit_code_output_and_signal_death_pass_through(carrier: Carrier, image: str) -> None:
     """The command's code and its stdout and stderr (apart) reach the caller; a command killed
     by a signal kills its caller with the same signal."""

@@ -43,6 +43,13 @@ def console() -> NoReturn:
     """The ``carrier`` console script: the command runs in a warm fork of the fork server
     (``_fastpath``, ``_zygote``) when there is one, else here. Either way it exits without the
     interpreter's teardown (30-60 ms of freeing modules on every command)."""
+    import signal
+
+    # An ignored SIGCHLD is inherited across exec (some daemons and CI runners leave it so):
+    # the kernel would then reap each child at once, so no exit status could be read (the
+    # runtime's, the helper's, the container's), and the fork server and containers would
+    # inherit it too. Every command starts with the default, as the container expects.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     argv = sys.argv[1:]
     try:
         from . import _fastpath
