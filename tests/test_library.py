@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -263,6 +264,22 @@ async def test_env_mapping_and_nothing_dropped(cli: Carrier, image: str, tmp_pat
             async with carrier.run(image, ["true"], root=cli.root, env=bad):  # type: ignore[arg-type]
                 pass
     assert not any((cli.root / "containers").iterdir())
+
+
+async def test_an_ignored_sigchld_is_refused_in_one_line(cli: Carrier, image: str) -> None:
+    """A program that ignores SIGCHLD gets a CarrierError that says so and how to restore it,
+    before anything is stored (its children would be reaped at once, their statuses lost:
+    "no such process" and a container recorded as exited 125); restored, the same call runs."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        with pytest.raises(carrier.CarrierError, match="SIGCHLD is ignored"):
+            async with carrier.run(image, ["true"], root=cli.root, network="none"):
+                pass
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert not (cli.root / "containers").exists() or not any((cli.root / "containers").iterdir())
+    async with carrier.run(image, ["sh", "-c", "exit 4"], root=cli.root, network="none") as c:
+        assert (await c.wait()).exit_code == 4
 
 
 async def test_wrong_option_values_name_the_option(cli: Carrier, image: str) -> None:

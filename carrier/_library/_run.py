@@ -17,6 +17,7 @@ from .._supervision._create import create
 from .._supervision._group import supervise
 from .._supervision._handle import Container, Stdio
 from .._supervision._ready import Condition
+from .._util import _process
 from .._util._errors import unwrapped
 from .._util._root import Root
 from ._network import Network, NetworkName, for_run
@@ -128,6 +129,7 @@ async def run(
     **Cancellation:** cancelling the enclosing scope stops and cleans the container the same
     way before the cancellation propagates.
     """
+    _process.check_sigchld()
     for option, value in (("pull", pull), ("storage_driver", storage_driver),
                           ("health_on_failure", health_on_failure)):
         if value is not None:

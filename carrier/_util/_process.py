@@ -187,6 +187,17 @@ def python_module(module: str, *args: str) -> list[str]:
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the directory above ``carrier/``
 
 
+def check_sigchld() -> None:
+    """Refuse to start children whose exit status could not be read: with SIGCHLD ignored (a
+    library caller's own setting, or inherited across exec), the kernel reaps each child at
+    once. The command line resets it (``_cli.console``); a library caller's is not ours to."""
+    if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        from ._errors import CarrierError
+
+        raise CarrierError("SIGCHLD is ignored in this process, so no child's exit status can be "
+                           "read; restore it first: signal.signal(signal.SIGCHLD, signal.SIG_DFL)")
+
+
 def raise_fd_limit() -> None:
     """Raise the soft open-files limit to the hard one, as Podman does: a supervised container
     holds about ten descriptors (pidfds, pipes, locks, logs, sockets), so the usual soft limit
