@@ -223,6 +223,29 @@ def test_caller_in_another_user_namespace_is_refused(carrier: Carrier, image: st
     assert carrier("rm", "-f", "a").code == 0
 
 
+def test_a_named_networks_supervisor_is_reaped_once_it_ends(carrier: Carrier, image: str) -> None:
+    """A named network's supervisor, started detached by its first container's group, is
+    orphaned to the keeper; once its last container has left and it has ended, the keeper reaps
+    it while other containers keep the keeper alive (before: a zombie for the keeper's life)."""
+    assert carrier("network", "create", "zombies").code == 0
+    _detached(carrier, image, "stays")
+    keeper = _keeper_of(carrier, "stays")
+    _detached(carrier, image, "member", network="zombies")
+    state = json.loads((carrier.root / "networks" / "zombies" / "run.json").read_text())
+    supervisor = int(state["supervisor_pid"])
+    assert _ppid(supervisor) == keeper
+    assert carrier("rm", "-f", "member").code == 0
+    wait_pidfd(supervisor)  # it has ended: a zombie until its parent reaps it
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{supervisor}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded poll: reaping is the keeper's act, it sends no event
+    assert not Path(f"/proc/{supervisor}").exists(), Path(f"/proc/{supervisor}/stat").read_text()
+    assert alive(keeper)
+    assert _keeper_of(carrier, "stays") == keeper
+    assert carrier("rm", "-f", "stays").code == 0
+    assert carrier("network", "rm", "zombies").code == 0
+
+
 def test_keeper_killed_at_random_moments(carrier: Carrier, image: str) -> None:
     """The keeper is SIGKILLed at random moments while detached containers start, with another
     one running: each ``run -d`` succeeds or fails in one line with 125, the next command

@@ -6,9 +6,9 @@ descendants. ``runc run --detach`` exits once the command runs, and the containe
 then the supervisor's child: :class:`Init` waits on it through a pidfd and reaps exactly it. As
 the init's reaper we keep its PID from being reused until we reap it, so the PID from
 ``--pid-file`` is safe to open. The runtime's own short-lived helpers (runc's ``runc:[N:...]``
-stages) and what fuse-overlayfs forks, once orphaned here and ended, are reaped by
-:func:`reap_orphans`; nothing else is, so no other waiter (``subprocess``, asyncio's or trio's
-child watchers) ever loses a status.
+stages), what fuse-overlayfs forks and named networks' supervisors, once orphaned here and
+ended, are reaped by :func:`reap_orphans`; nothing else is, so no other waiter
+(``subprocess``, asyncio's or trio's child watchers) ever loses a status.
 Processes the container's own processes start are reparented to the container's init, never
 to us; an ``exec -d`` command (``runc exec --detach``, asked of the supervisor) is adopted by
 us and waited on by its requester the same way.
@@ -27,9 +27,13 @@ from .._util import _process
 
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-# Whose orphans we take: runc's nsexec stages (runc 1.0+), and what fuse-overlayfs forks
-# (left when it is killed); a child with a waiter of its own (_process.Child) never.
-_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs")
+NETWORK_SUPERVISOR = b"carrier-netgrp"
+"""The name (``comm``) a named network's supervisor gives itself: started detached (``setsid
+-f``) by a container's group, it is orphaned to that group's subreaper, which reaps it."""
+# Whose orphans we take: runc's nsexec stages (runc 1.0+), what fuse-overlayfs forks (left
+# when it is killed) and network supervisors; a child with a waiter of its own
+# (_process.Child) never.
+_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs", NETWORK_SUPERVISOR)
 
 _state = {"subreaper": False, "starting": 0}
 _adopted: set[int] = set()  # inits waited on by their own Init
@@ -102,8 +106,8 @@ class Init(_process.Reapable):
 
 
 def reap_orphans() -> int:
-    """Reap the runtime's and fuse-overlayfs's helpers that were orphaned to us and have
-    ended; how many.
+    """Reap the runtime's and fuse-overlayfs's helpers and the network supervisors that were
+    orphaned to us and have ended; how many.
 
     Only zombies with those names and no :class:`_process.Child` waiting on them are taken,
     and none while a start is in flight (its init, not yet adopted, may be one).
