@@ -45,6 +45,14 @@ def _keeper_of(carrier: Carrier, name: str) -> int:
     return pid
 
 
+def _stat(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name (state first), or [] once the PID is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
 def _socket_of(keeper: int) -> Path:
     """The socket a keeper listens on (its title names it)."""
     return Path(_cmdline(keeper).split()[1])
@@ -235,11 +243,12 @@ def test_a_named_networks_supervisor_is_reaped_once_it_ends(carrier: Carrier, im
     supervisor = int(state["supervisor_pid"])
     assert _ppid(supervisor) == keeper
     assert carrier("rm", "-f", "member").code == 0
+    started = _stat(supervisor)[19]  # its start time: the same PID reused is another process
     wait_pidfd(supervisor)  # it has ended: a zombie until its parent reaps it
     deadline = time.monotonic() + 20
-    while Path(f"/proc/{supervisor}").exists() and time.monotonic() < deadline:
+    while (left := _stat(supervisor)) and left[19] == started and time.monotonic() < deadline:
         time.sleep(0.05)  # bounded poll: reaping is the keeper's act, it sends no event
-    assert not Path(f"/proc/{supervisor}").exists(), Path(f"/proc/{supervisor}/stat").read_text()
+    assert not (left and left[19] == started), f"not reaped: {left}"
     assert alive(keeper)
     assert _keeper_of(carrier, "stays") == keeper
     assert carrier("rm", "-f", "stays").code == 0

@@ -276,7 +276,7 @@ async def test_an_ignored_sigchld_is_refused_in_one_line(cli: Carrier, image: st
             async with carrier.run(image, ["true"], root=cli.root, network="none"):
                 pass
     finally:
-        signal.signal(signal.SIGCHLD, previous)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if previous is None else previous)
     assert not (cli.root / "containers").exists() or not any((cli.root / "containers").iterdir())
     async with carrier.run(image, ["sh", "-c", "exit 4"], root=cli.root, network="none") as c:
         assert (await c.wait()).exit_code == 4

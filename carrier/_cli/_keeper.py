@@ -212,19 +212,6 @@ def _sweep(path: str) -> None:
                 os.unlink(f"{base}.log")
 
 
-async def _reap_on_sigchld() -> None:
-    """Reap the orphans that may be reaped (``_reaper.reap_orphans``) as each ends: a named
-    network's supervisor ends after its last container, when no group of it is left to reap
-    it, and would stay a zombie for as long as this keeper lives."""
-    import anyio
-
-    from .._runtime._reaper import reap_orphans
-
-    with anyio.open_signal_receiver(signal.SIGCHLD) as ended:
-        async for _ in ended:
-            reap_orphans()
-
-
 def _descriptors_short() -> bool:
     """Whether another container's ~10 descriptors might not fit under this process's limit
     (then its caller gives it a supervisor of its own)."""
@@ -249,13 +236,14 @@ class _Keeper:
     async def run(self) -> None:
         import anyio
 
+        from .._runtime._reaper import reap_on_sigchld
         from .._util._signals import FORWARDED
 
         with anyio.open_signal_receiver(*FORWARDED) as signals:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a command held them until now
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals, signals)
-                tg.start_soon(_reap_on_sigchld)
+                tg.start_soon(reap_on_sigchld)
                 tg.start_soon(self._accept, tg)
                 await self._until_idle()
                 unlink_own(self._listener.getsockname(), self._inode)  # no new caller comes

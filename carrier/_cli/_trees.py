@@ -60,7 +60,7 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
     import anyio
     from anyio.abc import TaskStatus
 
-    from .._runtime._reaper import become_subreaper
+    from .._runtime._reaper import become_subreaper, reap_on_sigchld
     from .._supervision._handle import Container
     from .._supervision._tree import up as run_tree
     from .._util._errors import unwrapped
@@ -87,6 +87,7 @@ async def _tree_main(root: Root, tree: Tree, status_fd: int | None) -> str | Non
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(on_signal)
+                tg.start_soon(reap_on_sigchld)  # its groups' networks' supervisors, as they end
                 handles = await tg.start(main)
                 names = ", ".join(h.name for h in handles.values())
                 if status_fd is None:

@@ -19,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 
 from .._util import _process
+from .._util._logging import log
 
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -121,7 +124,7 @@ def reap_orphans() -> int:
         return 0
     me = os.getpid()
     reaped = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in _children():
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
@@ -136,3 +139,27 @@ def reap_orphans() -> int:
             if os.waitpid(int(pid), os.WNOHANG)[0]:
                 reaped += 1
     return reaped
+
+
+def _children() -> list[str]:
+    """This process's children (each thread's ``children`` file): the candidates, without a
+    walk of every process on the host; that walk where the kernel does not list them."""
+    try:
+        return [pid for task in os.listdir("/proc/self/task")
+                for pid in Path(f"/proc/self/task/{task}/children").read_text().split()]
+    except OSError:
+        return [pid for pid in os.listdir("/proc") if pid.isdigit()]
+
+
+async def reap_on_sigchld() -> None:
+    """Reap what :func:`reap_orphans` may take as soon as it ends, for a supervisor of many
+    groups (the keeper, a tree's): a named network's supervisor ends after its last
+    container, when no group of it is left to reap it, and would stay a zombie for as long as
+    the supervisor lives. A failure to look (out of descriptors) waits for the next SIGCHLD:
+    it must never end the supervisor and every group in it."""
+    with anyio.open_signal_receiver(signal.SIGCHLD) as ended:
+        async for _ in ended:
+            try:
+                reap_orphans()
+            except OSError as e:
+                log.debug("reaper.failed", error=repr(e))

@@ -142,9 +142,11 @@ class _Group(Connecting):
             reply: dict[str, Any]
             try:
                 argv, env = request["argv"], request.get("env") or []
-                code = await exec_in(self.root, self.record, argv, env=env,
-                                     workdir=request.get("workdir"), user=request.get("user"),
-                                     detach=True, on_detached=adopt)
+                with starting():  # its command, not yet adopted, may already be a zombie
+                    code = await exec_in(self.root, self.record, argv, env=env,
+                                         workdir=request.get("workdir"),
+                                         user=request.get("user"), detach=True,
+                                         on_detached=adopt)
                 reply = {"exit_code": code}
             except Exception as e:
                 reply = {"exit_code": 125, "error": str(e) if isinstance(e, CarrierError)
