@@ -503,7 +503,7 @@ def _supervise_detached(root: Root, record: Record, lock: int, status_fd: int) -
 async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> None:
     import anyio
 
-    from .._runtime._reaper import become_subreaper
+    from .._runtime._reaper import become_subreaper, reap_on_sigchld
 
     become_subreaper()  # the runtime need not stay: its container's init is ours (_reaper)
 
@@ -515,6 +515,7 @@ async def _detached(root: Root, record: Record, lock: int, status_fd: int) -> No
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before create
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_on_sigterm, signals, running)
+            tg.start_soon(reap_on_sigchld)  # as the keeper does: it may live long (restarts)
             await _detached_group(running, root, record, lock, status_fd)
             tg.cancel_scope.cancel()
 
