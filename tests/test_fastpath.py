@@ -164,6 +164,32 @@ def test_a_caller_that_ignores_sigchld(carrier: Carrier, image: str, server: boo
     assert carrier("rm", "ign").code == 0
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["plain", "fork-server"])
+def test_a_closed_standard_descriptor_is_dev_null(carrier: Carrier, image: str, server: bool) -> None:
+    """``<&-``, ``>&-``, ``2>&-``: the command runs with /dev/null there, its code intact, the
+    other streams whole (before: a traceback and exit 1 with stdout closed; with stdin closed,
+    the working directory's descriptor became the command's stdin and ``-i`` hung)."""
+    if server:
+        carrier("ps")
+        _server()
+    else:
+        carrier.env["CARRIER_FORK_SERVER"] = "0"
+    script = "echo out; echo err >&2; exit 3"
+
+    def closing(redirect: str) -> list[str]:
+        return ["sh", "-c", f'exec "$@" {redirect}', "sh"]
+
+    res = carrier("run", "--rm", "-i", "--network", "none", image, "cat", prefix=closing("<&-"),
+                  timeout=30)
+    assert (res.code, res.out, res.err) == (0, "", "")
+    res = carrier("run", "--rm", "--network", "none", image, "sh", "-c", script,
+                  prefix=closing(">&-"))
+    assert (res.code, res.out, res.err) == (3, "", "err\n")
+    res = carrier("run", "--rm", "--network", "none", image, "sh", "-c", script,
+                  prefix=closing("2>&-"))
+    assert (res.code, res.out, res.err) == (3, "out\n", "")
+
+
 def test_exit_code_output_and_signal_death_pass_through(carrier: Carrier, image: str) -> None:
     """The command's code and its stdout and stderr (apart) reach the caller; a command killed
     by a signal kills its caller with the same signal."""

@@ -39,6 +39,25 @@ def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
         "unraisable exception in a %s: %r", type(unraisable.object).__name__, unraisable.exc_value)
 
 
+def _open_std() -> None:
+    """A standard descriptor the caller closed (``>&-``) becomes /dev/null, as Go programs
+    such as Podman get it: else the next descriptor opened would take its number (the working
+    directory handed to the fork server would become the command's stdout), and Python's
+    stream for it is None (a traceback at the first flush)."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null == fd:
+                os.set_inheritable(fd, True)  # a standard stream, as the programs run expect
+            else:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
 def console() -> NoReturn:
     """The ``carrier`` console script: the command runs in a warm fork of the fork server
     (``_fastpath``, ``_zygote``) when there is one, else here. Either way it exits without the
@@ -50,6 +69,7 @@ def console() -> NoReturn:
     # runtime's, the helper's, the container's), and the fork server and containers would
     # inherit it too. Every command starts with the default, as the container expects.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _open_std()
     argv = sys.argv[1:]
     try:
         from . import _fastpath
