@@ -30,13 +30,11 @@ from .._util._logging import log
 
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-NETWORK_SUPERVISOR = b"carrier-netgrp"
-"""The name (``comm``) a named network's supervisor gives itself: started detached (``setsid
--f``) by a container's group, it is orphaned to that group's subreaper, which reaps it."""
+_NETWORK_SUPERVISOR = b"carrier-netgrp"  # its comm (name_network_supervisor)
 # Whose orphans we take: runc's nsexec stages (runc 1.0+), what fuse-overlayfs forks (left
 # when it is killed) and network supervisors; a child with a waiter of its own
 # (_process.Child) never.
-_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs", NETWORK_SUPERVISOR)
+_ORPHAN_NAMES = (b"runc:[", b"fuse-overlayfs", _NETWORK_SUPERVISOR)
 
 _state = {"subreaper": False, "starting": 0}
 _adopted: set[int] = set()  # inits waited on by their own Init
@@ -50,6 +48,13 @@ def become_subreaper() -> None:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
     _state["subreaper"] = True
+
+
+def name_network_supervisor() -> None:
+    """Give this process the name (``comm``, ``PR_SET_NAME``; its command line stays) that
+    :func:`reap_orphans` takes: a named network's supervisor, started detached (``setsid -f``)
+    by a container's group, is orphaned to that group's subreaper, which must reap it."""
+    _libc.prctl(15, _NETWORK_SUPERVISOR, 0, 0, 0)
 
 
 def is_subreaper() -> bool:

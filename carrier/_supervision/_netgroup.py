@@ -584,9 +584,9 @@ def reconcile_networks(root: Root) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    from .._runtime._reaper import NETWORK_SUPERVISOR
+    from .._runtime._reaper import name_network_supervisor
 
-    _process.set_name(NETWORK_SUPERVISOR)  # so that the subreaper it is orphaned to reaps it
+    name_network_supervisor()  # so that the subreaper it is orphaned to reaps it
     root, name, status_fd = Root.open(argv[0]), argv[1], int(argv[2])
     anyio.run(serve, root, name, status_fd)
     return 0

@@ -187,14 +187,6 @@ def python_module(module: str, *args: str) -> list[str]:
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the directory above ``carrier/``
 
 
-def set_name(name: bytes) -> None:
-    """This process's name as ``ps -o comm`` and ``/proc/PID/stat`` show it (``PR_SET_NAME``,
-    15 bytes at most); its command line stays as it was."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
-
-
 def check_sigchld() -> None:
     """Refuse to start children whose exit status could not be read: with SIGCHLD ignored (a
     library caller's own setting, or inherited across exec), the kernel reaps each child at
